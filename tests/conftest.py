@@ -1,0 +1,16 @@
+import numpy as np
+import pytest
+import torch
+
+from workflow.models import build_model, get_params
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
+
+
+def make_mlp(hidden=(16, 12), activation="relu", input_shape=(1, 4, 4), n_classes=5, seed=0):
+    torch.manual_seed(seed)
+    model, spec = build_model("mlp", input_shape, n_classes, hidden=list(hidden), activation=activation)
+    return model, spec, {k: v.numpy() for k, v in get_params(model).items()}

@@ -1,0 +1,59 @@
+import pytest
+import yaml
+
+from workflow.config import ConfigError, load_config, seed_pairs, validate_config
+
+MINIMAL = {"name": "x", "seeds": [0, 1], "data": {"dataset": "digits"}, "model": {"architecture": "mlp"}}
+
+
+def test_defaults_are_filled_at_every_level():
+    cfg = validate_config(MINIMAL)
+    assert cfg["methods"] == ["ensemble"]
+    assert cfg["prior"]["std"] == 1.0
+    assert cfg["ensemble"]["epochs"] == 30
+    assert cfg["data"]["root"] == "data" and cfg["data"]["download"] is False
+    assert cfg["compute"] == {"device": "auto", "gpu": 0, "threads": 1}
+    assert MINIMAL["data"] == {"dataset": "digits"}  # input untouched
+
+
+def test_the_shipped_config_is_valid():
+    cfg = load_config("config.yaml")
+    assert cfg["data"]["dataset"] == "digits"
+
+
+@pytest.mark.parametrize("patch, key, words", [
+    ({"data": {"dataset": "imagenet"}}, "data.dataset", "'imagenet' is not one of"),
+    ({"seeds": [0]}, "seeds", "too short (needs at least 2)"),
+    ({"seeds": [1, 1]}, "seeds", "non-unique"),
+    ({"model": {"architecture": "mlp", "hidden": [0]}}, "model.hidden.0", "less than the minimum"),
+    ({"prior": {"std": -1}}, "prior.std", "less than or equal to the minimum"),
+    ({"ensemble": {"epoch": 3}}, "ensemble", "allowed keys: batch_size, checkpoint_every, epochs, lr"),
+    ({"name": "a/b"}, "name", "does not match"),
+    ({"compute": {"device": "tpu"}}, "compute.device", "does not match"),
+    ({"methods": ["mcmc"]}, "methods.0", "is not one of ['ensemble']"),
+])
+def test_bad_values_name_key_value_and_what_is_allowed(patch, key, words):
+    with pytest.raises(ConfigError) as err:
+        validate_config({**MINIMAL, **patch})
+    assert f"config key {key}:" in str(err.value)
+    assert words in str(err.value)
+
+
+def test_load_config_refuses_non_mapping_and_missing(tmp_path):
+    (tmp_path / "c.yaml").write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(tmp_path / "c.yaml")
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "absent.yaml")
+
+
+def test_seed_pairs_are_all_unordered_pairs():
+    assert seed_pairs({"seeds": [3, 1, 2]}) == [(1, 2), (1, 3), (2, 3)]
+
+
+def test_experiment_configs_are_valid():
+    import pathlib
+
+    for path in sorted(pathlib.Path("experiments").glob("*.yaml")):
+        load_config(path)
+        yaml.safe_load(path.read_text())

@@ -1,0 +1,74 @@
+import numpy as np
+import pytest
+import torch
+
+from workflow.barriers import linear_path, t_grid, summarize
+from workflow.matching import objective, weight_matching
+from workflow.permutations import apply_permutation, invert, number_of_transpositions, random_permutations
+from workflow.predict import to_torch
+
+from .conftest import make_mlp
+
+
+@pytest.mark.parametrize("hidden", [(10,), (16, 12), (8, 9, 10)])
+def test_weight_matching_recovers_a_random_permutation_exactly(hidden, rng):
+    _, spec, params = make_mlp(hidden)
+    perms = random_permutations(spec.group_sizes(params), rng)
+    permuted = apply_permutation(params, spec, perms)
+    result = weight_matching(params, permuted, spec, seed=1)
+    assert result.converged
+    for g, p in perms.items():
+        # aligned[i] = permuted[found[i]] = params[p[found[i]]] must equal params[i]
+        np.testing.assert_array_equal(p[result.perms[g]], np.arange(len(p)))
+        np.testing.assert_array_equal(result.perms[g], invert(p))
+        assert number_of_transpositions(result.perms[g]) == number_of_transpositions(p)
+    aligned = apply_permutation(permuted, spec, result.perms)
+    for k in params:
+        np.testing.assert_array_equal(aligned[k], params[k])
+
+
+def test_recovered_permutation_gives_zero_barrier(rng):
+    model, spec, params = make_mlp((16, 12))
+    params = {k: 4 * v for k, v in params.items()}  # confident predictions, so a broken path shows
+    permuted = apply_permutation(params, spec, random_permutations(spec.group_sizes(params), rng))
+    aligned = apply_permutation(permuted, spec, weight_matching(params, permuted, spec).perms)
+    x = torch.randn(200, 1, 4, 4)
+    y = torch.func.functional_call(model, to_torch(params), (x,)).argmax(1)  # labels the endpoints fit
+    stack = lambda p: to_torch({k: v[None] for k, v in p.items()})  # noqa: E731
+    ts = t_grid(11)
+    aligned_curve = linear_path(model, stack(params), stack(aligned), x, y, ts)
+    naive_curve = linear_path(model, stack(params), stack(permuted), x, y, ts)
+    np.testing.assert_allclose(aligned_curve["loss"], aligned_curve["loss"][0], rtol=1e-5)
+    curves = [c.assign(method="m", alignment=a, pair="0-1") for c, a in ((aligned_curve, "w"), (naive_curve, "n"))]
+    import pandas as pd
+
+    table = summarize(pd.concat(curves)).set_index("alignment")
+    assert abs(table.loc["w", "loss_barrier"]) < 1e-5
+    assert table.loc["n", "loss_barrier"] > 1e-3  # a random permutation does break the straight path
+
+
+def test_objective_trace_never_decreases_and_beats_identity(rng):
+    _, spec, a = make_mlp((20, 20), seed=0)
+    _, _, b = make_mlp((20, 20), seed=1)
+    result = weight_matching(a, b, spec, seed=3)
+    trace = np.array(result.objective_trace)
+    assert np.all(np.diff(trace) >= -1e-9 * np.abs(trace).max())
+    assert trace[-1] > trace[0]
+    assert result.objective_trace[-1] == pytest.approx(objective([(a, b, 1.0)], spec, result.perms))
+
+
+def test_two_channel_matching_uses_both_channels(rng):
+    """A second channel (e.g. standard deviations) that carries the only signal still drives the match."""
+    _, spec, means = make_mlp((12,))
+    _, _, stds = make_mlp((12,), seed=5)
+    perms = random_permutations(spec.group_sizes(means), rng)
+    zeros = {k: np.zeros_like(v) for k, v in means.items()}
+    result = weight_matching(zeros, zeros, spec, extra_channels=[(stds, apply_permutation(stds, spec, perms), 1.0)])
+    np.testing.assert_array_equal(result.perms["P0"], invert(perms["P0"]))
+
+
+def test_matching_refuses_mismatched_shapes():
+    _, spec, a = make_mlp((10,))
+    _, _, b = make_mlp((11,))
+    with pytest.raises(ValueError, match="shapes"):
+        weight_matching(a, b, spec)

@@ -1,0 +1,124 @@
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from workflow.models import build_model
+from workflow.permutations import (apply_permutation, count_cycles, expected_not_uniform, invert,
+                                   number_of_transpositions, random_permutations)
+from workflow.predict import sample_log_probs, to_torch
+
+from .conftest import make_mlp
+
+
+@pytest.mark.parametrize("hidden", [(7,), (16, 12), (9, 5, 11)])
+@pytest.mark.parametrize("activation", ["relu", "tanh", "gelu", "sigmoid"])
+def test_permuted_mlp_computes_the_same_function(hidden, activation, rng):
+    model, spec, params = make_mlp(hidden, activation)
+    x = torch.randn(50, 1, 4, 4)
+    sizes = spec.group_sizes(params)
+    assert list(sizes.values()) == list(hidden)
+    base = sample_log_probs(model, to_torch({k: v[None] for k, v in params.items()}), x)
+    for _ in range(5):
+        perms = random_permutations(sizes, rng)
+        permuted = apply_permutation(params, spec, perms)
+        assert any(not np.array_equal(permuted[k], params[k]) for k in params)
+        out = sample_log_probs(model, to_torch({k: v[None] for k, v in permuted.items()}), x)
+        torch.testing.assert_close(out, base, rtol=1e-5, atol=1e-5)
+
+
+def test_each_group_alone_is_an_invariance(rng):
+    """Permuting a single group (others identity) must also leave the function unchanged."""
+    model, spec, params = make_mlp((6, 6, 6))
+    x = torch.randn(20, 1, 4, 4)
+    base = model(x)
+    sizes = spec.group_sizes(params)
+    for g in spec.groups:
+        perms = {g: rng.permutation(sizes[g])}
+        permuted = to_torch(apply_permutation(params, spec, perms))
+        out = torch.func.functional_call(model, permuted, (x,))
+        torch.testing.assert_close(out, base, rtol=1e-5, atol=1e-5)
+
+
+def test_permutation_with_batch_dims_acts_per_sample(rng):
+    _, spec, params = make_mlp((5,))
+    stacked = {k: np.stack([v, 2 * v, 3 * v])[None] for k, v in params.items()}  # [chain=1, draw=3, ...]
+    perms = random_permutations(spec.group_sizes(params), rng)
+    out = apply_permutation(stacked, spec, perms, batch_dims=2)
+    single = apply_permutation(params, spec, perms)
+    for k in params:
+        np.testing.assert_array_equal(out[k][0, 2], 3 * single[k])
+
+
+def test_inverse_permutation_restores_parameters(rng):
+    _, spec, params = make_mlp((8, 8))
+    perms = random_permutations(spec.group_sizes(params), rng)
+    back = apply_permutation(apply_permutation(params, spec, perms), spec, {g: invert(p) for g, p in perms.items()})
+    for k in params:
+        np.testing.assert_array_equal(back[k], params[k])
+
+
+def test_spec_names_every_hidden_parameter():
+    model, spec = build_model("mlp", (1, 3, 3), 4, hidden=[5, 6])
+    permuted = {p for members in spec.groups.values() for p, _ in members}
+    assert permuted == {n for n, _ in model.named_parameters()} - {"out.bias"}
+
+
+@pytest.mark.parametrize("perm, expected", [
+    ([0, 1, 2, 3], 0),            # identity
+    ([1, 0, 2, 3], 1),            # one swap
+    ([1, 2, 0], 2),               # a 3-cycle is two transpositions
+    ([1, 0, 3, 2], 2),            # two disjoint swaps
+    ([3, 0, 1, 2], 3),            # a 4-cycle
+    ([2, 3, 0, 1, 5, 4], 3),      # (0 2)(1 3)(4 5)
+    ([0], 0),
+])
+def test_not_hand_checked(perm, expected):
+    assert number_of_transpositions(np.array(perm)) == expected
+
+
+def test_not_is_n_minus_cycles_and_minimal(rng):
+    for n in (1, 2, 5, 30, 200):
+        perm = rng.permutation(n)
+        cycles = count_cycles(perm)
+        assert number_of_transpositions(perm) == n - cycles
+        # composing with one transposition changes NoT by exactly one
+        i, j = rng.choice(n, 2, replace=False) if n > 1 else (0, 0)
+        if n > 1:
+            swapped = perm.copy()
+            swapped[[i, j]] = swapped[[j, i]]
+            assert abs(number_of_transpositions(swapped) - number_of_transpositions(perm)) == 1
+
+
+def test_not_of_small_permutations_by_exhaustion():
+    """NoT = fewest adjacent-or-not swaps to sort, checked by brute force breadth-first search for n <= 5."""
+    for n in range(1, 6):
+        dist = {tuple(range(n)): 0}
+        frontier = [tuple(range(n))]
+        while frontier:
+            nxt = []
+            for p in frontier:
+                for i, j in itertools.combinations(range(n), 2):
+                    q = list(p)
+                    q[i], q[j] = q[j], q[i]
+                    q = tuple(q)
+                    if q not in dist:
+                        dist[q] = dist[p] + 1
+                        nxt.append(q)
+            frontier = nxt
+        for p, d in dist.items():
+            assert number_of_transpositions(np.array(p)) == d
+
+
+def test_expected_not_of_uniform_permutations(rng):
+    n, draws = 50, 4000
+    values = [number_of_transpositions(rng.permutation(n)) for _ in range(draws)]
+    # Var(#cycles) = H_n - H_n^(2) < H_n; 5 standard errors
+    hn = np.sum(1.0 / np.arange(1, n + 1))
+    assert abs(np.mean(values) - expected_not_uniform(n)) < 5 * np.sqrt(hn / draws)
+
+
+def test_not_refuses_non_permutations():
+    with pytest.raises(ValueError, match="not a permutation"):
+        number_of_transpositions(np.array([0, 0, 1]))

@@ -1,0 +1,71 @@
+import numpy as np
+import pytest
+import torch
+
+from workflow.models import build_model
+from workflow.training import MapSettings, train_map
+
+
+def toy_data(n=120, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 1, 2, 3, generator=g)
+    y = (x.flatten(1).sum(1) > 0).long() + (x[:, 0, 0, 0] > 1).long()
+    return x, y
+
+
+def fit(settings, seed=0, checkpoint=None):
+    model, _ = build_model("mlp", (1, 2, 3), 3, hidden=[8])
+    x, y = toy_data()
+    return train_map(model, x, y, settings, seed=seed, device=torch.device("cpu"), checkpoint=checkpoint)
+
+
+def test_map_training_fits_and_is_deterministic():
+    s = MapSettings(epochs=30, batch_size=32, lr=0.01)
+    a, b = fit(s), fit(s)
+    for k in a.params:
+        np.testing.assert_array_equal(a.params[k], b.params[k])
+    loss = a.diagnostics["loss"]
+    assert len(loss) == 30 and loss[-1] < 0.5 * loss[0]
+    c = fit(s, seed=1)
+    assert not np.array_equal(a.params["out.weight"], c.params["out.weight"])
+
+
+def test_killed_training_resumes_to_the_same_result(tmp_path, monkeypatch):
+    s = MapSettings(epochs=12, batch_size=32, lr=0.01, checkpoint_every=3)
+    reference = fit(s)
+    ckpt = tmp_path / "ckpt.pt"
+    import workflow.training as training
+
+    real_save, calls = training._save_checkpoint, []
+
+    def save_then_die(path, state):
+        real_save(path, state)
+        calls.append(state["epoch"])
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # the job is killed right after its second checkpoint
+
+    monkeypatch.setattr(training, "_save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        fit(s, checkpoint=ckpt)
+    monkeypatch.setattr(training, "_save_checkpoint", real_save)
+    assert ckpt.exists()
+    resumed = fit(s, checkpoint=ckpt)
+    assert resumed.resumed_from_epoch == 6
+    for k in reference.params:
+        np.testing.assert_array_equal(resumed.params[k], reference.params[k])
+    np.testing.assert_array_equal(resumed.diagnostics["loss"], reference.diagnostics["loss"])
+
+
+def test_checkpoint_of_other_settings_is_ignored(tmp_path):
+    ckpt = tmp_path / "ckpt.pt"
+    s = MapSettings(epochs=6, batch_size=32, lr=0.01, checkpoint_every=2)
+    import workflow.training as training
+
+    training._save_checkpoint(ckpt, {"seed": 0, "settings": {"epochs": 99}, "epoch": 4})
+    assert fit(s, checkpoint=ckpt).resumed_from_epoch == 0
+
+
+@pytest.mark.parametrize("kwargs", [{"epochs": 0}, {"lr": 0.0}, {"prior_std": -1.0}, {"batch_size": 0}])
+def test_bad_settings_are_refused(kwargs):
+    with pytest.raises(ValueError):
+        MapSettings(**kwargs)

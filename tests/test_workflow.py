@@ -1,0 +1,94 @@
+"""End-to-end runs of the Snakemake workflow through its command line on a tiny config."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from workflow.artifacts import read_alignment, read_posterior
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = REPO / "tests" / "configs" / "tiny.yaml"
+
+pytestmark = pytest.mark.workflow
+
+
+def snakemake(workdir: Path, *args: str, configfile: Path = TINY) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+           "--configfile", str(configfile), "--cores", "2", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("run")
+    shutil.copy(REPO / "config.yaml", workdir / "config.yaml")
+    proc = snakemake(workdir)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    return workdir
+
+
+def test_workflow_runs_end_to_end_and_alignment_lowers_the_barrier(finished_run):
+    results = finished_run / "results" / "tiny"
+    table = pd.read_csv(results / "tables" / "barriers.csv")
+    assert set(table["pair"]) == {"0-1", "0-2", "1-2"}
+    by = table.groupby("alignment")["loss_barrier"].mean()
+    assert by["weight"] < by["naive"]
+    assert by["weight"] < 0.5 * by["naive"]
+    aligned = table[table.alignment == "weight"]
+    assert (aligned["not_total"] > 0).all() and (aligned["not_total"] < aligned["units_total"]).all()
+    for ext in ("png", "pdf"):
+        assert (results / "figures" / f"barrier_ensemble.{ext}").stat().st_size > 1000
+    curves = pd.read_csv(results / "tables" / "barrier_curves.csv")
+    assert {"pair", "t", "loss", "error", "aligned", "alignment"} <= set(curves.columns)
+    assert len(curves) == 3 * 2 * 7
+
+
+def test_artifacts_are_valid_and_carry_provenance(finished_run):
+    results = finished_run / "results" / "tiny"
+    post = read_posterior(results / "posteriors" / "ensemble" / "seed1.h5")
+    assert post.method == "ensemble" and post.seed == 1 and post.dataset == "digits"
+    assert post.samples["hidden.0.weight"].shape == (1, 1, 48, 64)
+    assert post.config["model"]["hidden"] == [48] and post.config["name"] == "tiny"
+    assert post.diagnostic_attrs["test_error"] < 0.2
+    assert not list((results / "checkpoints").rglob("*.pt"))  # removed once the artifact exists
+    al = read_alignment(results / "alignment" / "ensemble" / "weight" / "0-2.h5")
+    assert al.seed_a == 0 and al.seed_b == 2 and al.converged
+    assert al.aligned.seed == 2
+    assert (results / "logs" / "train" / "ensemble" / "seed0.log").read_text()
+
+
+def test_rerun_with_nothing_changed_runs_nothing(finished_run):
+    proc = snakemake(finished_run, "-n")
+    assert proc.returncode == 0
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_deleted_output_reruns_only_what_depends_on_it(finished_run):
+    (finished_run / "results" / "tiny" / "alignment" / "ensemble" / "weight" / "0-1.h5").unlink()
+    proc = snakemake(finished_run, "alignments", "-n", "--quiet", "rules")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0
+    assert "align_pair" in out and "train_posterior" not in out and "prepare_data" not in out
+
+
+def test_bad_config_is_refused_before_any_job_runs(tmp_path):
+    shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
+    bad = yaml.safe_load(TINY.read_text())
+    bad["model"]["activation"] = "softmax"
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(bad))
+    proc = snakemake(tmp_path, configfile=tmp_path / "bad.yaml")
+    assert proc.returncode != 0
+    err = proc.stdout + proc.stderr
+    assert "config key model.activation" in err and "'softmax'" in err and "'relu'" in err
+    assert not (tmp_path / "results").exists()
+
+
+def test_lint_is_clean():
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--lint", "--snakefile", str(REPO / "Snakefile")],
+                          capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

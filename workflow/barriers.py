@@ -1,0 +1,61 @@
+"""Loss and error barriers along the linear path between two solutions.
+
+For sample sets, sample s of A is paired with sample s of B (point estimates are sets of one).
+Barrier B = max_t [ v(t) - ((1 - t) v(0) + t v(1)) ] on the t grid, for loss and error alike.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .predict import marginal_loss_error
+
+
+def t_grid(n_points: int) -> np.ndarray:
+    if n_points < 2:
+        raise ValueError(f"a path needs at least 2 points, got n_points={n_points}")
+    return np.linspace(0.0, 1.0, n_points)
+
+
+def interpolate(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor], t: float) -> dict[str, torch.Tensor]:
+    return {k: (1.0 - t) * a[k] + t * b[k] for k in a}
+
+
+def linear_path(model: torch.nn.Module, a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor],
+                x: torch.Tensor, y: torch.Tensor, ts: np.ndarray) -> pd.DataFrame:
+    """Marginalized loss and error at every t of the path between stacks ``a`` and ``b``."""
+    if set(a) != set(b) or any(a[k].shape != b[k].shape for k in a):
+        raise ValueError("the two endpoints must have the same parameters with the same shapes (and sample counts)")
+    rows = []
+    for t in ts:
+        loss, error = marginal_loss_error(model, interpolate(a, b, float(t)), x, y)
+        rows.append({"t": float(t), "loss": loss, "error": error})
+    return pd.DataFrame(rows)
+
+
+def barrier_height(ts: np.ndarray, values: np.ndarray) -> float:
+    """max over t of the value above the straight line between the endpoints."""
+    ts, values = np.asarray(ts, dtype=float), np.asarray(values, dtype=float)
+    order = np.argsort(ts)
+    ts, values = ts[order], values[order]
+    if ts[0] != 0.0 or ts[-1] != 1.0:
+        raise ValueError("the t grid must start at 0 and end at 1")
+    line = (1.0 - ts) * values[0] + ts * values[-1]
+    return float(np.max(values - line))
+
+
+def summarize(curves: pd.DataFrame) -> pd.DataFrame:
+    """One row per (method, alignment, pair): loss and error barriers from a tidy curve table."""
+    keys = [c for c in ("method", "alignment", "pair", "seed_a", "seed_b") if c in curves]
+    rows = []
+    for key, g in curves.groupby(keys, sort=True):
+        row = dict(zip(keys, key if isinstance(key, tuple) else (key,)))
+        row["loss_barrier"] = barrier_height(g["t"], g["loss"])
+        row["error_barrier"] = barrier_height(g["t"], g["error"])
+        row["loss_endpoints_mean"] = float(g.loc[g["t"].isin([0.0, 1.0]), "loss"].mean())
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -1,0 +1,110 @@
+"""Command line of the package: ``python -m workflow <command> ...``; one command per job kind.
+
+Configs travel as a JSON string (``--config``) holding the config sections the job depends on,
+so a change elsewhere in config.yaml does not rerun it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+import torch
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=json.loads, default={}, help="the job's config sections as JSON")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m workflow", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("prepare-data", help="load, split and standardise the data set")
+    _add_common(p)
+    p.add_argument("--out", required=True)
+
+    p = sub.add_parser("train", help="one posterior for one seed")
+    _add_common(p)
+    p.add_argument("--method", required=True)
+    p.add_argument("--data", required=True)
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--checkpoint", default=None, help="resume file, written periodically and removed at the end")
+
+    p = sub.add_parser("align", help="permute posterior B into A's basin")
+    _add_common(p)
+    p.add_argument("--kind", required=True)
+    p.add_argument("--a", required=True)
+    p.add_argument("--b", required=True)
+    p.add_argument("--out", required=True)
+
+    p = sub.add_parser("barrier", help="loss and error along the path from A to B (or to B aligned)")
+    _add_common(p)
+    p.add_argument("--alignment", required=True, help="'naive', or an alignment kind (then --b is an alignment file)")
+    p.add_argument("--a", required=True)
+    p.add_argument("--b", required=True)
+    p.add_argument("--data", required=True)
+    p.add_argument("--out", required=True)
+
+    p = sub.add_parser("summarize-barriers", help="barrier table from the per-pair curves")
+    p.add_argument("--curves", nargs="+", required=True)
+    p.add_argument("--alignments", nargs="*", default=[])
+    p.add_argument("--out-curves", required=True)
+    p.add_argument("--out-csv", required=True)
+    p.add_argument("--out-md", required=True)
+
+    p = sub.add_parser("figure-barriers", help="barrier curve figure of one method")
+    p.add_argument("--curves", required=True)
+    p.add_argument("--method", required=True)
+    p.add_argument("--png", required=True)
+    p.add_argument("--pdf", required=True)
+
+    p = sub.add_parser("validate-config", help="check a config file and print it with defaults filled in")
+    p.add_argument("path")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if getattr(args, "threads", None):
+        torch.set_num_threads(args.threads)
+    from . import jobs  # after logging is set up
+    from .data import DatasetError
+
+    device = getattr(args, "config", {}).get("compute", {}).get("device", "auto")
+    try:
+        if args.command == "prepare-data":
+            jobs.prepare_data(args.config["data"], args.out)
+        elif args.command == "train":
+            jobs.train_posterior(args.method, args.data, args.seed, args.config, args.out,
+                                 checkpoint=args.checkpoint, device=device)
+        elif args.command == "align":
+            jobs.align_pair(args.kind, args.a, args.b, args.config, args.out)
+        elif args.command == "barrier":
+            jobs.barrier_curve(args.alignment, args.a, args.b, args.data, args.config, args.out, device=device)
+        elif args.command == "summarize-barriers":
+            jobs.summarize_barriers(args.curves, args.alignments, args.out_curves, args.out_csv, args.out_md)
+        elif args.command == "figure-barriers":
+            import pandas as pd
+
+            from .figures import barrier_curves_figure
+
+            barrier_curves_figure(pd.read_csv(args.curves), args.method, args.png, args.pdf)
+        elif args.command == "validate-config":
+            from .config import load_config
+
+            print(json.dumps(load_config(args.path), indent=2))
+    except (ValueError, KeyError, OSError, FloatingPointError, DatasetError) as err:
+        # known failure kinds: one clear line instead of a traceback
+        logging.getLogger("workflow").error("%s failed: %s", args.command, err)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

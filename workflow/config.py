@@ -1,0 +1,88 @@
+"""Config validation against the JSON schema, filling defaults, with messages naming the key.
+
+The Snakefile calls :func:`validate_config` before any job runs; the package's command line and
+tests use the same function, so a config means the same everywhere.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from importlib import resources
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config value is not allowed; the message names the key, the value and what is allowed."""
+
+
+def load_schema() -> dict:
+    text = resources.files("workflow").joinpath("schemas/config.schema.yaml").read_text()
+    return yaml.safe_load(text)
+
+
+def _with_defaults(validator_class):
+    """Validator that fills each property's default before validating it (so nested defaults apply)."""
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for key, sub in properties.items():
+                if "default" in sub and key not in instance:
+                    instance[key] = copy.deepcopy(sub["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    key = ".".join(str(p) for p in error.absolute_path) or "<top level>"
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    allowed = ""
+    if error.validator == "enum":
+        pass  # the message already lists the allowed values
+    elif error.validator in ("minItems", "maxItems"):
+        allowed = f" (needs {'at least' if error.validator == 'minItems' else 'at most'} {error.validator_value})"
+    elif error.validator == "additionalProperties":
+        allowed = f"; allowed keys: {', '.join(sorted(schema.get('properties', {})))}"
+    elif schema.get("description"):
+        allowed = f" ({schema['description']})"
+    return f"config key {key}: {error.message}{allowed}"
+
+
+def validate_config(config: dict) -> dict:
+    """Return a validated copy of ``config`` with every default filled in; raise ConfigError."""
+    config = copy.deepcopy(dict(config))
+    schema = load_schema()
+    base = jsonschema.validators.validator_for(schema)
+    validator = _with_defaults(base)(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(_describe(e) for e in errors))
+    return config
+
+
+def load_config(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {path} is not valid YAML: {err}") from err
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of keys, found {type(raw).__name__}")
+    return validate_config(raw)
+
+
+def model_args(config: dict) -> dict:
+    """Architecture keyword arguments: the model section less its architecture name."""
+    return {k: v for k, v in config["model"].items() if k != "architecture"}
+
+
+def seed_pairs(config: dict) -> list[tuple[int, int]]:
+    """All unordered pairs of distinct seeds, smaller seed first."""
+    return list(itertools.combinations(sorted(config["seeds"]), 2))

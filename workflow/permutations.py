@@ -1,0 +1,113 @@
+"""Permutation specs: which parameter axes each hidden-unit permutation acts on.
+
+A spec is data (as in Git Re-Basin): every permutation group lists the (parameter name, axis)
+pairs it permutes. All alignment code is generic over it. Convention: applying a permutation
+``perm`` to an axis reorders it as ``new[i] = old[perm[i]]``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class PermutationSpec:
+    """``groups[g]`` = list of (parameter name, axis) permuted together by group ``g``."""
+
+    groups: dict[str, tuple[tuple[str, int], ...]]
+
+    def axes_of(self, name: str) -> dict[int, str]:
+        """Axis -> group for one parameter (empty if the parameter is never permuted)."""
+        return {axis: g for g, members in self.groups.items() for (p, axis) in members if p == name}
+
+    def group_sizes(self, params: Mapping[str, np.ndarray], batch_dims: int = 0) -> dict[str, int]:
+        """Size of every group, checked to agree across all the axes it acts on."""
+        sizes = {}
+        for g, members in self.groups.items():
+            found = {params[p].shape[batch_dims + axis] for p, axis in members}
+            if len(found) != 1:
+                raise ValueError(f"permutation group {g!r} acts on axes of different sizes {sorted(found)}")
+            sizes[g] = found.pop()
+        return sizes
+
+    def check(self, params: Mapping[str, np.ndarray], batch_dims: int = 0) -> None:
+        """Raise if the spec names a parameter or axis the parameters do not have."""
+        for g, members in self.groups.items():
+            for p, axis in members:
+                if p not in params:
+                    raise KeyError(f"permutation group {g!r} names parameter {p!r}, not among {sorted(params)}")
+                if not 0 <= axis < params[p].ndim - batch_dims:
+                    raise ValueError(f"permutation group {g!r}: parameter {p!r} has no axis {axis}")
+        self.group_sizes(params, batch_dims)
+
+
+def permute_param(value, name: str, spec: PermutationSpec, perms: Mapping[str, np.ndarray],
+                  batch_dims: int = 0, skip_axis: int | None = None):
+    """Permute every spec'd axis of one parameter (numpy array or torch tensor)."""
+    for axis, g in spec.axes_of(name).items():
+        if axis == skip_axis or g not in perms:
+            continue
+        idx = perms[g]
+        if hasattr(value, "index_select"):  # torch tensor
+            import torch
+
+            value = value.index_select(batch_dims + axis, torch.as_tensor(idx, device=value.device))
+        else:
+            value = np.take(value, idx, axis=batch_dims + axis)
+    return value
+
+
+def apply_permutation(params: Mapping[str, np.ndarray], spec: PermutationSpec,
+                      perms: Mapping[str, np.ndarray], batch_dims: int = 0) -> dict:
+    """Permuted copy of ``params``; ``batch_dims`` leading axes (e.g. chain, draw) are left alone."""
+    return {name: permute_param(v, name, spec, perms, batch_dims) for name, v in params.items()}
+
+
+def identity_permutations(sizes: Mapping[str, int]) -> dict[str, np.ndarray]:
+    return {g: np.arange(n) for g, n in sizes.items()}
+
+
+def random_permutations(sizes: Mapping[str, int], rng: np.random.Generator) -> dict[str, np.ndarray]:
+    return {g: rng.permutation(n) for g, n in sizes.items()}
+
+
+def invert(perm: np.ndarray) -> np.ndarray:
+    inv = np.empty_like(perm)
+    inv[perm] = np.arange(len(perm))
+    return inv
+
+
+def is_permutation(perm: np.ndarray) -> bool:
+    perm = np.asarray(perm)
+    return perm.ndim == 1 and np.array_equal(np.sort(perm), np.arange(len(perm)))
+
+
+def count_cycles(perm: np.ndarray) -> int:
+    """Number of cycles (fixed points included) of a permutation of range(n)."""
+    perm = np.asarray(perm)
+    if not is_permutation(perm):
+        raise ValueError(f"not a permutation of range({len(perm)}): {perm}")
+    seen = np.zeros(len(perm), dtype=bool)
+    cycles = 0
+    for start in range(len(perm)):
+        if seen[start]:
+            continue
+        cycles += 1
+        j = start
+        while not seen[j]:
+            seen[j] = True
+            j = perm[j]
+    return cycles
+
+
+def number_of_transpositions(perm: np.ndarray) -> int:
+    """NoT (Xiao et al.): the fewest transpositions composing ``perm`` = n - #cycles."""
+    return len(perm) - count_cycles(perm)
+
+
+def expected_not_uniform(n: int) -> float:
+    """E[NoT] of a uniformly random permutation of n items: n - H_n."""
+    return n - float(np.sum(1.0 / np.arange(1, n + 1)))
