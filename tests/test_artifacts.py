@@ -157,3 +157,11 @@ def test_alignment_round_trips(tmp_path, rng):
         assert f.attrs["not_total"] == sum(al.not_per_group.values())
     with pytest.raises(ArtifactError, match="bnn-posterior"):
         read_posterior(tmp_path / "al.h5")  # an alignment is not a posterior
+
+
+def test_artifacts_get_the_usual_file_permissions(tmp_path):
+    _, _, params = make_mlp()
+    write_posterior(tmp_path / "p.h5", samples_posterior(params))
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "p.h5").stat().st_mode & 0o777 == 0o666 & ~umask
