@@ -3,7 +3,7 @@ import json
 
 from snakemake.exceptions import WorkflowError
 
-from workflow.config import ConfigError, model_args, seed_pairs, validate_config
+from workflow.config import ConfigError, seed_pairs, validate_config
 
 try:
     _validated = validate_config(config)

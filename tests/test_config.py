@@ -57,3 +57,14 @@ def test_experiment_configs_are_valid():
     for path in sorted(pathlib.Path("experiments").glob("*.yaml")):
         load_config(path)
         yaml.safe_load(path.read_text())
+
+
+def test_strings_from_the_command_line_become_the_types_the_schema_asks_for():
+    # snakemake --config 'seeds=[5,11]' model='{architecture: mlp, hidden: [8]}' passes strings
+    cfg = validate_config({**MINIMAL, "seeds": ["5", "11"], "model": {"architecture": "mlp", "hidden": ["8"]},
+                           "prior": {"std": "0.5"}, "data": {"dataset": "digits", "download": "false",
+                                                               "n_train": "null"}})
+    assert cfg["seeds"] == [5, 11] and cfg["model"]["hidden"] == [8] and cfg["prior"]["std"] == 0.5
+    assert cfg["data"]["download"] is False and cfg["data"]["n_train"] is None
+    with pytest.raises(ConfigError, match="config key seeds.0: 'five'"):
+        validate_config({**MINIMAL, "seeds": ["five", "6"]})

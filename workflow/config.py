@@ -53,10 +53,36 @@ def _describe(error: jsonschema.ValidationError) -> str:
     return f"config key {key}: {error.message}{allowed}"
 
 
+_SCALARS = {"integer": int, "number": float, "boolean": lambda s: {"true": True, "false": False}[s.lower()],
+            "null": lambda s: None if s.lower() in ("null", "none", "~") else {}[s]}
+
+
+def coerce_strings(value, schema: dict):
+    """Turn strings into the numbers, booleans or nulls the schema asks for.
+
+    Snakemake's ``--config key=[1,2]`` parses nested values as strings only; this makes such
+    overrides mean what they say. Strings the schema allows as strings are left alone.
+    """
+    if isinstance(value, dict):
+        props = schema.get("properties", {})
+        return {k: coerce_strings(v, props.get(k, {})) for k, v in value.items()}
+    if isinstance(value, list):
+        return [coerce_strings(v, schema.get("items", {})) for v in value]
+    types = schema.get("type", [])
+    types = [types] if isinstance(types, str) else types
+    if isinstance(value, str) and "string" not in types:
+        for t in types:
+            try:
+                return _SCALARS[t](value)
+            except (KeyError, ValueError):
+                continue
+    return value
+
+
 def validate_config(config: dict) -> dict:
     """Return a validated copy of ``config`` with every default filled in; raise ConfigError."""
-    config = copy.deepcopy(dict(config))
     schema = load_schema()
+    config = coerce_strings(copy.deepcopy(dict(config)), schema)
     base = jsonschema.validators.validator_for(schema)
     validator = _with_defaults(base)(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
