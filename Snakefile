@@ -20,5 +20,5 @@ include: "rules/figures.smk"
 rule all:
     default_target: True
     input:
-        rules.figures.input,
+        figure_files(),
         rules.tables.input,

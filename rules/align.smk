@@ -1,11 +1,11 @@
 rule align_pair:
     input:
-        a=f"{RESULTS}/posteriors/{{method}}/seed{{a}}.h5",
-        b=f"{RESULTS}/posteriors/{{method}}/seed{{b}}.h5",
+        a=f"{V}/posteriors/{{method}}/seed{{a}}.h5",
+        b=f"{V}/posteriors/{{method}}/seed{{b}}.h5",
     output:
-        f"{RESULTS}/alignment/{{method}}/{{kind}}/{{a}}-{{b}}.h5",
+        f"{V}/alignment/{{method}}/{{kind}}/{{a}}-{{b}}.h5",
     log:
-        f"{LOGS}/align/{{method}}/{{kind}}/{{a}}-{{b}}.log",
+        f"{LOGS}/{{variant}}/align/{{method}}/{{kind}}/{{a}}-{{b}}.log",
     params:
         cfg=job_config("alignment"),
     threads: 1
@@ -21,4 +21,4 @@ rule align_pair:
 
 rule alignments:
     input:
-        expand(f"{RESULTS}/alignment/{{method}}/{{kind}}/{{pair}}.h5", method=METHODS, kind=ALIGNMENTS, pair=PAIRS),
+        alignment_files(),

@@ -1,39 +1,61 @@
-# Config validation, paths and small helpers shared by every rule file.
+# Config validation, sweep variants, paths and small helpers shared by every rule file.
+import hashlib
 import json
+import re
 
 from snakemake.exceptions import WorkflowError
 
-from workflow.config import ConfigError, seed_pairs, validate_config
+from workflow.config import ConfigError, expand_variants, seed_pairs, validate_config
 
 try:
     _validated = validate_config(config)
+    # variant name -> (overrides, validated config of that variant); "base" when nothing is swept
+    VARIANTS = expand_variants(_validated)
 except ConfigError as err:
     raise WorkflowError(str(err)) from None
 config.clear()
 config.update(_validated)
 
 RESULTS = f"results/{config['name']}"
+V = f"{RESULTS}/{{variant}}"  # every per-variant output lives below results/<name>/<variant>/
 LOGS = f"{RESULTS}/logs"
 # jobs run `python -m workflow`: the environment Snakemake runs in (the README's venv), or
 # this conda environment with --software-deployment-method conda
 ENV = "../envs/workflow.yaml"
 METHODS = config["methods"]
-ALIGNMENTS = config["alignment"]["kinds"]
+GAUSSIAN_METHODS = {"vi"}  # methods whose posteriors are Gaussians (W2 alignment applies)
 PAIRS = [f"{a}-{b}" for a, b in seed_pairs(config)]
 
 
-wildcard_constraints:
-    seed=r"\d+",
-    a=r"\d+",
-    b=r"\d+",
-    method="|".join(METHODS),
-    kind="|".join(ALIGNMENTS),
-    alignment="|".join(["naive", *ALIGNMENTS]),
+def variant_config(variant):
+    return VARIANTS[variant][1]
+
+
+def kinds_for(method):
+    """Alignment kinds that apply to a method's posteriors."""
+    return [k for k in config["alignment"]["kinds"] if k != "w2" or method in GAUSSIAN_METHODS]
+
+
+def data_key(cfg):
+    """Variants with the same data section share one prepared data file."""
+    return hashlib.sha1(json.dumps(cfg["data"], sort_keys=True).encode()).hexdigest()[:10]
+
+
+DATA_CONFIGS = {data_key(cfg): cfg["data"] for _, cfg in VARIANTS.values()}
+
+
+def data_file(wc):
+    return f"{RESULTS}/data/{data_key(variant_config(wc.variant))}.npz"
 
 
 def job_config(*sections):
-    """The config sections a job depends on, as JSON: editing other sections reruns nothing."""
-    return json.dumps({s: config[s] for s in ("name", *sections)}, sort_keys=True)
+    """The variant's config sections a job depends on, as JSON: editing other sections reruns nothing."""
+
+    def params(wc):
+        cfg = variant_config(wc.variant)
+        return json.dumps({s: cfg[s] for s in ("name", *sections)}, sort_keys=True)
+
+    return params
 
 
 def heavy_resources(mem_mb, runtime):
@@ -48,5 +70,48 @@ def heavy_resources(mem_mb, runtime):
 def barrier_endpoint_b(wc):
     """Naive paths end at posterior B itself, aligned ones at B permuted (inside the alignment file)."""
     if wc.alignment == "naive":
-        return f"{RESULTS}/posteriors/{wc.method}/seed{wc.b}.h5"
-    return f"{RESULTS}/alignment/{wc.method}/{wc.alignment}/{wc.a}-{wc.b}.h5"
+        return f"{RESULTS}/{wc.variant}/posteriors/{wc.method}/seed{wc.b}.h5"
+    return f"{RESULTS}/{wc.variant}/alignment/{wc.method}/{wc.alignment}/{wc.a}-{wc.b}.h5"
+
+
+def curve_files():
+    return [
+        f"{RESULTS}/{variant}/barriers/{method}/{alignment}/{pair}.csv"
+        for variant in VARIANTS
+        for method in METHODS
+        for alignment in ["naive", *kinds_for(method)]
+        for pair in PAIRS
+    ]
+
+
+def alignment_files():
+    return [
+        f"{RESULTS}/{variant}/alignment/{method}/{kind}/{pair}.h5"
+        for variant in VARIANTS
+        for method in METHODS
+        for kind in kinds_for(method)
+        for pair in PAIRS
+    ]
+
+
+def figure_files():
+    files = [
+        f"{RESULTS}/figures/barrier_{method}_{variant}.{ext}"
+        for method in METHODS
+        for variant in VARIANTS
+        for ext in ("png", "pdf")
+    ]
+    if len(VARIANTS) > 1:
+        files += [f"{RESULTS}/figures/sweep_{method}.{ext}" for method in METHODS for ext in ("png", "pdf")]
+    return files
+
+
+wildcard_constraints:
+    variant="|".join(re.escape(v) for v in VARIANTS),
+    datakey=r"[0-9a-f]{10}",
+    seed=r"\d+",
+    a=r"\d+",
+    b=r"\d+",
+    method="|".join(METHODS),
+    kind="weight|w2",
+    alignment="naive|weight|w2",

@@ -1,10 +1,10 @@
 rule prepare_data:
     output:
-        f"{RESULTS}/data/dataset.npz",
+        f"{RESULTS}/data/{{datakey}}.npz",
     log:
-        f"{LOGS}/prepare_data.log",
+        f"{LOGS}/prepare_data/{{datakey}}.log",
     params:
-        cfg=job_config("data"),
+        cfg=lambda wc: json.dumps({"name": config["name"], "data": DATA_CONFIGS[wc.datakey]}, sort_keys=True),
     threads: 1
     resources:
         mem_mb=4000,

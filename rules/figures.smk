@@ -1,5 +1,6 @@
 localrules:
     figure_barriers,
+    figure_sweep,
     figures,
     summarize_barriers,
     barriers,
@@ -13,14 +14,14 @@ rule figure_barriers:
         rules.summarize_barriers.output.curves,
     output:
         png=report(
-            f"{RESULTS}/figures/barrier_{{method}}.png",
+            f"{RESULTS}/figures/barrier_{{method}}_{{variant}}.png",
             caption="../report/barrier_curves.rst",
-            category="Barriers",
-            labels={"method": "{method}", "figure": "loss and error along the path"},
+            category="Barrier curves",
+            labels={"method": "{method}", "variant": "{variant}"},
         ),
-        pdf=f"{RESULTS}/figures/barrier_{{method}}.pdf",
+        pdf=f"{RESULTS}/figures/barrier_{{method}}_{{variant}}.pdf",
     log:
-        f"{LOGS}/figure_barriers/{{method}}.log",
+        f"{LOGS}/figures/barrier_{{method}}_{{variant}}.log",
     threads: 1
     resources:
         mem_mb=2000,
@@ -29,9 +30,33 @@ rule figure_barriers:
         ENV
     shell:
         "python -m workflow figure-barriers --curves {input:q} --method {wildcards.method}"
+        " --variant {wildcards.variant} --png {output.png:q} --pdf {output.pdf:q} > {log:q} 2>&1"
+
+
+rule figure_sweep:
+    input:
+        rules.summarize_barriers.output.table,
+    output:
+        png=report(
+            f"{RESULTS}/figures/sweep_{{method}}.png",
+            caption="../report/barrier_sweep.rst",
+            category="Barriers against swept settings",
+            labels={"method": "{method}"},
+        ),
+        pdf=f"{RESULTS}/figures/sweep_{{method}}.pdf",
+    log:
+        f"{LOGS}/figures/sweep_{{method}}.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        ENV
+    shell:
+        "python -m workflow figure-sweep --table {input:q} --method {wildcards.method}"
         " --png {output.png:q} --pdf {output.pdf:q} > {log:q} 2>&1"
 
 
 rule figures:
     input:
-        expand(f"{RESULTS}/figures/barrier_{{method}}.{{ext}}", method=METHODS, ext=["png", "pdf"]),
+        figure_files(),

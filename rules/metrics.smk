@@ -1,12 +1,12 @@
 rule barrier_curve:
     input:
-        a=f"{RESULTS}/posteriors/{{method}}/seed{{a}}.h5",
+        a=f"{V}/posteriors/{{method}}/seed{{a}}.h5",
         b=barrier_endpoint_b,
-        data=rules.prepare_data.output[0],
+        data=data_file,
     output:
-        f"{RESULTS}/barriers/{{method}}/{{alignment}}/{{a}}-{{b}}.csv",
+        f"{V}/barriers/{{method}}/{{alignment}}/{{a}}-{{b}}.csv",
     log:
-        f"{LOGS}/barrier/{{method}}/{{alignment}}/{{a}}-{{b}}.log",
+        f"{LOGS}/{{variant}}/barrier/{{method}}/{{alignment}}/{{a}}-{{b}}.log",
     params:
         cfg=job_config("barrier", "compute"),
     threads: config["compute"]["threads"]
@@ -15,25 +15,22 @@ rule barrier_curve:
     conda:
         ENV
     shell:
-        "python -m workflow barrier --alignment {wildcards.alignment} --a {input.a:q} --b {input.b:q} --data {input.data:q}"
+        "python -m workflow barrier --alignment {wildcards.alignment} --variant {wildcards.variant}"
+        " --a {input.a:q} --b {input.b:q} --data {input.data:q}"
         " --config {params.cfg:q} --threads {threads} --out {output:q} > {log:q} 2>&1"
 
 
 rule summarize_barriers:
     input:
-        curves=expand(
-            f"{RESULTS}/barriers/{{method}}/{{alignment}}/{{pair}}.csv",
-            method=METHODS,
-            alignment=["naive", *ALIGNMENTS],
-            pair=PAIRS,
-        ),
-        alignments=rules.alignments.input,
+        curve_files(),
     output:
         curves=f"{RESULTS}/tables/barrier_curves.csv",
         table=f"{RESULTS}/tables/barriers.csv",
         markdown=f"{RESULTS}/tables/barriers.md",
     log:
         f"{LOGS}/summarize_barriers.log",
+    params:
+        variants=json.dumps({name: overrides for name, (overrides, _) in VARIANTS.items()}, sort_keys=True),
     threads: 1
     resources:
         mem_mb=2000,
@@ -41,7 +38,7 @@ rule summarize_barriers:
     conda:
         ENV
     shell:
-        "python -m workflow summarize-barriers --curves {input.curves:q} --alignments {input.alignments:q}"
+        "python -m workflow summarize-barriers --curves {input:q} --variants {params.variants:q}"
         " --out-curves {output.curves:q} --out-csv {output.table:q} --out-md {output.markdown:q} > {log:q} 2>&1"
 
 

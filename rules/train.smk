@@ -1,14 +1,14 @@
 rule train_posterior:
     input:
-        data=rules.prepare_data.output[0],
+        data=data_file,
     output:
-        f"{RESULTS}/posteriors/{{method}}/seed{{seed}}.h5",
+        f"{V}/posteriors/{{method}}/seed{{seed}}.h5",
     log:
-        f"{LOGS}/train/{{method}}/seed{{seed}}.log",
+        f"{LOGS}/{{variant}}/train/{{method}}/seed{{seed}}.log",
     params:
-        cfg=job_config("data", "model", "prior", "ensemble", "compute"),
+        cfg=job_config("data", "model", "prior", "ensemble", "vi", "compute"),
         # undeclared on purpose: Snakemake deletes a failed job's outputs, a checkpoint must survive
-        checkpoint=f"{RESULTS}/checkpoints/{{method}}/seed{{seed}}.pt",
+        checkpoint=lambda wc: f"{RESULTS}/{wc.variant}/checkpoints/{wc.method}/seed{wc.seed}.pt",
     threads: config["compute"]["threads"]
     resources:
         **heavy_resources(mem_mb=4000, runtime=120),
@@ -22,4 +22,4 @@ rule train_posterior:
 
 rule posteriors:
     input:
-        expand(f"{RESULTS}/posteriors/{{method}}/seed{{seed}}.h5", method=METHODS, seed=config["seeds"]),
+        [f"{RESULTS}/{v}/posteriors/{m}/seed{s}.h5" for v in VARIANTS for m in METHODS for s in config["seeds"]],

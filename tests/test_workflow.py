@@ -36,20 +36,28 @@ def test_workflow_runs_end_to_end_and_alignment_lowers_the_barrier(finished_run)
     results = finished_run / "results" / "tiny"
     table = pd.read_csv(results / "tables" / "barriers.csv")
     assert set(table["pair"]) == {"0-1", "0-2", "1-2"}
-    by = table.groupby("alignment")["loss_barrier"].mean()
-    assert by["weight"] < by["naive"]
-    assert by["weight"] < 0.5 * by["naive"]
-    aligned = table[table.alignment == "weight"]
+    assert set(table["variant"]) == {"base"}
+    by = table.groupby(["method", "alignment"])["loss_barrier"].mean()
+    assert set(by.index) == {("ensemble", "naive"), ("ensemble", "weight"), ("vi", "naive"), ("vi", "weight"),
+                             ("vi", "w2")}
+    for method, kind in [("ensemble", "weight"), ("vi", "weight"), ("vi", "w2")]:
+        assert by[method, kind] < 0.5 * by[method, "naive"], (method, kind)
+    aligned = table[table.alignment != "naive"]
     assert (aligned["not_total"] > 0).all() and (aligned["not_total"] < aligned["units_total"]).all()
-    for ext in ("png", "pdf"):
-        assert (results / "figures" / f"barrier_ensemble.{ext}").stat().st_size > 1000
+    vi = table[table.method == "vi"].set_index(["alignment", "pair"])["distance"]
+    for pair in ("0-1", "0-2", "1-2"):
+        assert vi["w2", pair] < vi["naive", pair]  # alignment lowers the W2 distance
+    for method in ("ensemble", "vi"):
+        for ext in ("png", "pdf"):
+            assert (results / "figures" / f"barrier_{method}_base.{ext}").stat().st_size > 1000
+    assert not list((results / "figures").glob("sweep_*"))  # no sweep, no sweep figure
     curves = pd.read_csv(results / "tables" / "barrier_curves.csv")
-    assert {"pair", "t", "loss", "error", "aligned", "alignment"} <= set(curves.columns)
-    assert len(curves) == 3 * 2 * 7
+    assert {"variant", "pair", "t", "loss", "error", "aligned", "alignment", "distance"} <= set(curves.columns)
+    assert len(curves) == 3 * 5 * 7
 
 
 def test_artifacts_are_valid_and_carry_provenance(finished_run):
-    results = finished_run / "results" / "tiny"
+    results = finished_run / "results" / "tiny" / "base"
     post = read_posterior(results / "posteriors" / "ensemble" / "seed1.h5")
     assert post.method == "ensemble" and post.seed == 1 and post.dataset == "digits"
     assert post.samples["hidden.0.weight"].shape == (1, 1, 48, 64)
@@ -59,7 +67,13 @@ def test_artifacts_are_valid_and_carry_provenance(finished_run):
     al = read_alignment(results / "alignment" / "ensemble" / "weight" / "0-2.h5")
     assert al.seed_a == 0 and al.seed_b == 2 and al.converged
     assert al.aligned.seed == 2
-    assert (results / "logs" / "train" / "ensemble" / "seed0.log").read_text()
+    assert (results.parent / "logs" / "base" / "train" / "ensemble" / "seed0.log").read_text()
+    vi = read_posterior(results / "posteriors" / "vi" / "seed0.h5")
+    assert vi.kind == "gaussian" and vi.std["out.bias"].min() > 0
+    assert {"elbo", "nll", "kl", "loss"} <= set(vi.diagnostics) and len(vi.diagnostics["elbo"]) == 20
+    assert vi.diagnostic_attrs["test_error"] < 0.3
+    w2 = read_alignment(results / "alignment" / "vi" / "w2" / "1-2.h5")
+    assert w2.distance_kind == "w2" and w2.distance_after < w2.distance_before
 
 
 def test_rerun_with_nothing_changed_runs_nothing(finished_run):
@@ -69,7 +83,7 @@ def test_rerun_with_nothing_changed_runs_nothing(finished_run):
 
 
 def test_deleted_output_reruns_only_what_depends_on_it(finished_run):
-    (finished_run / "results" / "tiny" / "alignment" / "ensemble" / "weight" / "0-1.h5").unlink()
+    (finished_run / "results" / "tiny" / "base" / "alignment" / "ensemble" / "weight" / "0-1.h5").unlink()
     proc = snakemake(finished_run, "alignments", "-n", "--quiet", "rules")
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0
@@ -92,3 +106,30 @@ def test_lint_is_clean():
     proc = subprocess.run([sys.executable, "-m", "snakemake", "--lint", "--snakefile", str(REPO / "Snakefile")],
                           capture_output=True, text=True, cwd=REPO, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_a_sweep_runs_every_variant_and_draws_the_sweep_figure(tmp_path):
+    shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
+    cfg = yaml.safe_load(TINY.read_text())
+    cfg.update(name="sweep", seeds=[0, 1], methods=["ensemble"], sweep=[{"model.hidden": [[16], [32]]}])
+    cfg["alignment"]["kinds"] = ["weight"]
+    cfg["ensemble"]["epochs"] = 10
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(cfg))
+    proc = snakemake(tmp_path, configfile=tmp_path / "sweep.yaml")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    results = tmp_path / "results" / "sweep"
+    table = pd.read_csv(results / "tables" / "barriers.csv")
+    assert set(table["variant"]) == {"model.hidden-16", "model.hidden-32"}
+    assert sorted(table["model.hidden"].unique()) == [16, 32]
+    assert len(list((results / "data").glob("*.npz"))) == 1  # both variants share the prepared data
+    assert (results / "figures" / "sweep_ensemble.png").stat().st_size > 1000
+    assert read_posterior(results / "model.hidden-32" / "posteriors" / "ensemble" / "seed1.h5").samples[
+        "hidden.0.weight"].shape == (1, 1, 32, 64)
+
+
+@pytest.mark.parametrize("config", sorted(p.name for p in (REPO / "experiments").glob("*.yaml")))
+def test_experiment_configs_dry_run(config, tmp_path):
+    shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
+    proc = snakemake(tmp_path, "-n", "--quiet", "rules", configfile=REPO / "experiments" / config)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "train_posterior" in proc.stdout + proc.stderr

@@ -16,7 +16,8 @@ Alignment file layout (format ``bnn-alignment``, version 1)::
 
     /                      attrs: format, format_version, alignment (kind), method, seed_a,
                                   seed_b, source_a, source_b, groups (JSON), not_total,
-                                  sweeps, converged, code_revision, created
+                                  sweeps, converged, distance_kind ("w2" | "l2"),
+                                  distance_before, distance_after, code_revision, created
     /perms/<group>         int64 permutation applied to B (new[i] = old[perm[i]]); attr ``not``
     /objective_trace       float64, the matching objective after every group update
     /aligned               a posterior group (layout above): B after the permutation
@@ -115,6 +116,9 @@ class Alignment:
     source_b: str = ""
     sweeps: int = 0
     converged: bool = False
+    distance_kind: str = ""  # "w2" for Gaussians, "l2" for point estimates
+    distance_before: float = float("nan")
+    distance_after: float = float("nan")
     provenance: dict = field(default_factory=dict)
 
     @property
@@ -178,6 +182,8 @@ def write_alignment(path: str | os.PathLike, result: Alignment) -> None:
             "source_a": str(result.source_a), "source_b": str(result.source_b),
             "groups": json.dumps(list(result.perms)), "not_total": int(sum(nots.values())),
             "sweeps": int(result.sweeps), "converged": bool(result.converged),
+            "distance_kind": result.distance_kind, "distance_before": float(result.distance_before),
+            "distance_after": float(result.distance_after),
             "code_revision": prov["code_revision"], "created": prov["created"],
         })
         perms = f.create_group("perms", track_order=True)
@@ -283,7 +289,8 @@ def read_alignment(path: str | os.PathLike) -> Alignment:
                 seed_b=int(a["seed_b"]), perms=perms, objective_trace=f["objective_trace"][()],
                 aligned=_read_posterior_group(f["aligned"], f"{path}:/aligned"),
                 source_a=str(a["source_a"]), source_b=str(a["source_b"]), sweeps=int(a["sweeps"]),
-                converged=bool(a["converged"]),
+                converged=bool(a["converged"]), distance_kind=str(a["distance_kind"]),
+                distance_before=float(a["distance_before"]), distance_after=float(a["distance_after"]),
                 provenance={"code_revision": str(a["code_revision"]), "created": str(a["created"])},
             )
         except ArtifactError:

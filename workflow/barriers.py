@@ -1,6 +1,9 @@
-"""Loss and error barriers along the linear path between two solutions.
+"""Loss and error barriers along paths between two solutions.
 
-For sample sets, sample s of A is paired with sample s of B (point estimates are sets of one).
+Point estimates and sample sets follow the linear path (sample s of A is paired with sample s of
+B; a point estimate is a set of one). Diagonal Gaussians follow the W2 geodesic: means and
+standard deviations interpolate linearly, and the same noise eps_s gives w_s(t) = mu_t + sigma_t
+eps_s at every t (common random numbers: the curve is smooth in t).
 Barrier B = max_t [ v(t) - ((1 - t) v(0) + t v(1)) ] on the t grid, for loss and error alike.
 """
 
@@ -12,7 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .predict import marginal_loss_error
+from .predict import gaussian_samples, loss_error, marginal_loss_error
 
 
 def t_grid(n_points: int) -> np.ndarray:
@@ -37,6 +40,35 @@ def linear_path(model: torch.nn.Module, a: Mapping[str, torch.Tensor], b: Mappin
     return pd.DataFrame(rows)
 
 
+def gaussian_path(model: torch.nn.Module, a_mean, a_std, b_mean, b_std, eps: Mapping[str, torch.Tensor],
+                  x: torch.Tensor, y: torch.Tensor, ts: np.ndarray) -> pd.DataFrame:
+    """Marginalized loss and error along the W2 geodesic between N(a_mean, a_std^2) and N(b_mean, b_std^2)."""
+    rows = []
+    for t in ts:
+        stack = gaussian_samples(interpolate(a_mean, b_mean, float(t)), interpolate(a_std, b_std, float(t)), eps)
+        loss, error = marginal_loss_error(model, stack, x, y)
+        rows.append({"t": float(t), "loss": loss, "error": error})
+    return pd.DataFrame(rows)
+
+
+def mixture_path(logp_a: torch.Tensor, logp_b: torch.Tensor, y: torch.Tensor, ts: np.ndarray) -> pd.DataFrame:
+    """Loss and error of the mixture (1 - t) q_a + t q_b from the endpoints' predictives (log-probs [N, C]).
+
+    By convexity of -log its loss never rises above the straight line: a barrier of zero always,
+    which is why barriers are measured along the geodesic instead.
+    """
+    rows = []
+    for t in ts:
+        t = float(t)
+        if t in (0.0, 1.0):
+            logp = logp_a if t == 0.0 else logp_b
+        else:
+            logp = torch.logaddexp(logp_a + np.log1p(-t), logp_b + np.log(t))
+        loss, error = loss_error(logp, y)
+        rows.append({"t": t, "loss": loss, "error": error})
+    return pd.DataFrame(rows)
+
+
 def barrier_height(ts: np.ndarray, values: np.ndarray) -> float:
     """max over t of the value above the straight line between the endpoints."""
     ts, values = np.asarray(ts, dtype=float), np.asarray(values, dtype=float)
@@ -49,8 +81,8 @@ def barrier_height(ts: np.ndarray, values: np.ndarray) -> float:
 
 
 def summarize(curves: pd.DataFrame) -> pd.DataFrame:
-    """One row per (method, alignment, pair): loss and error barriers from a tidy curve table."""
-    keys = [c for c in ("method", "alignment", "pair", "seed_a", "seed_b") if c in curves]
+    """One row per (variant, method, alignment, pair): loss and error barriers from a tidy curve table."""
+    keys = [c for c in ("variant", "method", "alignment", "pair", "seed_a", "seed_b") if c in curves]
     rows = []
     for key, g in curves.groupby(keys, sort=True):
         row = dict(zip(keys, key if isinstance(key, tuple) else (key,)))

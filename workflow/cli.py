@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("barrier", help="loss and error along the path from A to B (or to B aligned)")
     _add_common(p)
     p.add_argument("--alignment", required=True, help="'naive', or an alignment kind (then --b is an alignment file)")
+    p.add_argument("--variant", default="base", help="sweep variant, recorded in the curve table")
     p.add_argument("--a", required=True)
     p.add_argument("--b", required=True)
     p.add_argument("--data", required=True)
@@ -52,13 +53,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("summarize-barriers", help="barrier table from the per-pair curves")
     p.add_argument("--curves", nargs="+", required=True)
-    p.add_argument("--alignments", nargs="*", default=[])
+    p.add_argument("--variants", type=json.loads, default={"base": {}},
+                   help="JSON: variant -> {swept dotted key: value}")
     p.add_argument("--out-curves", required=True)
     p.add_argument("--out-csv", required=True)
     p.add_argument("--out-md", required=True)
 
     p = sub.add_parser("figure-barriers", help="barrier curve figure of one method")
     p.add_argument("--curves", required=True)
+    p.add_argument("--method", required=True)
+    p.add_argument("--variant", default=None)
+    p.add_argument("--png", required=True)
+    p.add_argument("--pdf", required=True)
+
+    p = sub.add_parser("figure-sweep", help="barrier against each swept setting, for one method")
+    p.add_argument("--table", required=True)
     p.add_argument("--method", required=True)
     p.add_argument("--png", required=True)
     p.add_argument("--pdf", required=True)
@@ -86,15 +95,22 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "align":
             jobs.align_pair(args.kind, args.a, args.b, args.config, args.out)
         elif args.command == "barrier":
-            jobs.barrier_curve(args.alignment, args.a, args.b, args.data, args.config, args.out, device=device)
+            jobs.barrier_curve(args.alignment, args.a, args.b, args.data, args.config, args.out, device=device,
+                               variant=args.variant)
         elif args.command == "summarize-barriers":
-            jobs.summarize_barriers(args.curves, args.alignments, args.out_curves, args.out_csv, args.out_md)
+            jobs.summarize_barriers(args.curves, args.variants, args.out_curves, args.out_csv, args.out_md)
         elif args.command == "figure-barriers":
             import pandas as pd
 
             from .figures import barrier_curves_figure
 
-            barrier_curves_figure(pd.read_csv(args.curves), args.method, args.png, args.pdf)
+            barrier_curves_figure(pd.read_csv(args.curves), args.method, args.png, args.pdf, variant=args.variant)
+        elif args.command == "figure-sweep":
+            import pandas as pd
+
+            from .figures import barrier_sweep_figure
+
+            barrier_sweep_figure(pd.read_csv(args.table), args.method, args.png, args.pdf)
         elif args.command == "validate-config":
             from .config import load_config
 

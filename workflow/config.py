@@ -7,6 +7,7 @@ tests use the same function, so a config means the same everywhere.
 from __future__ import annotations
 
 import copy
+import re
 import itertools
 from importlib import resources
 from pathlib import Path
@@ -112,3 +113,57 @@ def model_args(config: dict) -> dict:
 def seed_pairs(config: dict) -> list[tuple[int, int]]:
     """All unordered pairs of distinct seeds, smaller seed first."""
     return list(itertools.combinations(sorted(config["seeds"]), 2))
+
+
+# ---------------------------------------------------------------- sweeps
+
+BASE_VARIANT = "base"
+_SWEEPABLE_TOP = ("data", "model", "prior", "ensemble", "vi", "alignment", "barrier")
+
+
+def _format_value(value) -> str:
+    if isinstance(value, (list, tuple)):
+        return "x".join(_format_value(v) for v in value)
+    text = str(value).lower() if isinstance(value, bool) else str(value)
+    return re.sub(r"[^A-Za-z0-9.]+", "", text) or "none"
+
+
+def variant_name(overrides: dict) -> str:
+    """'base' for no overrides, else e.g. 'model.hidden-512_prior.std-0.1' (sorted keys)."""
+    if not overrides:
+        return BASE_VARIANT
+    return "_".join(f"{k}-{_format_value(v)}" for k, v in sorted(overrides.items()))
+
+
+def _set_dotted(config: dict, key: str, value) -> None:
+    parts = key.split(".")
+    if len(parts) != 2 or parts[0] not in _SWEEPABLE_TOP:
+        raise ConfigError(f"config key sweep: {key!r} cannot be swept; use a dotted key under one of "
+                          f"{', '.join(_SWEEPABLE_TOP)} (e.g. model.hidden, prior.std, vi.temperature)")
+    config.setdefault(parts[0], {})[parts[1]] = copy.deepcopy(value)
+
+
+def expand_variants(config: dict) -> dict[str, dict]:
+    """Variant name -> (overrides, validated config of that variant), in a stable order."""
+    grids = config.get("sweep") or []
+    combos: list[dict] = []
+    for grid in grids:
+        keys = sorted(grid)
+        for values in itertools.product(*(grid[k] for k in keys)):
+            overrides = dict(zip(keys, values))
+            if overrides not in combos:
+                combos.append(overrides)
+    if not combos:
+        combos = [{}]
+    variants = {}
+    for overrides in combos:
+        cfg = copy.deepcopy(config)
+        cfg["sweep"] = []
+        for key, value in overrides.items():
+            _set_dotted(cfg, key, value)
+        name = variant_name(overrides)
+        try:
+            variants[name] = (overrides, validate_config(cfg))
+        except ConfigError as err:
+            raise ConfigError(f"sweep variant {name}: {err}") from None
+    return variants

@@ -26,19 +26,62 @@ def save_figure(fig, png: str | os.PathLike, pdf: str | os.PathLike) -> None:
     plt.close(fig)
 
 
-def barrier_curves_figure(curves: pd.DataFrame, method: str, png, pdf) -> None:
+ALIGNMENT_LABELS = {"naive": "naive", "weight": "weight matching", "w2": "W2 (means + stds)"}
+
+
+def _labelled(frame: pd.DataFrame, method: str) -> pd.DataFrame:
+    frame = frame.copy()
+    labels = dict(ALIGNMENT_LABELS)
+    if method == "vi":
+        labels["weight"] = "means only"
+    frame["alignment"] = frame["alignment"].map(lambda a: labels.get(a, a))
+    return frame
+
+
+def barrier_curves_figure(curves: pd.DataFrame, method: str, png, pdf, variant: str | None = None) -> None:
     """Test loss and error along the path, one line per alignment: mean over pairs, band = sd."""
     sub = curves[curves["method"] == method]
+    if variant is not None and "variant" in sub:
+        sub = sub[sub["variant"] == variant]
     if sub.empty:
-        raise ValueError(f"no barrier curves for method {method!r}; found {sorted(curves['method'].unique())}")
+        raise ValueError(f"no barrier curves for method {method!r} (variant {variant!r}); found methods "
+                         f"{sorted(curves['method'].unique())}")
+    present = set(sub["alignment"])
+    order = [a for a in ("naive", "weight", "w2") if a in present] + sorted(present - {"naive", "weight", "w2"})
+    sub = _labelled(sub, method)
+    order = [_labelled(pd.DataFrame({"alignment": [a]}), method)["alignment"][0] for a in order]
     sns.set_theme(**STYLE)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
-    order = ["naive"] + sorted(a for a in sub["alignment"].unique() if a != "naive")
     for ax, (metric, label) in zip(axes, [("loss", "test loss (NLL)"), ("error", "test error")]):
         sns.lineplot(data=sub, x="t", y=metric, hue="alignment", hue_order=[a for a in order if a in set(sub.alignment)],
                      errorbar="sd", marker="o", markersize=4, ax=ax)
         ax.set_xlabel("interpolation t")
         ax.set_ylabel(label)
     n_pairs = sub["pair"].nunique()
-    fig.suptitle(f"{method}: linear path between solutions, mean ± sd over {n_pairs} pairs")
+    path = "W2 geodesic between Gaussians" if method == "vi" else "linear path between solutions"
+    where = f" [{variant}]" if variant and variant != "base" else ""
+    fig.suptitle(f"{method}{where}: {path}, mean ± sd over {n_pairs} pairs")
+    save_figure(fig, png, pdf)
+
+
+def barrier_sweep_figure(table: pd.DataFrame, method: str, png, pdf) -> None:
+    """Loss and error barrier against each swept value (one row of panels per swept key), per alignment."""
+    sub = table[table["method"] == method]
+    keys = [c for c in sub.columns if "." in c and sub[c].notna().any()]
+    if sub.empty or not keys:
+        raise ValueError(f"no swept values for method {method!r} in the barrier table (columns: {list(table.columns)})")
+    sns.set_theme(**STYLE)
+    fig, axes = plt.subplots(len(keys), 2, figsize=(10, 3.6 * len(keys)), squeeze=False, constrained_layout=True)
+    sub = _labelled(sub, method)
+    for row, key in zip(axes, keys):
+        part = sub[sub[key].notna()].copy()
+        numeric = pd.to_numeric(part[key], errors="coerce")
+        if numeric.notna().all():
+            part[key] = numeric
+        for ax, metric in zip(row, ("loss_barrier", "error_barrier")):
+            sns.lineplot(data=part, x=key, y=metric, hue="alignment", errorbar="sd", marker="o", ax=ax)
+            if numeric.notna().all() and numeric.min() > 0 and numeric.max() / numeric.min() >= 10:
+                ax.set_xscale("log")
+            ax.set_ylabel(metric.replace("_", " "))
+    fig.suptitle(f"{method}: barrier against swept settings, mean ± sd over pairs (and other swept values)")
     save_figure(fig, png, pdf)

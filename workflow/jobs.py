@@ -22,8 +22,9 @@ from .config import model_args
 from .matching import weight_matching
 from .models import build_model
 from .permutations import apply_permutation, number_of_transpositions
-from .predict import marginal_loss_error, resolve_device, to_torch
+from .predict import gaussian_samples, marginal_loss_error, resolve_device, standard_normal_like, to_torch
 from .training import MapSettings, train_map
+from .vi import ViSettings, train_vi
 
 log = logging.getLogger(__name__)
 
@@ -65,33 +66,45 @@ def load_prepared(path: str | os.PathLike) -> dict:
 # ---------------------------------------------------------------- posteriors
 
 
+POSTERIOR_METHODS = ("ensemble", "vi")
+
+
 def train_posterior(method: str, data_path, seed: int, cfg: dict, out, *, checkpoint=None,
                     device: str = "auto") -> None:
-    """One posterior per seed. Methods: 'ensemble' (one MAP member)."""
-    if method != "ensemble":
-        raise ValueError(f"unknown posterior method {method!r}; allowed: 'ensemble'")
+    """One posterior per seed: 'ensemble' (one MAP member, samples kind) or 'vi' (mean-field Gaussian)."""
+    if method not in POSTERIOR_METHODS:
+        raise ValueError(f"unknown posterior method {method!r}; allowed: {', '.join(POSTERIOR_METHODS)}")
     data = load_prepared(data_path)
     dev = resolve_device(device)
     model, _ = build_model(cfg["model"]["architecture"], data["input_shape"], data["n_classes"], **model_args(cfg))
-    settings = MapSettings(prior_std=cfg.get("prior", {}).get("std", 1.0), **cfg.get("ensemble", {}))
-    result = train_map(model, data["x_train"], data["y_train"], settings, seed=seed, device=dev,
-                       checkpoint=checkpoint)
-    stack = to_torch({k: v[None] for k, v in result.params.items()}, dev)
+    prior_std = cfg.get("prior", {}).get("std", 1.0)
+    common = dict(kind="samples", method=method, architecture=cfg["model"]["architecture"],
+                  architecture_args=model_args(cfg), dataset=data["name"], input_shape=data["input_shape"],
+                  n_classes=data["n_classes"], seed=seed, config=cfg)
+    if method == "ensemble":
+        settings = MapSettings(prior_std=prior_std, **cfg.get("ensemble", {}))
+        result = train_map(model, data["x_train"], data["y_train"], settings, seed=seed, device=dev,
+                           checkpoint=checkpoint)
+        post = Posterior(**common, samples={k: v[None, None] for k, v in result.params.items()},  # [1, 1, ...]
+                         diagnostics=result.diagnostics)
+        resumed, stack = result.resumed_from_epoch, to_torch({k: v[None] for k, v in result.params.items()}, dev)
+    else:
+        vi_cfg = dict(cfg.get("vi", {}))
+        eval_samples = vi_cfg.pop("eval_samples", 100)
+        settings = ViSettings(prior_std=prior_std, **vi_cfg)
+        mean, std, traces, resumed = train_vi(model, data["x_train"], data["y_train"], settings, seed=seed,
+                                              device=dev, checkpoint=checkpoint)
+        post = Posterior(**{**common, "kind": "gaussian"}, mean=mean, std=std, diagnostics=traces)
+        eps = standard_normal_like(mean, eval_samples, seed=seed, device=dev)
+        stack = gaussian_samples(to_torch(mean, dev), to_torch(std, dev), eps)
     model.to(dev)
-    train_nll, train_err = marginal_loss_error(model, stack, data["x_train"].to(dev), data["y_train"].to(dev))
-    test_nll, test_err = marginal_loss_error(model, stack, data["x_test"].to(dev), data["y_test"].to(dev))
-    log.info("seed %d: train NLL %.4f err %.4f | test NLL %.4f err %.4f", seed, train_nll, train_err, test_nll,
-             test_err)
-    post = Posterior(
-        kind="samples", method=method, architecture=cfg["model"]["architecture"],
-        architecture_args=model_args(cfg), dataset=data["name"], input_shape=data["input_shape"],
-        n_classes=data["n_classes"], seed=seed,
-        samples={k: v[None, None] for k, v in result.params.items()},  # [chain=1, draw=1, ...]
-        config=cfg, diagnostics=result.diagnostics,
-        diagnostic_attrs={"train_nll": train_nll, "train_error": train_err, "test_nll": test_nll,
-                          "test_error": test_err, "resumed_from_epoch": result.resumed_from_epoch,
-                          "device": str(dev)},
-    )
+    metrics = {}
+    for split in ("train", "test"):
+        nll, err = marginal_loss_error(model, stack, data[f"x_{split}"].to(dev), data[f"y_{split}"].to(dev))
+        metrics.update({f"{split}_nll": nll, f"{split}_error": err})
+    log.info("%s seed %d: train NLL %.4f err %.4f | test NLL %.4f err %.4f", method, seed, metrics["train_nll"],
+             metrics["train_error"], metrics["test_nll"], metrics["test_error"])
+    post.diagnostic_attrs = {**metrics, "resumed_from_epoch": resumed, "device": str(dev)}
     artifacts.write_posterior(out, post)
     if checkpoint and Path(checkpoint).exists():
         Path(checkpoint).unlink()  # the artifact supersedes it
@@ -123,33 +136,62 @@ def permute_posterior(post: Posterior, spec, perms) -> Posterior:
                                std=apply_permutation(post.std, spec, perms))
 
 
+ALIGNMENT_KINDS = ("weight", "w2")
+
+
+def distance(a: Posterior, b: Posterior) -> tuple[str, float]:
+    """W2 between diagonal Gaussians (closed form), else the L2 distance of the representatives."""
+    if a.kind == "gaussian":
+        return "w2", w2_distance(a.mean, a.std, b.mean, b.std)
+    ra, rb = representative(a), representative(b)
+    return "l2", float(np.sqrt(sum(np.sum((ra[k].astype(np.float64) - rb[k]) ** 2) for k in ra)))
+
+
+def w2_distance(mean_a, std_a, mean_b, std_b) -> float:
+    """W2(N(mean_a, diag std_a^2), N(mean_b, diag std_b^2)) = sqrt(||mean_a - mean_b||^2 + ||std_a - std_b||^2)."""
+    sq = sum(np.sum((np.float64(mean_a[k]) - mean_b[k]) ** 2) + np.sum((np.float64(std_a[k]) - std_b[k]) ** 2)
+             for k in mean_a)
+    return float(np.sqrt(sq))
+
+
 def align_pair(kind: str, path_a, path_b, cfg: dict, out) -> None:
-    """Permute B into A's basin; kinds: 'weight' (Git Re-Basin weight matching)."""
-    if kind != "weight":
-        raise ValueError(f"unknown alignment kind {kind!r}; allowed: 'weight'")
+    """Permute B into A's basin. kinds: 'weight' (weight matching of the means; for Gaussians the
+    means-only baseline), 'w2' (Wasserstein alignment of Gaussians: means and stds share the permutation)."""
+    if kind not in ALIGNMENT_KINDS:
+        raise ValueError(f"unknown alignment kind {kind!r}; allowed: {', '.join(ALIGNMENT_KINDS)}")
     a, b = artifacts.read_posterior(path_a), artifacts.read_posterior(path_b)
     _check_compatible(a, b, f"aligning {path_a} and {path_b}")
+    if kind == "w2" and a.kind != "gaussian":
+        raise ValueError(f"alignment 'w2' needs Gaussian posteriors; {path_a} holds {a.kind}")
     _, spec = build_model(a.architecture, a.input_shape, a.n_classes, **a.architecture_args)
+    extra = [(a.std, b.std, 1.0)] if kind == "w2" else []
     # the matching seed depends on the pair alone, so reruns give identical files
     result = weight_matching(representative(a), representative(b), spec, seed=1000 * a.seed + b.seed,
-                             max_sweeps=cfg.get("alignment", {}).get("max_sweeps", 100))
+                             max_sweeps=cfg.get("alignment", {}).get("max_sweeps", 100), extra_channels=extra)
+    aligned = permute_posterior(b, spec, result.perms)
+    dist_kind, before = distance(a, b)
+    _, after = distance(a, aligned)
     nots = {g: number_of_transpositions(p) for g, p in result.perms.items()}
-    log.info("%s-%s: objective %.4g -> %.4g in %d sweeps (converged: %s); NoT %s", a.seed, b.seed,
-             result.objective_trace[0], result.objective_trace[-1], result.sweeps, result.converged, nots)
+    log.info("%s-%s %s: %s distance %.4g -> %.4g, %d sweeps (converged: %s); NoT %s", a.seed, b.seed, kind,
+             dist_kind, before, after, result.sweeps, result.converged, nots)
     artifacts.write_alignment(out, Alignment(
         alignment=kind, method=a.method, seed_a=a.seed, seed_b=b.seed, perms=result.perms,
-        objective_trace=np.asarray(result.objective_trace), aligned=permute_posterior(b, spec, result.perms),
-        source_a=str(path_a), source_b=str(path_b), sweeps=result.sweeps, converged=result.converged))
+        objective_trace=np.asarray(result.objective_trace), aligned=aligned, source_a=str(path_a),
+        source_b=str(path_b), sweeps=result.sweeps, converged=result.converged,
+        distance_kind=dist_kind, distance_before=before, distance_after=after))
 
 
 # ---------------------------------------------------------------- barriers
 
 
-def barrier_curve(alignment: str, path_a, path_b, data_path, cfg: dict, out, *, device: str = "auto") -> None:
+def barrier_curve(alignment: str, path_a, path_b, data_path, cfg: dict, out, *, device: str = "auto",
+                  variant: str = "base") -> None:
     """Loss and error along the linear path from A to B ('naive') or to B aligned (B is then an alignment file)."""
     a = artifacts.read_posterior(path_a)
     if alignment == "naive":
         b = artifacts.read_posterior(path_b)
+        dist_kind, dist = distance(a, b)
+        meta = {"distance_kind": dist_kind, "distance": dist, "not_total": np.nan, "units_total": np.nan}
     else:
         al = artifacts.read_alignment(path_b)
         if al.alignment != alignment:
@@ -157,48 +199,66 @@ def barrier_curve(alignment: str, path_a, path_b, data_path, cfg: dict, out, *, 
         if al.seed_a != a.seed:
             raise ArtifactError(f"{path_b}: aligns onto seed {al.seed_a}, but {path_a} is seed {a.seed}")
         b = al.aligned
+        meta = {"distance_kind": al.distance_kind, "distance": al.distance_after,
+                "not_total": sum(al.not_per_group.values()), "units_total": sum(len(p) for p in al.perms.values())}
     _check_compatible(a, b, f"path between {path_a} and {path_b}")
-    if a.kind != "samples":
-        raise ValueError("barriers between Gaussian posteriors are not supported yet; use sample posteriors")
     data = load_prepared(data_path)
-    split = cfg.get("barrier", {}).get("split", "test")
+    bcfg = cfg.get("barrier", {})
+    split = bcfg.get("split", "test")
     dev = resolve_device(device)
     model, _ = build_model(a.architecture, a.input_shape, a.n_classes, **a.architecture_args)
     model.to(dev)
-    ts = barriers.t_grid(cfg.get("barrier", {}).get("n_points", 21))
-    curve = barriers.linear_path(model, to_torch(a.flat_samples(), dev), to_torch(b.flat_samples(), dev),
-                                 data[f"x_{split}"].to(dev), data[f"y_{split}"].to(dev), ts)
-    curve.insert(0, "method", a.method)
-    curve.insert(1, "alignment", alignment)
-    curve.insert(2, "aligned", alignment != "naive")
-    curve.insert(3, "pair", f"{a.seed}-{b.seed}")
-    curve.insert(4, "seed_a", a.seed)
-    curve.insert(5, "seed_b", b.seed)
+    ts = barriers.t_grid(bcfg.get("n_points", 21))
+    x, y = data[f"x_{split}"].to(dev), data[f"y_{split}"].to(dev)
+    if a.kind == "gaussian":
+        # the same noise for every alignment of this pair and every t: curves differ by the path alone
+        noise_seed = int(np.random.SeedSequence([bcfg.get("seed", 0), a.seed, b.seed]).generate_state(1)[0])
+        eps = standard_normal_like(a.mean, bcfg.get("mc_samples", 100), noise_seed, dev)
+        curve = barriers.gaussian_path(model, to_torch(a.mean, dev), to_torch(a.std, dev), to_torch(b.mean, dev),
+                                       to_torch(b.std, dev), eps, x, y, ts)
+    else:
+        curve = barriers.linear_path(model, to_torch(a.flat_samples(), dev), to_torch(b.flat_samples(), dev),
+                                     x, y, ts)
+    front = {"variant": variant, "method": a.method, "alignment": alignment, "aligned": alignment != "naive",
+             "pair": f"{a.seed}-{b.seed}", "seed_a": a.seed, "seed_b": b.seed}
+    for i, (k, v) in enumerate(front.items()):
+        curve.insert(i, k, v)
     curve["split"] = split
+    for k, v in meta.items():
+        curve[k] = v
     write_csv(out, curve)
 
 
-def summarize_barriers(curve_paths, alignment_paths, out_curves, out_csv, out_md) -> None:
-    """Concatenate all curves; one barrier row per (method, alignment, pair) with NoT; Markdown summary."""
+def summarize_barriers(curve_paths, variants: dict, out_curves, out_csv, out_md) -> None:
+    """All curves in one table; one barrier row per (variant, method, alignment, pair) with the swept
+    values as columns (``variants``: variant -> {dotted key: value}); Markdown mean ± sd over pairs."""
     curves = pd.concat([pd.read_csv(p) for p in curve_paths], ignore_index=True)
     summary = barriers.summarize(curves)
-    nots = []
-    for p in alignment_paths:
-        al = artifacts.read_alignment(p)
-        nots.append({"method": al.method, "alignment": al.alignment, "pair": f"{al.seed_a}-{al.seed_b}",
-                     "not_total": sum(al.not_per_group.values()),
-                     "units_total": sum(len(v) for v in al.perms.values())})
-    if nots:
-        summary = summary.merge(pd.DataFrame(nots), on=["method", "alignment", "pair"], how="left")
+    pair_meta = curves.groupby(["variant", "method", "alignment", "pair"], sort=False)[
+        ["distance_kind", "distance", "not_total", "units_total"]].first().reset_index()
+    summary = summary.merge(pair_meta, on=["variant", "method", "alignment", "pair"], how="left")
+    swept = sorted({k for overrides in variants.values() for k in overrides})
+    for key in swept:
+        summary[key] = summary["variant"].map(lambda v, key=key: _cell(variants.get(v, {}).get(key)))
     write_csv(out_curves, curves)
     write_csv(out_csv, summary)
-    agg = summary.groupby(["method", "alignment"], sort=True).agg(
+    agg = summary.groupby(["variant", "method", "alignment"], sort=False).agg(
         pairs=("pair", "count"), loss_barrier_mean=("loss_barrier", "mean"), loss_barrier_sd=("loss_barrier", "std"),
-        error_barrier_mean=("error_barrier", "mean"), error_barrier_sd=("error_barrier", "std")).reset_index()
-    lines = ["| method | alignment | pairs | loss barrier (mean ± sd) | error barrier (mean ± sd) |",
-             "|---|---|---|---|---|"]
+        error_barrier_mean=("error_barrier", "mean"), error_barrier_sd=("error_barrier", "std"),
+        distance_kind=("distance_kind", "first"), distance=("distance", "mean"),
+        not_total=("not_total", "mean")).reset_index()
+    lines = ["| variant | method | alignment | pairs | loss barrier (mean ± sd) | error barrier (mean ± sd) "
+             "| distance (mean) | NoT (mean) |", "|---|---|---|---|---|---|---|---|"]
     for r in agg.itertuples():
-        lines.append(f"| {r.method} | {r.alignment} | {r.pairs} | {r.loss_barrier_mean:.4f} ± "
+        nt = "-" if np.isnan(r.not_total) else f"{r.not_total:.1f}"
+        lines.append(f"| {r.variant} | {r.method} | {r.alignment} | {r.pairs} | {r.loss_barrier_mean:.4f} ± "
                      f"{np.nan_to_num(r.loss_barrier_sd):.4f} | {r.error_barrier_mean:.4f} ± "
-                     f"{np.nan_to_num(r.error_barrier_sd):.4f} |")
+                     f"{np.nan_to_num(r.error_barrier_sd):.4f} | {r.distance_kind} {r.distance:.3f} | {nt} |")
     write_text(out_md, "\n".join(lines) + "\n")
+
+
+def _cell(value):
+    """A swept value as a table cell: numbers stay numbers, lists of widths become '512' or '512x512'."""
+    if isinstance(value, (list, tuple)):
+        return value[0] if len(value) == 1 else "x".join(map(str, value))
+    return value

@@ -2,6 +2,10 @@
 
 Marginalized loss (Rossi et al.): L(q) = -(1/N) sum_n log((1/S) sum_s p(y_n | x_n, w_s)), computed
 with log-sum-exp over the S samples; the error is that of the averaged predictive's argmax.
+
+Prediction over many samples is the hot path of every metric. MLPs take a dedicated path: the
+first layer of all samples is one large matmul (the input is shared), later layers one batched
+matmul each; other architectures go through ``vmap(functional_call)``.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ from typing import Mapping
 import numpy as np
 import torch
 from torch.func import functional_call, vmap
+
+from .models import MLP
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -31,16 +37,35 @@ def to_torch(params: Mapping[str, np.ndarray], device: torch.device | str = "cpu
     return {k: torch.as_tensor(np.asarray(v), dtype=torch.float32, device=device) for k, v in params.items()}
 
 
+def mlp_sample_logits(model: MLP, stack: Mapping[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """Logits [S, N, C] of an MLP under S stacked parameter sets."""
+    n_hidden = len(model.hidden)
+    w0, b0 = stack["hidden.0.weight"], stack["hidden.0.bias"]
+    s, h0, d = w0.shape
+    # shared input: one (N, D) x (D, S*H) matmul for the first layer of every sample
+    h = (x.flatten(1) @ w0.reshape(s * h0, d).T).reshape(len(x), s, h0).transpose(0, 1) + b0[:, None, :]
+    h = model.act(h)
+    for i in range(1, n_hidden + 1):
+        name = f"hidden.{i}" if i < n_hidden else "out"
+        h = torch.baddbmm(stack[f"{name}.bias"][:, None, :], h, stack[f"{name}.weight"].transpose(1, 2))
+        if i < n_hidden:
+            h = model.act(h)
+    return h
+
+
 @torch.no_grad()
 def sample_log_probs(model: torch.nn.Module, stack: Mapping[str, torch.Tensor], x: torch.Tensor,
                      batch_size: int = 4096) -> torch.Tensor:
     """Per-sample log-softmax outputs [S, N, C] for a stack of S parameter sets ([S, *shape] each)."""
+    if isinstance(model, MLP):
+        def forward(xb):
+            return mlp_sample_logits(model, stack, xb)
+    else:
+        batched = vmap(lambda p, xb: functional_call(model, p, (xb,)), in_dims=(0, None))
 
-    def one(params, xb):
-        return torch.log_softmax(functional_call(model, params, (xb,)), dim=-1)
-
-    batched = vmap(one, in_dims=(0, None))
-    outs = [batched(dict(stack), x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
+        def forward(xb):
+            return batched(dict(stack), xb)
+    outs = [torch.log_softmax(forward(x[i:i + batch_size]), dim=-1) for i in range(0, len(x), batch_size)]
     return torch.cat(outs, dim=1)
 
 
@@ -49,10 +74,37 @@ def predictive_log_probs(sample_logp: torch.Tensor) -> torch.Tensor:
     return torch.logsumexp(sample_logp, dim=0) - math.log(sample_logp.shape[0])
 
 
+@torch.no_grad()
+def predictive(model: torch.nn.Module, stack: Mapping[str, torch.Tensor], x: torch.Tensor,
+               sample_chunk: int = 128) -> torch.Tensor:
+    """log of the predictive averaged over all S samples, [N, C]; samples go in chunks to bound memory."""
+    n_samples = next(iter(stack.values())).shape[0]
+    acc = None
+    for i in range(0, n_samples, sample_chunk):
+        part = torch.logsumexp(sample_log_probs(model, {k: v[i:i + sample_chunk] for k, v in stack.items()}, x), 0)
+        acc = part if acc is None else torch.logaddexp(acc, part)
+    return acc - math.log(n_samples)
+
+
+def loss_error(logp: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """(NLL, error rate) of a predictive given as log-probabilities [N, C]."""
+    return -logp.gather(1, y[:, None]).mean().item(), (logp.argmax(1) != y).float().mean().item()
+
+
 def marginal_loss_error(model: torch.nn.Module, stack: Mapping[str, torch.Tensor], x: torch.Tensor,
                         y: torch.Tensor) -> tuple[float, float]:
     """(marginalized NLL, error rate of the averaged predictive) on (x, y)."""
-    logp = predictive_log_probs(sample_log_probs(model, stack, x))
-    nll = -logp.gather(1, y[:, None]).mean().item()
-    error = (logp.argmax(1) != y).float().mean().item()
-    return nll, error
+    return loss_error(predictive(model, stack, x), y)
+
+
+def standard_normal_like(mean: Mapping[str, np.ndarray | torch.Tensor], n_samples: int, seed: int,
+                         device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+    """Fixed noise eps [S, *shape] per parameter: common random numbers for every point of a path."""
+    gen = torch.Generator().manual_seed(seed)
+    return {k: torch.randn(n_samples, *np.shape(v), generator=gen).to(device) for k, v in mean.items()}
+
+
+def gaussian_samples(mean: Mapping[str, torch.Tensor], std: Mapping[str, torch.Tensor],
+                     eps: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """w_s = mean + std * eps_s for every parameter."""
+    return {k: mean[k] + std[k] * eps[k] for k in mean}

@@ -1,7 +1,11 @@
-"""MAP training (one deep-ensemble member), resumable from periodic checkpoints.
+"""Minibatch training shared by the optimisation-based methods, resumable from checkpoints.
 
-Objective per example: mean NLL + ||w||^2 / (2 sigma_p^2 N), i.e. -log p(D|w) - log p(w) with the
-N(0, sigma_p^2) prior of the Bayesian methods, divided by N.
+``run_training`` runs Adam on any per-example objective over any module's parameters (the
+network for MAP, the variational parameters for VI). It checkpoints every few epochs and, given
+the same checkpoint file, resumes to exactly the result of an uninterrupted run.
+
+MAP objective per example: mean NLL + ||w||^2 / (2 sigma_p^2 N), i.e. (-log p(D|w) - log p(w)) / N
+with the N(0, sigma_p^2) prior of the Bayesian methods.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -18,6 +23,9 @@ from tqdm import tqdm
 from .atomic import atomic_path
 
 log = logging.getLogger(__name__)
+
+# objective(x_batch, y_batch) -> (loss to minimise, {trace name: value for this batch})
+Objective = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, dict[str, float]]]
 
 
 @dataclass
@@ -29,12 +37,24 @@ class MapSettings:
     checkpoint_every: int = 5  # epochs; 0 disables checkpoints
 
     def __post_init__(self):
-        for key in ("epochs", "batch_size"):
-            if int(getattr(self, key)) < 1:
-                raise ValueError(f"{key} must be >= 1, got {getattr(self, key)!r}")
-        for key in ("lr", "prior_std"):
-            if not float(getattr(self, key)) > 0:
-                raise ValueError(f"{key} must be > 0, got {getattr(self, key)!r}")
+        check_positive(self, ints=("epochs", "batch_size"), floats=("lr", "prior_std"))
+
+
+def check_positive(settings, ints=(), floats=()) -> None:
+    for key in ints:
+        if int(getattr(settings, key)) < 1:
+            raise ValueError(f"{key} must be >= 1, got {getattr(settings, key)!r}")
+    for key in floats:
+        if not float(getattr(settings, key)) > 0:
+            raise ValueError(f"{key} must be > 0, got {getattr(settings, key)!r}")
+    if int(getattr(settings, "checkpoint_every", 0)) < 0:
+        raise ValueError(f"checkpoint_every must be >= 0, got {settings.checkpoint_every!r}")
+
+
+@dataclass
+class TrainResult:
+    traces: dict[str, np.ndarray] = field(default_factory=dict)  # one value per epoch
+    resumed_from_epoch: int = 0
 
 
 @dataclass
@@ -49,52 +69,86 @@ def _save_checkpoint(path: Path, state: dict) -> None:
         torch.save(state, tmp)
 
 
-def train_map(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, settings: MapSettings, *, seed: int,
-              device: torch.device, checkpoint: str | os.PathLike | None = None) -> MapResult:
-    """Adam on the MAP objective; deterministic for a given seed, resumable from ``checkpoint``."""
-    torch.manual_seed(seed)
-    # re-initialise from the seed so the member depends on it alone (not on prior RNG use)
-    for module in model.modules():
-        if hasattr(module, "reset_parameters"):
-            module.reset_parameters()
-    model.to(device)
-    x, y = x.to(device), y.to(device)
+def _rng_state() -> dict:
+    state = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["cpu"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def run_training(module: torch.nn.Module, objective: Objective, x: torch.Tensor, y: torch.Tensor, settings, *,
+                 seed: int, checkpoint: str | os.PathLike | None = None, desc: str = "train") -> TrainResult:
+    """Adam over ``module``'s parameters for ``settings.epochs`` epochs of shuffled minibatches."""
     n = len(x)
-    opt = torch.optim.Adam(model.parameters(), lr=settings.lr)
-    gen = torch.Generator().manual_seed(seed)
-    losses, start = [], 0
+    opt = torch.optim.Adam(module.parameters(), lr=settings.lr)
+    gen = torch.Generator().manual_seed(seed)  # data order
+    fingerprint = {"seed": seed, "settings": vars(settings), "class": type(settings).__name__}
+    traces: dict[str, list[float]] = {}
+    start = 0
     ckpt = Path(checkpoint) if checkpoint else None
     if ckpt and ckpt.is_file():
-        state = torch.load(ckpt, map_location=device, weights_only=False)
-        if state.get("seed") != seed or state.get("settings") != vars(settings):
+        state = torch.load(ckpt, map_location=x.device, weights_only=False)
+        if state.get("fingerprint") != fingerprint:
             log.warning("ignoring checkpoint %s: it was made with other settings", ckpt)
         else:
-            model.load_state_dict(state["model"])
+            module.load_state_dict(state["module"])
             opt.load_state_dict(state["optimizer"])
             gen.set_state(state["generator"])
-            losses, start = list(state["losses"]), int(state["epoch"])
+            _set_rng_state(state["rng"])
+            traces, start = {k: list(v) for k, v in state["traces"].items()}, int(state["epoch"])
             log.info("resumed from %s at epoch %d", ckpt, start)
 
-    prior_scale = 1.0 / (2.0 * settings.prior_std ** 2 * n)
-    for epoch in tqdm(range(start, settings.epochs), desc=f"MAP seed {seed}", disable=None):
-        order = torch.randperm(n, generator=gen).to(device)
-        total = 0.0
+    for epoch in tqdm(range(start, settings.epochs), desc=desc, disable=None):
+        order = torch.randperm(n, generator=gen).to(x.device)
+        sums: dict[str, float] = {}
         for i in range(0, n, settings.batch_size):
             idx = order[i:i + settings.batch_size]
-            nll = torch.nn.functional.cross_entropy(model(x[idx]), y[idx])
-            penalty = sum((p ** 2).sum() for p in model.parameters())
-            loss = nll + prior_scale * penalty
+            loss, metrics = objective(x[idx], y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += loss.item() * len(idx)
-        losses.append(total / n)
-        if not np.isfinite(losses[-1]):
-            raise FloatingPointError(f"MAP training diverged at epoch {epoch + 1} (loss {losses[-1]}); lower lr")
+            for k, v in {"loss": loss.item(), **metrics}.items():
+                sums[k] = sums.get(k, 0.0) + v * len(idx)
+        for k, v in sums.items():
+            traces.setdefault(k, []).append(v / n)
+        if not np.isfinite(traces["loss"][-1]):
+            raise FloatingPointError(f"{desc}: training diverged at epoch {epoch + 1} (loss {traces['loss'][-1]}); "
+                                     "lower the learning rate")
         done = epoch + 1
-        if ckpt and settings.checkpoint_every and (done % settings.checkpoint_every == 0) and done < settings.epochs:
-            _save_checkpoint(ckpt, {"seed": seed, "settings": vars(settings), "epoch": done, "losses": losses,
-                                    "model": model.state_dict(), "optimizer": opt.state_dict(),
-                                    "generator": gen.get_state()})
+        if ckpt and settings.checkpoint_every and done % settings.checkpoint_every == 0 and done < settings.epochs:
+            _save_checkpoint(ckpt, {"fingerprint": fingerprint, "epoch": done, "traces": traces,
+                                    "module": module.state_dict(), "optimizer": opt.state_dict(),
+                                    "generator": gen.get_state(), "rng": _rng_state()})
+    return TrainResult({k: np.asarray(v) for k, v in traces.items()}, start)
+
+
+def reset_parameters(model: torch.nn.Module, seed: int) -> None:
+    """Initialise from the seed alone, so a solution does not depend on earlier RNG use."""
+    torch.manual_seed(seed)
+    for module in model.modules():
+        if hasattr(module, "reset_parameters"):
+            module.reset_parameters()
+
+
+def train_map(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, settings: MapSettings, *, seed: int,
+              device: torch.device, checkpoint: str | os.PathLike | None = None) -> MapResult:
+    """One MAP solution (a deep-ensemble member); deterministic for a given seed."""
+    reset_parameters(model, seed)
+    model.to(device)
+    x, y = x.to(device), y.to(device)
+    prior_scale = 1.0 / (2.0 * settings.prior_std ** 2 * len(x))
+
+    def objective(xb, yb):
+        nll = torch.nn.functional.cross_entropy(model(xb), yb)
+        penalty = sum((p ** 2).sum() for p in model.parameters())
+        return nll + prior_scale * penalty, {"nll": nll.item()}
+
+    result = run_training(model, objective, x, y, settings, seed=seed, checkpoint=checkpoint, desc=f"MAP seed {seed}")
     params = {k: v.detach().cpu().numpy() for k, v in model.named_parameters()}
-    return MapResult(params, {"loss": np.asarray(losses)}, start)
+    return MapResult(params, result.traces, result.resumed_from_epoch)
