@@ -48,3 +48,25 @@ def test_device_names():
     assert resolve_device("auto").type in ("cpu", "cuda")
     with pytest.raises(ValueError, match="allowed"):
         resolve_device("quantum")
+
+
+@pytest.mark.parametrize("hidden", [(7,), (9, 5, 11)])
+def test_fast_mlp_path_equals_functional_call_per_sample(hidden):
+    from workflow.predict import mlp_sample_logits
+
+    model, _, params = make_mlp(hidden, activation="tanh")
+    stack = {k: torch.as_tensor(v)[None] + 0.1 * torch.randn(6, *v.shape) for k, v in params.items()}
+    x = torch.randn(13, 1, 4, 4)
+    fast = mlp_sample_logits(model, stack, x)
+    for s in range(6):
+        ref = torch.func.functional_call(model, {k: v[s] for k, v in stack.items()}, (x,))
+        torch.testing.assert_close(fast[s], ref, rtol=1e-5, atol=1e-5)
+
+
+def test_chunked_predictive_equals_unchunked():
+    from workflow.predict import predictive
+
+    model, _, params = make_mlp()
+    stack = {k: torch.as_tensor(v)[None] + 0.3 * torch.randn(10, *v.shape) for k, v in params.items()}
+    x = torch.randn(20, 1, 4, 4)
+    torch.testing.assert_close(predictive(model, stack, x, sample_chunk=3), predictive(model, stack, x, sample_chunk=100))
