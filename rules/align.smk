@@ -8,6 +8,7 @@ rule align_pair:
         f"{LOGS}/{{variant}}/align/{{method}}/{{kind}}/{{a}}-{{b}}.log",
     params:
         cfg=job_config("alignment"),
+        runtime=job_runtime,
     threads: 1
     resources:
         mem_mb=4000,
@@ -15,7 +16,7 @@ rule align_pair:
     conda:
         ENV
     shell:
-        "python -m workflow align --kind {wildcards.kind} --a {input.a:q} --b {input.b:q} --config {params.cfg:q}"
+        "python -m workflow align --kind {wildcards.kind} --seeds {wildcards.a} {wildcards.b} --a {input.a:q} --b {input.b:q} --config {params.cfg:q} --runtime {params.runtime:q}"
         " --out {output:q} > {log:q} 2>&1"
 
 

@@ -5,7 +5,8 @@ import re
 
 from snakemake.exceptions import WorkflowError
 
-from workflow.config import ConfigError, expand_variants, seed_pairs, validate_config
+from workflow.config import (ConfigError, expand_variants, result_config, runtime_config, seed_pairs,
+                             validate_config)
 
 try:
     _validated = validate_config(config)
@@ -38,10 +39,11 @@ def kinds_for(method):
 
 def data_key(cfg):
     """Variants with the same data section share one prepared data file."""
-    return hashlib.sha1(json.dumps(cfg["data"], sort_keys=True).encode()).hexdigest()[:10]
+    data = result_config(cfg, ["data"])["data"]
+    return hashlib.sha1(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]
 
 
-DATA_CONFIGS = {data_key(cfg): cfg["data"] for _, cfg in VARIANTS.values()}
+DATA_CONFIGS = {data_key(cfg): cfg for _, cfg in VARIANTS.values()}
 
 
 def data_file(wc):
@@ -49,13 +51,20 @@ def data_file(wc):
 
 
 def job_config(*sections):
-    """The variant's config sections a job depends on, as JSON: editing other sections reruns nothing."""
+    """The variant's config sections a job's result depends on, as JSON (a tracked param: editing
+    other sections, or runtime settings, reruns nothing)."""
 
     def params(wc):
-        cfg = variant_config(wc.variant)
-        return json.dumps({s: cfg[s] for s in ("name", *sections)}, sort_keys=True)
+        return json.dumps(result_config(variant_config(wc.variant), sections), sort_keys=True)
 
     return params
+
+
+def job_runtime(wc, threads):
+    """Runtime settings as JSON. Taking `threads` makes this a derived param, which Snakemake's
+    params trigger ignores: a new device, thread count or checkpoint interval reruns nothing."""
+    cfg = variant_config(wc.variant) if hasattr(wc, "variant") else DATA_CONFIGS[wc.datakey]
+    return json.dumps(runtime_config(cfg), sort_keys=True)
 
 
 def heavy_resources(mem_mb, runtime):

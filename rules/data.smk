@@ -4,7 +4,8 @@ rule prepare_data:
     log:
         f"{LOGS}/prepare_data/{{datakey}}.log",
     params:
-        cfg=lambda wc: json.dumps({"name": config["name"], "data": DATA_CONFIGS[wc.datakey]}, sort_keys=True),
+        cfg=lambda wc: json.dumps(result_config(DATA_CONFIGS[wc.datakey], ["data"]), sort_keys=True),
+        runtime=job_runtime,
     threads: 1
     resources:
         mem_mb=4000,
@@ -12,4 +13,4 @@ rule prepare_data:
     conda:
         ENV
     shell:
-        "python -m workflow prepare-data --config {params.cfg:q} --out {output:q} > {log:q} 2>&1"
+        "python -m workflow prepare-data --config {params.cfg:q} --runtime {params.runtime:q} --out {output:q} > {log:q} 2>&1"

@@ -8,7 +8,8 @@ rule barrier_curve:
     log:
         f"{LOGS}/{{variant}}/barrier/{{method}}/{{alignment}}/{{a}}-{{b}}.log",
     params:
-        cfg=job_config("barrier", "compute"),
+        cfg=job_config("barrier"),
+        runtime=job_runtime,
     threads: config["compute"]["threads"]
     resources:
         **heavy_resources(mem_mb=4000, runtime=60),
@@ -16,8 +17,8 @@ rule barrier_curve:
         ENV
     shell:
         "python -m workflow barrier --alignment {wildcards.alignment} --variant {wildcards.variant}"
-        " --a {input.a:q} --b {input.b:q} --data {input.data:q}"
-        " --config {params.cfg:q} --threads {threads} --out {output:q} > {log:q} 2>&1"
+        " --seeds {wildcards.a} {wildcards.b} --a {input.a:q} --b {input.b:q} --data {input.data:q}"
+        " --config {params.cfg:q} --runtime {params.runtime:q} --threads {threads} --out {output:q} > {log:q} 2>&1"
 
 
 rule summarize_barriers:

@@ -6,7 +6,8 @@ rule train_posterior:
     log:
         f"{LOGS}/{{variant}}/train/{{method}}/seed{{seed}}.log",
     params:
-        cfg=job_config("data", "model", "prior", "ensemble", "vi", "compute"),
+        cfg=job_config("data", "model", "prior", "ensemble", "vi"),
+        runtime=job_runtime,
         # undeclared on purpose: Snakemake deletes a failed job's outputs, a checkpoint must survive
         checkpoint=lambda wc: f"{RESULTS}/{wc.variant}/checkpoints/{wc.method}/seed{wc.seed}.pt",
     threads: config["compute"]["threads"]
@@ -16,7 +17,7 @@ rule train_posterior:
         ENV
     shell:
         "python -m workflow train --method {wildcards.method} --seed {wildcards.seed} --data {input.data:q}"
-        " --config {params.cfg:q} --checkpoint {params.checkpoint:q} --threads {threads}"
+        " --config {params.cfg:q} --runtime {params.runtime:q} --checkpoint {params.checkpoint:q} --threads {threads}"
         " --out {output:q} > {log:q} 2>&1"
 
 

@@ -18,8 +18,8 @@ def test_barrier_height_hand_examples():
     assert barrier_height([1.0, 0.0, 0.5], [2.0, 0.0, 4.0]) == pytest.approx(3.0)  # unsorted grid
     with pytest.raises(ValueError):
         barrier_height([0.1, 1.0], [0, 0])
-    with pytest.raises(ValueError):
-        t_grid(1)
+    with pytest.raises(ValueError, match="n_points must be >= 3"):
+        t_grid(2)
 
 
 def test_marginal_loss_averages_probabilities_not_log_probabilities():

@@ -1,5 +1,6 @@
+import pathlib
+
 import pytest
-import yaml
 
 from workflow.config import ConfigError, load_config, seed_pairs, validate_config
 
@@ -16,8 +17,11 @@ def test_defaults_are_filled_at_every_level():
     assert MINIMAL["data"] == {"dataset": "digits"}  # input untouched
 
 
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
 def test_the_shipped_config_is_valid():
-    cfg = load_config("config.yaml")
+    cfg = load_config(REPO / "config.yaml")
     assert cfg["data"]["dataset"] == "digits"
 
 
@@ -52,11 +56,34 @@ def test_seed_pairs_are_all_unordered_pairs():
 
 
 def test_experiment_configs_are_valid():
-    import pathlib
-
-    for path in sorted(pathlib.Path("experiments").glob("*.yaml")):
+    paths = sorted((REPO / "experiments").glob("*.yaml"))
+    assert paths
+    for path in paths:
         load_config(path)
-        yaml.safe_load(path.read_text())
+
+
+def test_whole_floats_become_integers_and_non_finite_numbers_are_refused():
+    cfg = validate_config({**MINIMAL, "seeds": [0.0, 1.0], "ensemble": {"epochs": 2.0}})
+    assert cfg["seeds"] == [0, 1] and isinstance(cfg["ensemble"]["epochs"], int)
+    with pytest.raises(ConfigError, match="config key seeds.1: 1.5 is not of type 'integer'"):
+        validate_config({**MINIMAL, "seeds": [0, 1.5]})
+    with pytest.raises(ConfigError, match="config key prior.std: nan is not a finite number"):
+        validate_config({**MINIMAL, "prior": {"std": float("nan")}})
+    with pytest.raises(ConfigError, match="config key prior.std: inf is not a finite number"):
+        validate_config({**MINIMAL, "prior": {"std": float("inf")}})
+
+
+def test_result_config_leaves_out_runtime_settings():
+    from workflow.config import merge_configs, result_config, runtime_config
+
+    cfg = validate_config(MINIMAL)
+    res = result_config(cfg, ["data", "ensemble", "compute"])
+    assert "compute" not in res and "root" not in res["data"] and "checkpoint_every" not in res["ensemble"]
+    assert res["data"]["dataset"] == "digits" and res["name"] == "x"
+    rt = runtime_config(cfg)
+    assert rt["compute"]["device"] == "auto" and rt["data"] == {"root": "data", "download": False}
+    merged = merge_configs(res, rt)
+    assert merged["data"] == cfg["data"] and merged["ensemble"] == cfg["ensemble"]
 
 
 def test_strings_from_the_command_line_become_the_types_the_schema_asks_for():

@@ -205,9 +205,9 @@ def test_digits_offline_shapes_and_split():
     assert ds.input_shape == (1, 8, 8)
     assert ds.x_train.dtype == np.float32 and ds.y_train.dtype == np.int64
     assert len(ds.x_train) + len(ds.x_test) == 1797
-    assert len(ds.x_test) == round(1797 * 0.2)
+    assert len(ds.x_test) == round(1797 * 0.25)
     # Uses split_indices: labels are the dataset's labels at those indices (disjoint, complete split).
-    tr, te = split_indices(1797, 0.2, 0)
+    tr, te = split_indices(1797, 0.25, 0)
     target = load_digits().target
     np.testing.assert_array_equal(ds.y_train, target[tr])
     np.testing.assert_array_equal(ds.y_test, target[te])
@@ -255,7 +255,7 @@ def test_subsampling():
     assert len(full.y_train) > 100
 
 
-@pytest.mark.parametrize("kw", [{"n_train": 0}, {"n_train": 10**6}, {"n_test": 0}, {"n_test": 361}, {"n_train": 2.5}])
+@pytest.mark.parametrize("kw", [{"n_train": 0}, {"n_train": 10**6}, {"n_test": 0}, {"n_test": 451}, {"n_train": 2.5}])
 def test_subsampling_errors(kw):
     with pytest.raises(DatasetError, match="n_train|n_test"):
         load_dataset("digits", **kw)
@@ -300,8 +300,8 @@ def test_plain_file_preferred_over_gz(tmp_path):
 def test_mnist_t10k_split(tmp_path):
     arrays = make_mnist(tmp_path, n_test=50, t10k_only=True)
     ds = load_dataset("mnist-t10k", tmp_path, split_seed=4)
-    assert len(ds.y_train) == 40 and len(ds.y_test) == 10
-    tr, te = split_indices(50, 0.2, 4)
+    assert len(ds.y_train) == 38 and len(ds.y_test) == 12  # the default test_fraction is 0.25
+    tr, te = split_indices(50, 0.25, 4)
     np.testing.assert_array_equal(ds.y_test, arrays["t10k-labels-idx1-ubyte"][te])
     np.testing.assert_array_equal(ds.y_train, arrays["t10k-labels-idx1-ubyte"][tr])
     # Train files are not needed for mnist-t10k, but are for mnist.
@@ -382,7 +382,7 @@ def test_download_success(tmp_path, monkeypatch):
 
     monkeypatch.setattr(data, "_fetch", fake_fetch)
     ds = load_dataset("mnist-t10k", tmp_path, download=True)
-    assert len(ds.y_train) == 16 and len(ds.y_test) == 4
+    assert len(ds.y_train) == 15 and len(ds.y_test) == 5
     raw = tmp_path / "MNIST" / "raw"
     assert sorted(p.name for p in raw.iterdir()) == ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
     assert len(fetched) == 2

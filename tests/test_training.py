@@ -69,3 +69,39 @@ def test_checkpoint_of_other_settings_is_ignored(tmp_path):
 def test_bad_settings_are_refused(kwargs):
     with pytest.raises(ValueError):
         MapSettings(**kwargs)
+
+
+def test_checkpoint_of_other_data_or_architecture_is_ignored(tmp_path):
+    """A killed run's checkpoint must not leak into a run with other data or another model."""
+    s = MapSettings(epochs=6, batch_size=32, lr=0.01, checkpoint_every=2)
+    ckpt = tmp_path / "ckpt.pt"
+    import workflow.training as training
+
+    real_save = training._save_checkpoint
+
+    def save_then_die(path, state):
+        real_save(path, state)
+        raise KeyboardInterrupt
+
+    training._save_checkpoint = save_then_die
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            fit(s, checkpoint=ckpt)
+    finally:
+        training._save_checkpoint = real_save
+    import shutil
+
+    saved = tmp_path / "saved.pt"
+    shutil.copy(ckpt, saved)
+
+    def resumed_epoch(hidden=8, data_seed=0, identity=None):
+        shutil.copy(saved, ckpt)  # every attempt starts from the killed run's checkpoint
+        model, _ = build_model("mlp", (1, 2, 3), 3, hidden=[hidden])
+        x, y = toy_data(seed=data_seed)
+        return train_map(model, x, y, s, seed=0, device=torch.device("cpu"), checkpoint=ckpt,
+                         identity=identity).resumed_from_epoch
+
+    assert resumed_epoch(hidden=9) == 0  # other architecture: ignored, no size-mismatch crash
+    assert resumed_epoch(data_seed=1) == 0  # other data, same shapes
+    assert resumed_epoch(identity={"activation": "tanh"}) == 0  # other job config
+    assert resumed_epoch() == 2  # the same job resumes

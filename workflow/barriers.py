@@ -19,8 +19,8 @@ from .predict import gaussian_samples, loss_error, marginal_loss_error
 
 
 def t_grid(n_points: int) -> np.ndarray:
-    if n_points < 2:
-        raise ValueError(f"a path needs at least 2 points, got n_points={n_points}")
+    if n_points < 3:
+        raise ValueError(f"a barrier needs a point between the endpoints: n_points must be >= 3, got {n_points}")
     return np.linspace(0.0, 1.0, n_points)
 
 
@@ -84,6 +84,10 @@ def summarize(curves: pd.DataFrame) -> pd.DataFrame:
     """One row per (variant, method, alignment, pair): loss and error barriers from a tidy curve table."""
     keys = [c for c in ("variant", "method", "alignment", "pair", "seed_a", "seed_b") if c in curves]
     rows = []
+    duplicated = curves.duplicated(keys + ["t"])
+    if duplicated.any():
+        raise ValueError(f"curve table has {int(duplicated.sum())} repeated (pair, t) rows, e.g. "
+                         f"{curves.loc[duplicated, keys + ['t']].iloc[0].to_dict()}: two curves claim the same pair")
     for key, g in curves.groupby(keys, sort=True):
         row = dict(zip(keys, key if isinstance(key, tuple) else (key,)))
         row["loss_barrier"] = barrier_height(g["t"], g["loss"])

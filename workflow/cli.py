@@ -16,6 +16,8 @@ import torch
 
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=json.loads, default={}, help="the job's config sections as JSON")
+    p.add_argument("--runtime", type=json.loads, default={},
+                   help="runtime settings as JSON (device, checkpoint interval, data root), merged into --config")
     p.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
 
 
@@ -37,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("align", help="permute posterior B into A's basin")
     _add_common(p)
+    p.add_argument("--seeds", type=int, nargs=2, default=None, help="the seeds A and B must hold (checked)")
     p.add_argument("--kind", required=True)
     p.add_argument("--a", required=True)
     p.add_argument("--b", required=True)
@@ -46,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.add_argument("--alignment", required=True, help="'naive', or an alignment kind (then --b is an alignment file)")
     p.add_argument("--variant", default="base", help="sweep variant, recorded in the curve table")
+    p.add_argument("--seeds", type=int, nargs=2, default=None, help="the seeds A and B must hold (checked)")
     p.add_argument("--a", required=True)
     p.add_argument("--b", required=True)
     p.add_argument("--data", required=True)
@@ -85,6 +89,10 @@ def main(argv: list[str] | None = None) -> int:
     from . import jobs  # after logging is set up
     from .data import DatasetError
 
+    if hasattr(args, "config"):
+        from .config import merge_configs
+
+        args.config = merge_configs(args.config, args.runtime)
     device = getattr(args, "config", {}).get("compute", {}).get("device", "auto")
     try:
         if args.command == "prepare-data":
@@ -93,10 +101,10 @@ def main(argv: list[str] | None = None) -> int:
             jobs.train_posterior(args.method, args.data, args.seed, args.config, args.out,
                                  checkpoint=args.checkpoint, device=device)
         elif args.command == "align":
-            jobs.align_pair(args.kind, args.a, args.b, args.config, args.out)
+            jobs.align_pair(args.kind, args.a, args.b, args.config, args.out, seeds=args.seeds)
         elif args.command == "barrier":
             jobs.barrier_curve(args.alignment, args.a, args.b, args.data, args.config, args.out, device=device,
-                               variant=args.variant)
+                               variant=args.variant, seeds=args.seeds)
         elif args.command == "summarize-barriers":
             jobs.summarize_barriers(args.curves, args.variants, args.out_curves, args.out_csv, args.out_md)
         elif args.command == "figure-barriers":

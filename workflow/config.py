@@ -7,6 +7,7 @@ tests use the same function, so a config means the same everywhere.
 from __future__ import annotations
 
 import copy
+import math
 import re
 import itertools
 from importlib import resources
@@ -71,6 +72,8 @@ def coerce_strings(value, schema: dict):
         return [coerce_strings(v, schema.get("items", {})) for v in value]
     types = schema.get("type", [])
     types = [types] if isinstance(types, str) else types
+    if isinstance(value, float) and value.is_integer() and "integer" in types and "number" not in types:
+        return int(value)  # YAML's 2.0 where a count is meant (JSON Schema accepts it as an integer)
     if isinstance(value, str) and "string" not in types:
         for t in types:
             try:
@@ -87,9 +90,23 @@ def validate_config(config: dict) -> dict:
     base = jsonschema.validators.validator_for(schema)
     validator = _with_defaults(base)(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
-    if errors:
-        raise ConfigError("invalid config:\n  " + "\n  ".join(_describe(e) for e in errors))
+    messages = [_describe(e) for e in errors] + [f"config key {k}: {v!r} is not a finite number"
+                                                 for k, v in _non_finite(config)]
+    if messages:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(messages))
     return config
+
+
+def _non_finite(value, path=""):
+    """(dotted key, value) of every NaN or infinite number in a config."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _non_finite(v, f"{path}.{k}" if path else str(k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _non_finite(v, f"{path}.{i}")
+    elif isinstance(value, float) and not math.isfinite(value):
+        yield path, value
 
 
 def load_config(path: str | Path) -> dict:
@@ -167,3 +184,41 @@ def expand_variants(config: dict) -> dict[str, dict]:
         except ConfigError as err:
             raise ConfigError(f"sweep variant {name}: {err}") from None
     return variants
+
+
+# ---------------------------------------------------------------- what a job's result depends on
+
+# Settings that change how a job runs but not what it computes: kept out of the config a job is
+# rerun for (and so out of Snakemake's params trigger), passed to it separately.
+RUNTIME_KEYS = {"compute": None, "data": ("root", "download"), "ensemble": ("checkpoint_every",),
+                "vi": ("checkpoint_every",)}
+
+
+def result_config(config: dict, sections) -> dict:
+    """The config sections a job's result depends on, without runtime settings; 'name' included."""
+    out = {"name": config["name"]}
+    for s in sections:
+        if s not in config:
+            continue
+        keys = RUNTIME_KEYS.get(s, ())
+        if keys is None:
+            continue
+        out[s] = {k: v for k, v in config[s].items() if k not in keys} if isinstance(config[s], dict) else config[s]
+    return out
+
+
+def runtime_config(config: dict) -> dict:
+    """The runtime settings (device, threads, checkpoint interval, data root, download)."""
+    out = {}
+    for s, keys in RUNTIME_KEYS.items():
+        if s in config:
+            out[s] = dict(config[s]) if keys is None else {k: config[s][k] for k in keys if k in config[s]}
+    return out
+
+
+def merge_configs(base: dict, extra: dict) -> dict:
+    """Recursive merge of ``extra`` into a copy of ``base``."""
+    out = copy.deepcopy(base)
+    for k, v in extra.items():
+        out[k] = merge_configs(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+    return out

@@ -499,7 +499,7 @@ def load_dataset(
     root: str | os.PathLike = "data",
     *,
     split_seed: int = 0,
-    test_fraction: float = 0.2,
+    test_fraction: float = 0.25,
     n_train: int | None = None,
     n_test: int | None = None,
     download: bool = False,

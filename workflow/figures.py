@@ -52,7 +52,8 @@ def barrier_curves_figure(curves: pd.DataFrame, method: str, png, pdf, variant: 
     order = [_labelled(pd.DataFrame({"alignment": [a]}), method)["alignment"][0] for a in order]
     sns.set_theme(**STYLE)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
-    for ax, (metric, label) in zip(axes, [("loss", "test loss (NLL)"), ("error", "test error")]):
+    split = sub["split"].iloc[0] if "split" in sub else "test"
+    for ax, (metric, label) in zip(axes, [("loss", f"{split} loss (NLL)"), ("error", f"{split} error")]):
         sns.lineplot(data=sub, x="t", y=metric, hue="alignment", hue_order=[a for a in order if a in set(sub.alignment)],
                      errorbar="sd", marker="o", markersize=4, ax=ax)
         ax.set_xlabel("interpolation t")

@@ -18,7 +18,7 @@ import torch
 from . import artifacts, barriers
 from .artifacts import Alignment, ArtifactError, Posterior
 from .atomic import atomic_path, write_csv, write_text
-from .config import model_args
+from .config import model_args, result_config
 from .matching import weight_matching
 from .models import build_model
 from .permutations import apply_permutation, number_of_transpositions
@@ -55,12 +55,28 @@ def load_prepared(path: str | os.PathLike) -> dict:
             if str(z["format"]) != DATA_FORMAT:
                 raise ValueError(f"format {z['format']!r}")
             data = {k: z[k] for k in ("x_train", "y_train", "x_test", "y_test")}
-            name, n_classes = str(z["name"]), int(z["n_classes"])
+            name, n_classes, data_cfg = str(z["name"]), int(z["n_classes"]), json.loads(str(z["config"]))
     except (OSError, KeyError, ValueError, EOFError) as err:
         raise ArtifactError(f"{path}: not a prepared data set written by 'prepare-data' ({err})") from err
     out = {k: torch.from_numpy(v) for k, v in data.items()}
-    out.update(name=name, n_classes=n_classes, input_shape=tuple(data["x_train"].shape[1:]))
+    out.update(name=name, n_classes=n_classes, input_shape=tuple(data["x_train"].shape[1:]), config=data_cfg)
     return out
+
+
+def _data_identity(data_cfg: dict) -> dict:
+    return result_config({"name": "", "data": data_cfg}, ["data"])["data"]
+
+
+def check_posterior(post: Posterior, path, *, seed: int | None = None, data: dict | None = None) -> None:
+    """Refuse a posterior whose stored seed is not the one its place in the workflow says, or
+    that was trained on another data set or split than the one it is evaluated with."""
+    if seed is not None and post.seed != seed:
+        raise ArtifactError(f"{path}: holds the posterior of seed {post.seed}, but is used as seed {seed} "
+                            "(a file copied or renamed by hand?)")
+    if data is not None and "data" in post.config:
+        if _data_identity(post.config["data"]) != _data_identity(data["config"]):
+            raise ArtifactError(f"{path}: was trained on data {_data_identity(post.config['data'])}, but is "
+                                f"evaluated on {_data_identity(data['config'])}")
 
 
 # ---------------------------------------------------------------- posteriors
@@ -78,13 +94,15 @@ def train_posterior(method: str, data_path, seed: int, cfg: dict, out, *, checkp
     dev = resolve_device(device)
     model, _ = build_model(cfg["model"]["architecture"], data["input_shape"], data["n_classes"], **model_args(cfg))
     prior_std = cfg.get("prior", {}).get("std", 1.0)
+    # a checkpoint resumes only for the same method, architecture and data (settings are checked too)
+    identity = {"method": method, **result_config(cfg, ("data", "model", "prior"))}
     common = dict(kind="samples", method=method, architecture=cfg["model"]["architecture"],
                   architecture_args=model_args(cfg), dataset=data["name"], input_shape=data["input_shape"],
                   n_classes=data["n_classes"], seed=seed, config=cfg)
     if method == "ensemble":
         settings = MapSettings(prior_std=prior_std, **cfg.get("ensemble", {}))
         result = train_map(model, data["x_train"], data["y_train"], settings, seed=seed, device=dev,
-                           checkpoint=checkpoint)
+                           checkpoint=checkpoint, identity=identity)
         post = Posterior(**common, samples={k: v[None, None] for k, v in result.params.items()},  # [1, 1, ...]
                          diagnostics=result.diagnostics)
         resumed, stack = result.resumed_from_epoch, to_torch({k: v[None] for k, v in result.params.items()}, dev)
@@ -93,7 +111,7 @@ def train_posterior(method: str, data_path, seed: int, cfg: dict, out, *, checkp
         eval_samples = vi_cfg.pop("eval_samples", 100)
         settings = ViSettings(prior_std=prior_std, **vi_cfg)
         mean, std, traces, resumed = train_vi(model, data["x_train"], data["y_train"], settings, seed=seed,
-                                              device=dev, checkpoint=checkpoint)
+                                              device=dev, checkpoint=checkpoint, identity=identity)
         post = Posterior(**{**common, "kind": "gaussian"}, mean=mean, std=std, diagnostics=traces)
         eps = standard_normal_like(mean, eval_samples, seed=seed, device=dev)
         stack = gaussian_samples(to_torch(mean, dev), to_torch(std, dev), eps)
@@ -154,13 +172,19 @@ def w2_distance(mean_a, std_a, mean_b, std_b) -> float:
     return float(np.sqrt(sq))
 
 
-def align_pair(kind: str, path_a, path_b, cfg: dict, out) -> None:
+def align_pair(kind: str, path_a, path_b, cfg: dict, out, *, seeds: tuple[int, int] | None = None) -> None:
     """Permute B into A's basin. kinds: 'weight' (weight matching of the means; for Gaussians the
     means-only baseline), 'w2' (Wasserstein alignment of Gaussians: means and stds share the permutation)."""
     if kind not in ALIGNMENT_KINDS:
         raise ValueError(f"unknown alignment kind {kind!r}; allowed: {', '.join(ALIGNMENT_KINDS)}")
     a, b = artifacts.read_posterior(path_a), artifacts.read_posterior(path_b)
+    check_posterior(a, path_a, seed=seeds[0] if seeds else None)
+    check_posterior(b, path_b, seed=seeds[1] if seeds else None)
     _check_compatible(a, b, f"aligning {path_a} and {path_b}")
+    if a.seed == b.seed:
+        raise ArtifactError(f"{path_a} and {path_b} are both seed {a.seed}: align two different solutions")
+    if "data" in a.config and "data" in b.config and _data_identity(a.config["data"]) != _data_identity(b.config["data"]):
+        raise ArtifactError(f"{path_a} and {path_b} were trained on different data: {a.config['data']} vs {b.config['data']}")
     if kind == "w2" and a.kind != "gaussian":
         raise ValueError(f"alignment 'w2' needs Gaussian posteriors; {path_a} holds {a.kind}")
     _, spec = build_model(a.architecture, a.input_shape, a.n_classes, **a.architecture_args)
@@ -185,9 +209,11 @@ def align_pair(kind: str, path_a, path_b, cfg: dict, out) -> None:
 
 
 def barrier_curve(alignment: str, path_a, path_b, data_path, cfg: dict, out, *, device: str = "auto",
-                  variant: str = "base") -> None:
+                  variant: str = "base", seeds: tuple[int, int] | None = None) -> None:
     """Loss and error along the linear path from A to B ('naive') or to B aligned (B is then an alignment file)."""
     a = artifacts.read_posterior(path_a)
+    data = load_prepared(data_path)
+    check_posterior(a, path_a, seed=seeds[0] if seeds else None, data=data)
     if alignment == "naive":
         b = artifacts.read_posterior(path_b)
         dist_kind, dist = distance(a, b)
@@ -199,10 +225,12 @@ def barrier_curve(alignment: str, path_a, path_b, data_path, cfg: dict, out, *, 
         if al.seed_a != a.seed:
             raise ArtifactError(f"{path_b}: aligns onto seed {al.seed_a}, but {path_a} is seed {a.seed}")
         b = al.aligned
+        if al.seed_b != b.seed:
+            raise ArtifactError(f"{path_b}: inconsistent alignment file (seed_b {al.seed_b}, aligned posterior seed {b.seed})")
         meta = {"distance_kind": al.distance_kind, "distance": al.distance_after,
                 "not_total": sum(al.not_per_group.values()), "units_total": sum(len(p) for p in al.perms.values())}
+    check_posterior(b, path_b, seed=seeds[1] if seeds else None, data=data)
     _check_compatible(a, b, f"path between {path_a} and {path_b}")
-    data = load_prepared(data_path)
     bcfg = cfg.get("barrier", {})
     split = bcfg.get("split", "test")
     dev = resolve_device(device)
@@ -237,6 +265,8 @@ def summarize_barriers(curve_paths, variants: dict, out_curves, out_csv, out_md)
     pair_meta = curves.groupby(["variant", "method", "alignment", "pair"], sort=False)[
         ["distance_kind", "distance", "not_total", "units_total"]].first().reset_index()
     summary = summary.merge(pair_meta, on=["variant", "method", "alignment", "pair"], how="left")
+    for col in ("not_total", "units_total"):  # integers, empty for the naive rows
+        summary[col] = summary[col].astype("Int64")
     swept = sorted({k for overrides in variants.values() for k in overrides})
     for key in swept:
         summary[key] = summary["variant"].map(lambda v, key=key: _cell(variants.get(v, {}).get(key)))
@@ -247,13 +277,16 @@ def summarize_barriers(curve_paths, variants: dict, out_curves, out_csv, out_md)
         error_barrier_mean=("error_barrier", "mean"), error_barrier_sd=("error_barrier", "std"),
         distance_kind=("distance_kind", "first"), distance=("distance", "mean"),
         not_total=("not_total", "mean")).reset_index()
+    def mean_sd(mean, sd, pairs):
+        return f"{mean:.4f} ± {sd:.4f}" if pairs > 1 else f"{mean:.4f} (one pair)"
+
     lines = ["| variant | method | alignment | pairs | loss barrier (mean ± sd) | error barrier (mean ± sd) "
              "| distance (mean) | NoT (mean) |", "|---|---|---|---|---|---|---|---|"]
     for r in agg.itertuples():
         nt = "-" if np.isnan(r.not_total) else f"{r.not_total:.1f}"
-        lines.append(f"| {r.variant} | {r.method} | {r.alignment} | {r.pairs} | {r.loss_barrier_mean:.4f} ± "
-                     f"{np.nan_to_num(r.loss_barrier_sd):.4f} | {r.error_barrier_mean:.4f} ± "
-                     f"{np.nan_to_num(r.error_barrier_sd):.4f} | {r.distance_kind} {r.distance:.3f} | {nt} |")
+        lines.append(f"| {r.variant} | {r.method} | {r.alignment} | {r.pairs} | "
+                     f"{mean_sd(r.loss_barrier_mean, r.loss_barrier_sd, r.pairs)} | "
+                     f"{mean_sd(r.error_barrier_mean, r.error_barrier_sd, r.pairs)} | {r.distance_kind} {r.distance:.3f} | {nt} |")
     write_text(out_md, "\n".join(lines) + "\n")
 
 

@@ -37,20 +37,37 @@ def to_torch(params: Mapping[str, np.ndarray], device: torch.device | str = "cpu
     return {k: torch.as_tensor(np.asarray(v), dtype=torch.float32, device=device) for k, v in params.items()}
 
 
+# elements of the largest intermediate [samples, points, width] per chunk: small enough to stay in
+# cache, so the activations and bias additions between matmuls are not bound by memory bandwidth
+_CHUNK_ELEMENTS = 2 ** 20
+
+
+def _activate_(model: MLP, h: torch.Tensor) -> torch.Tensor:
+    return torch.relu_(h) if isinstance(model.act, torch.nn.ReLU) else model.act(h)
+
+
 def mlp_sample_logits(model: MLP, stack: Mapping[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-    """Logits [S, N, C] of an MLP under S stacked parameter sets."""
+    """Logits [S, N, C] of an MLP under S stacked parameter sets, in cache-sized chunks of samples."""
     n_hidden = len(model.hidden)
-    w0, b0 = stack["hidden.0.weight"], stack["hidden.0.bias"]
-    s, h0, d = w0.shape
-    # shared input: one (N, D) x (D, S*H) matmul for the first layer of every sample
-    h = (x.flatten(1) @ w0.reshape(s * h0, d).T).reshape(len(x), s, h0).transpose(0, 1) + b0[:, None, :]
-    h = model.act(h)
-    for i in range(1, n_hidden + 1):
-        name = f"hidden.{i}" if i < n_hidden else "out"
-        h = torch.baddbmm(stack[f"{name}.bias"][:, None, :], h, stack[f"{name}.weight"].transpose(1, 2))
-        if i < n_hidden:
-            h = model.act(h)
-    return h
+    n_samples = stack["hidden.0.weight"].shape[0]
+    widest = max(stack[f"hidden.{i}.weight"].shape[1] for i in range(n_hidden))
+    chunk = max(1, min(n_samples, _CHUNK_ELEMENTS // (len(x) * widest)))
+    xf = x.flatten(1)
+    out = []
+    for s0 in range(0, n_samples, chunk):
+        w0, b0 = stack["hidden.0.weight"][s0:s0 + chunk], stack["hidden.0.bias"][s0:s0 + chunk]
+        s, h0, d = w0.shape
+        # shared input: one (N, D) x (D, s*H) matmul for the first layer of every sample, bias fused
+        h = torch.addmm(b0.reshape(-1), xf, w0.reshape(s * h0, d).T).view(len(x), s, h0)
+        h = _activate_(model, h).transpose(0, 1)
+        for i in range(1, n_hidden + 1):
+            name = f"hidden.{i}" if i < n_hidden else "out"
+            w, b = stack[f"{name}.weight"][s0:s0 + chunk], stack[f"{name}.bias"][s0:s0 + chunk]
+            h = torch.baddbmm(b[:, None, :], h, w.transpose(1, 2))
+            if i < n_hidden:
+                h = _activate_(model, h)
+        out.append(h)
+    return torch.cat(out)
 
 
 @torch.no_grad()

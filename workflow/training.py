@@ -10,6 +10,8 @@ with the N(0, sigma_p^2) prior of the Bayesian methods.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -82,20 +84,37 @@ def _set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def data_digest(*tensors: torch.Tensor) -> str:
+    """Content hash of the training data, so a checkpoint is never resumed on other data."""
+    h = hashlib.sha1()
+    for t in tensors:
+        h.update(str((tuple(t.shape), str(t.dtype))).encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
 def run_training(module: torch.nn.Module, objective: Objective, x: torch.Tensor, y: torch.Tensor, settings, *,
-                 seed: int, checkpoint: str | os.PathLike | None = None, desc: str = "train") -> TrainResult:
-    """Adam over ``module``'s parameters for ``settings.epochs`` epochs of shuffled minibatches."""
+                 seed: int, checkpoint: str | os.PathLike | None = None, desc: str = "train",
+                 identity: dict | None = None) -> TrainResult:
+    """Adam over ``module``'s parameters for ``settings.epochs`` epochs of shuffled minibatches.
+
+    A checkpoint is resumed only if it was made for the same seed, settings, data, parameter shapes
+    and ``identity`` (e.g. the job's config); otherwise it is ignored with a warning.
+    """
     n = len(x)
     opt = torch.optim.Adam(module.parameters(), lr=settings.lr)
     gen = torch.Generator().manual_seed(seed)  # data order
-    fingerprint = {"seed": seed, "settings": vars(settings), "class": type(settings).__name__}
+    fingerprint = {"seed": seed, "class": type(settings).__name__,
+                   "settings": {k: v for k, v in vars(settings).items() if k != "checkpoint_every"},
+                   "data": data_digest(x, y), "shapes": {k: tuple(v.shape) for k, v in module.state_dict().items()},
+                   "identity": json.dumps(identity or {}, sort_keys=True, default=str)}
     traces: dict[str, list[float]] = {}
     start = 0
     ckpt = Path(checkpoint) if checkpoint else None
     if ckpt and ckpt.is_file():
         state = torch.load(ckpt, map_location=x.device, weights_only=False)
         if state.get("fingerprint") != fingerprint:
-            log.warning("ignoring checkpoint %s: it was made with other settings", ckpt)
+            log.warning("ignoring checkpoint %s: it was made with other settings, data or architecture", ckpt)
         else:
             module.load_state_dict(state["module"])
             opt.load_state_dict(state["optimizer"])
@@ -137,7 +156,8 @@ def reset_parameters(model: torch.nn.Module, seed: int) -> None:
 
 
 def train_map(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, settings: MapSettings, *, seed: int,
-              device: torch.device, checkpoint: str | os.PathLike | None = None) -> MapResult:
+              device: torch.device, checkpoint: str | os.PathLike | None = None,
+              identity: dict | None = None) -> MapResult:
     """One MAP solution (a deep-ensemble member); deterministic for a given seed."""
     reset_parameters(model, seed)
     model.to(device)
@@ -149,6 +169,7 @@ def train_map(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, settings
         penalty = sum((p ** 2).sum() for p in model.parameters())
         return nll + prior_scale * penalty, {"nll": nll.item()}
 
-    result = run_training(model, objective, x, y, settings, seed=seed, checkpoint=checkpoint, desc=f"MAP seed {seed}")
+    result = run_training(model, objective, x, y, settings, seed=seed, checkpoint=checkpoint, desc=f"MAP seed {seed}",
+                          identity=identity)
     params = {k: v.detach().cpu().numpy() for k, v in model.named_parameters()}
     return MapResult(params, result.traces, result.resumed_from_epoch)

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
-from .models import ACTIVATIONS, MLP
+from .models import MLP
 from .training import check_positive, reset_parameters, run_training
 
 SIGMA_PARAMS = ("softplus", "exp")
@@ -102,7 +102,7 @@ def local_reparam_logits(model: MLP, q: MeanField, x: torch.Tensor, n_samples: i
 
 
 def train_vi(model: nn.Module, x: torch.Tensor, y: torch.Tensor, settings: ViSettings, *, seed: int,
-             device: torch.device, checkpoint: str | os.PathLike | None = None):
+             device: torch.device, checkpoint: str | os.PathLike | None = None, identity: dict | None = None):
     """Fit q; returns (mean, std, traces, resumed_from_epoch). Traces per epoch: loss, nll, kl, elbo."""
     reset_parameters(model, seed)  # the means start at the architecture's usual initialisation
     model.to(device)
@@ -118,6 +118,7 @@ def train_vi(model: nn.Module, x: torch.Tensor, y: torch.Tensor, settings: ViSet
         loss = nll + settings.temperature * kl / n
         return loss, {"nll": nll.item(), "kl": kl.item(), "elbo": -(n * nll.item() + kl.item())}
 
-    result = run_training(q, objective, x, y, settings, seed=seed, checkpoint=checkpoint, desc=f"VI seed {seed}")
+    result = run_training(q, objective, x, y, settings, seed=seed, checkpoint=checkpoint, desc=f"VI seed {seed}",
+                          identity=identity)
     mean, std = q.mean_std()
     return mean, std, result.traces, result.resumed_from_epoch
