@@ -6,6 +6,7 @@ import re
 from snakemake.exceptions import WorkflowError
 
 from workflow.config import (ConfigError, expand_variants, result_config, runtime_config, seed_pairs,
+                             sweep_table,
                              validate_config)
 
 try:
@@ -52,10 +53,11 @@ def data_file(wc):
 
 def job_config(*sections):
     """The variant's config sections a job's result depends on, as JSON (a tracked param: editing
-    other sections, or runtime settings, reruns nothing)."""
+    other sections, or runtime settings, reruns nothing). "{method}" names the job's method section."""
 
     def params(wc):
-        return json.dumps(result_config(variant_config(wc.variant), sections), sort_keys=True)
+        names = [s.format(method=wc.method) if "{method}" in s else s for s in sections]
+        return json.dumps(result_config(variant_config(wc.variant), names), sort_keys=True)
 
     return params
 

@@ -46,6 +46,8 @@ rule figure_sweep:
         pdf=f"{RESULTS}/figures/sweep_{{method}}.pdf",
     log:
         f"{LOGS}/figures/sweep_{{method}}.log",
+    params:
+        base=json.dumps(sweep_table(config, VARIANTS)["base"], sort_keys=True),
     threads: 1
     resources:
         mem_mb=2000,
@@ -53,7 +55,7 @@ rule figure_sweep:
     conda:
         ENV
     shell:
-        "python -m workflow figure-sweep --table {input:q} --method {wildcards.method}"
+        "python -m workflow figure-sweep --table {input:q} --method {wildcards.method} --base {params.base:q}"
         " --png {output.png:q} --pdf {output.pdf:q} > {log:q} 2>&1"
 
 

@@ -31,7 +31,7 @@ rule summarize_barriers:
     log:
         f"{LOGS}/summarize_barriers.log",
     params:
-        variants=json.dumps({name: overrides for name, (overrides, _) in VARIANTS.items()}, sort_keys=True),
+        variants=json.dumps(sweep_table(config, VARIANTS)["variants"], sort_keys=True),
     threads: 1
     resources:
         mem_mb=2000,

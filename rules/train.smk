@@ -6,7 +6,7 @@ rule train_posterior:
     log:
         f"{LOGS}/{{variant}}/train/{{method}}/seed{{seed}}.log",
     params:
-        cfg=job_config("data", "model", "prior", "ensemble", "vi"),
+        cfg=job_config("data", "model", "prior", "{method}"),
         runtime=job_runtime,
         # undeclared on purpose: Snakemake deletes a failed job's outputs, a checkpoint must survive
         checkpoint=lambda wc: f"{RESULTS}/{wc.variant}/checkpoints/{wc.method}/seed{wc.seed}.pt",

@@ -70,3 +70,31 @@ def test_chunked_predictive_equals_unchunked():
     stack = {k: torch.as_tensor(v)[None] + 0.3 * torch.randn(10, *v.shape) for k, v in params.items()}
     x = torch.randn(20, 1, 4, 4)
     torch.testing.assert_close(predictive(model, stack, x, sample_chunk=3), predictive(model, stack, x, sample_chunk=100))
+
+
+def test_summary_table_and_markdown(tmp_path):
+    import pandas as pd
+
+    from workflow.jobs import summarize_barriers
+
+    paths = []
+    for alignment, bump, nt in (("naive", 0.5, None), ("weight", 0.1, 7)):
+        for pair in ("0-1", "0-2"):
+            t = np.linspace(0, 1, 5)
+            frame = pd.DataFrame({"variant": "base", "method": "ensemble", "alignment": alignment,
+                                  "aligned": alignment != "naive", "pair": pair, "seed_a": 0,
+                                  "seed_b": int(pair[-1]), "t": t, "loss": 1 + bump * np.sin(np.pi * t),
+                                  "error": 0.1, "split": "test", "distance_kind": "l2", "distance": 3.0,
+                                  "not_total": nt if nt is not None else np.nan, "units_total": 10 if nt else np.nan})
+            paths.append(tmp_path / f"{alignment}-{pair}.csv")
+            frame.to_csv(paths[-1], index=False)
+    summarize_barriers(paths, {"base": {}}, tmp_path / "curves.csv", tmp_path / "b.csv", tmp_path / "b.md")
+    table = pd.read_csv(tmp_path / "b.csv").set_index(["alignment", "pair"])
+    assert table.loc[("naive", "0-1"), "loss_barrier"] == pytest.approx(0.5)
+    assert table.loc[("weight", "0-2"), "loss_barrier"] == pytest.approx(0.1)
+    assert table.loc[("weight", "0-2"), "not_total"] == 7 and pd.isna(table.loc[("naive", "0-2"), "not_total"])
+    md = (tmp_path / "b.md").read_text()
+    assert "| base | ensemble | naive | 2 | 0.5000 ± 0.0000 |" in md and "| 7.0 |" in md
+    # two curves claiming the same pair are refused, not silently merged
+    with pytest.raises(ValueError, match="repeated"):
+        summarize_barriers(paths + paths[:1], {"base": {}}, tmp_path / "c.csv", tmp_path / "d.csv", tmp_path / "d.md")

@@ -95,3 +95,31 @@ def test_strings_from_the_command_line_become_the_types_the_schema_asks_for():
     assert cfg["data"]["download"] is False and cfg["data"]["n_train"] is None
     with pytest.raises(ConfigError, match="config key seeds.0: 'five'"):
         validate_config({**MINIMAL, "seeds": ["five", "6"]})
+
+
+def test_sweep_variants_are_named_deduplicated_and_validated():
+    from workflow.config import expand_variants, sweep_table
+
+    cfg = validate_config({**MINIMAL, "model": {"architecture": "mlp", "hidden": [64]}, "prior": {"std": 1.0},
+                           "sweep": [{"model.hidden": [[32], [64]]}, {"prior.std": [0.5, 1.0]}]})
+    variants = expand_variants(cfg)
+    # prior.std-1.0 is the same experiment as model.hidden-64 (the base point): computed once
+    assert list(variants) == ["model.hidden-32", "model.hidden-64", "prior.std-0.5"]
+    overrides, v = variants["prior.std-0.5"]
+    assert overrides == {"prior.std": 0.5} and v["prior"]["std"] == 0.5 and v["model"]["hidden"] == [64]
+    assert v["sweep"] == []
+    table = sweep_table(cfg, variants)
+    assert table["base"] == {"model.hidden": [64], "prior.std": 1.0}
+    assert table["variants"]["model.hidden-32"] == {"model.hidden": [32], "prior.std": 1.0}
+    assert list(expand_variants(validate_config(MINIMAL))) == ["base"]
+
+
+def test_product_grids_and_bad_sweeps():
+    from workflow.config import expand_variants
+
+    cfg = validate_config({**MINIMAL, "sweep": [{"prior.std": [0.5, 2.0], "vi.temperature": [0.1, 1.0]}]})
+    assert len(expand_variants(cfg)) == 4
+    with pytest.raises(ConfigError, match="cannot be swept"):
+        expand_variants(validate_config({**MINIMAL, "sweep": [{"seeds": [[0, 1]]}]}))
+    with pytest.raises(ConfigError, match="sweep variant prior.std--1.0: invalid config"):
+        expand_variants(validate_config({**MINIMAL, "sweep": [{"prior.std": [-1.0]}]}))

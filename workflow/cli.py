@@ -72,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("figure-sweep", help="barrier against each swept setting, for one method")
     p.add_argument("--table", required=True)
+    p.add_argument("--base", type=json.loads, default={},
+                   help="JSON: swept key -> base value; each panel holds the other swept keys at it")
     p.add_argument("--method", required=True)
     p.add_argument("--png", required=True)
     p.add_argument("--pdf", required=True)
@@ -118,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
 
             from .figures import barrier_sweep_figure
 
-            barrier_sweep_figure(pd.read_csv(args.table), args.method, args.png, args.pdf)
+            barrier_sweep_figure(pd.read_csv(args.table), args.method, args.png, args.pdf, base=args.base)
         elif args.command == "validate-config":
             from .config import load_config
 

@@ -142,7 +142,7 @@ def _format_value(value) -> str:
     if isinstance(value, (list, tuple)):
         return "x".join(_format_value(v) for v in value)
     text = str(value).lower() if isinstance(value, bool) else str(value)
-    return re.sub(r"[^A-Za-z0-9.]+", "", text) or "none"
+    return re.sub(r"[^A-Za-z0-9.-]+", "", text) or "none"
 
 
 def variant_name(overrides: dict) -> str:
@@ -180,10 +180,29 @@ def expand_variants(config: dict) -> dict[str, dict]:
             _set_dotted(cfg, key, value)
         name = variant_name(overrides)
         try:
-            variants[name] = (overrides, validate_config(cfg))
+            cfg = validate_config(cfg)
         except ConfigError as err:
             raise ConfigError(f"sweep variant {name}: {err}") from None
+        # one-at-a-time grids all contain the base point: compute it once
+        if not any(cfg == other for _, other in variants.values()):
+            variants[name] = (overrides, cfg)
     return variants
+
+
+def swept_keys(config: dict) -> list[str]:
+    return sorted({k for grid in config.get("sweep") or [] for k in grid})
+
+
+def get_dotted(config: dict, key: str):
+    section, name = key.split(".")
+    return config.get(section, {}).get(name)
+
+
+def sweep_table(config: dict, variants: dict) -> dict:
+    """{"base": {key: base value}, "variants": {variant: {key: its value}}} for every swept key."""
+    keys = swept_keys(config)
+    return {"base": {k: get_dotted(config, k) for k in keys},
+            "variants": {name: {k: get_dotted(cfg, k) for k in keys} for name, (_, cfg) in variants.items()}}
 
 
 # ---------------------------------------------------------------- what a job's result depends on

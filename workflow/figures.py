@@ -65,10 +65,20 @@ def barrier_curves_figure(curves: pd.DataFrame, method: str, png, pdf, variant: 
     save_figure(fig, png, pdf)
 
 
-def barrier_sweep_figure(table: pd.DataFrame, method: str, png, pdf) -> None:
-    """Loss and error barrier against each swept value (one row of panels per swept key), per alignment."""
+def _cell(value):
+    return "x".join(map(str, value)) if isinstance(value, (list, tuple)) and len(value) > 1 else (
+        value[0] if isinstance(value, (list, tuple)) else value)
+
+
+def barrier_sweep_figure(table: pd.DataFrame, method: str, png, pdf, base: dict | None = None) -> None:
+    """Loss and error barrier against each swept value (one row of panels per swept key), per alignment.
+
+    A panel for key k holds the variants whose other swept keys sit at their ``base`` values (the
+    one-at-a-time slice); where a grid has no such variants it averages over the other keys.
+    """
     sub = table[table["method"] == method]
     keys = [c for c in sub.columns if "." in c and sub[c].notna().any()]
+    base = {k: _cell(v) for k, v in (base or {}).items()}
     if sub.empty or not keys:
         raise ValueError(f"no swept values for method {method!r} in the barrier table (columns: {list(table.columns)})")
     sns.set_theme(**STYLE)
@@ -76,6 +86,12 @@ def barrier_sweep_figure(table: pd.DataFrame, method: str, png, pdf) -> None:
     sub = _labelled(sub, method)
     for row, key in zip(axes, keys):
         part = sub[sub[key].notna()].copy()
+        at_base = part
+        for other in keys:
+            if other != key and other in base:
+                at_base = at_base[at_base[other].astype(str) == str(base[other])]
+        if at_base[key].nunique() > 1:
+            part = at_base
         numeric = pd.to_numeric(part[key], errors="coerce")
         if numeric.notna().all():
             part[key] = numeric

@@ -283,7 +283,7 @@ def summarize_barriers(curve_paths, variants: dict, out_curves, out_csv, out_md)
     lines = ["| variant | method | alignment | pairs | loss barrier (mean ± sd) | error barrier (mean ± sd) "
              "| distance (mean) | NoT (mean) |", "|---|---|---|---|---|---|---|---|"]
     for r in agg.itertuples():
-        nt = "-" if np.isnan(r.not_total) else f"{r.not_total:.1f}"
+        nt = "-" if pd.isna(r.not_total) else f"{r.not_total:.1f}"
         lines.append(f"| {r.variant} | {r.method} | {r.alignment} | {r.pairs} | "
                      f"{mean_sd(r.loss_barrier_mean, r.loss_barrier_sd, r.pairs)} | "
                      f"{mean_sd(r.error_barrier_mean, r.error_barrier_sd, r.pairs)} | {r.distance_kind} {r.distance:.3f} | {nt} |")
