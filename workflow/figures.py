@@ -29,6 +29,13 @@ def save_figure(fig, png: str | os.PathLike, pdf: str | os.PathLike) -> None:
 ALIGNMENT_LABELS = {"naive": "naive", "weight": "weight matching", "w2": "W2 (means + stds)"}
 
 
+def _hue_order(raw: pd.Series, method: str) -> list[str]:
+    """naive, weight, w2, then anything else, as displayed labels."""
+    present = set(raw)
+    order = [a for a in ("naive", "weight", "w2") if a in present] + sorted(present - {"naive", "weight", "w2"})
+    return list(_labelled(pd.DataFrame({"alignment": order}), method)["alignment"])
+
+
 def _labelled(frame: pd.DataFrame, method: str) -> pd.DataFrame:
     frame = frame.copy()
     labels = dict(ALIGNMENT_LABELS)
@@ -46,16 +53,14 @@ def barrier_curves_figure(curves: pd.DataFrame, method: str, png, pdf, variant: 
     if sub.empty:
         raise ValueError(f"no barrier curves for method {method!r} (variant {variant!r}); found methods "
                          f"{sorted(curves['method'].unique())}")
-    present = set(sub["alignment"])
-    order = [a for a in ("naive", "weight", "w2") if a in present] + sorted(present - {"naive", "weight", "w2"})
+    order = _hue_order(sub["alignment"], method)
     sub = _labelled(sub, method)
-    order = [_labelled(pd.DataFrame({"alignment": [a]}), method)["alignment"][0] for a in order]
     sns.set_theme(**STYLE)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
     split = sub["split"].iloc[0] if "split" in sub else "test"
     for ax, (metric, label) in zip(axes, [("loss", f"{split} loss (NLL)"), ("error", f"{split} error")]):
-        sns.lineplot(data=sub, x="t", y=metric, hue="alignment", hue_order=[a for a in order if a in set(sub.alignment)],
-                     errorbar="sd", marker="o", markersize=4, ax=ax)
+        sns.lineplot(data=sub, x="t", y=metric, hue="alignment", hue_order=order, errorbar="sd", marker="o",
+                     markersize=4, ax=ax)
         ax.set_xlabel("interpolation t")
         ax.set_ylabel(label)
     n_pairs = sub["pair"].nunique()
@@ -83,6 +88,7 @@ def barrier_sweep_figure(table: pd.DataFrame, method: str, png, pdf, base: dict 
         raise ValueError(f"no swept values for method {method!r} in the barrier table (columns: {list(table.columns)})")
     sns.set_theme(**STYLE)
     fig, axes = plt.subplots(len(keys), 2, figsize=(10, 3.6 * len(keys)), squeeze=False, constrained_layout=True)
+    order = _hue_order(sub["alignment"], method)
     sub = _labelled(sub, method)
     for row, key in zip(axes, keys):
         part = sub[sub[key].notna()].copy()
@@ -96,9 +102,9 @@ def barrier_sweep_figure(table: pd.DataFrame, method: str, png, pdf, base: dict 
         if numeric.notna().all():
             part[key] = numeric
         for ax, metric in zip(row, ("loss_barrier", "error_barrier")):
-            sns.lineplot(data=part, x=key, y=metric, hue="alignment", errorbar="sd", marker="o", ax=ax)
+            sns.lineplot(data=part, x=key, y=metric, hue="alignment", hue_order=order, errorbar="sd", marker="o", ax=ax)
             if numeric.notna().all() and numeric.min() > 0 and numeric.max() / numeric.min() >= 10:
                 ax.set_xscale("log")
             ax.set_ylabel(metric.replace("_", " "))
-    fig.suptitle(f"{method}: barrier against swept settings, mean ± sd over pairs (and other swept values)")
+    fig.suptitle(f"{method}: barrier against swept settings (others at their base values), mean ± sd over pairs")
     save_figure(fig, png, pdf)
