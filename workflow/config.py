@@ -189,6 +189,13 @@ def expand_variants(config: dict) -> dict[str, dict]:
     return variants
 
 
+def table_cell(value):
+    """A swept value as a table cell: numbers stay numbers, widths [512] become 512, [512, 512] '512x512'."""
+    if isinstance(value, (list, tuple)):
+        return value[0] if len(value) == 1 else "x".join(map(str, value))
+    return value
+
+
 def swept_keys(config: dict) -> list[str]:
     return sorted({k for grid in config.get("sweep") or [] for k in grid})
 

@@ -12,6 +12,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from .atomic import atomic_path  # noqa: E402
+from .config import table_cell  # noqa: E402
 
 STYLE = {"style": "whitegrid", "context": "paper", "font_scale": 1.2}
 
@@ -70,11 +71,6 @@ def barrier_curves_figure(curves: pd.DataFrame, method: str, png, pdf, variant: 
     save_figure(fig, png, pdf)
 
 
-def _cell(value):
-    return "x".join(map(str, value)) if isinstance(value, (list, tuple)) and len(value) > 1 else (
-        value[0] if isinstance(value, (list, tuple)) else value)
-
-
 def barrier_sweep_figure(table: pd.DataFrame, method: str, png, pdf, base: dict | None = None) -> None:
     """Loss and error barrier against each swept value (one row of panels per swept key), per alignment.
 
@@ -83,7 +79,7 @@ def barrier_sweep_figure(table: pd.DataFrame, method: str, png, pdf, base: dict 
     """
     sub = table[table["method"] == method]
     keys = [c for c in sub.columns if "." in c and sub[c].notna().any()]
-    base = {k: _cell(v) for k, v in (base or {}).items()}
+    base = {k: table_cell(v) for k, v in (base or {}).items()}
     if sub.empty or not keys:
         raise ValueError(f"no swept values for method {method!r} in the barrier table (columns: {list(table.columns)})")
     sns.set_theme(**STYLE)

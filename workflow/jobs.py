@@ -18,7 +18,7 @@ import torch
 from . import artifacts, barriers
 from .artifacts import Alignment, ArtifactError, Posterior
 from .atomic import atomic_path, write_csv, write_text
-from .config import model_args, result_config
+from .config import model_args, result_config, table_cell
 from .matching import weight_matching
 from .models import build_model
 from .permutations import apply_permutation, number_of_transpositions
@@ -269,7 +269,7 @@ def summarize_barriers(curve_paths, variants: dict, out_curves, out_csv, out_md)
         summary[col] = summary[col].astype("Int64")
     swept = sorted({k for overrides in variants.values() for k in overrides})
     for key in swept:
-        summary[key] = summary["variant"].map(lambda v, key=key: _cell(variants.get(v, {}).get(key)))
+        summary[key] = summary["variant"].map(lambda v, key=key: table_cell(variants.get(v, {}).get(key)))
     write_csv(out_curves, curves)
     write_csv(out_csv, summary)
     agg = summary.groupby(["variant", "method", "alignment"], sort=False).agg(
@@ -289,9 +289,3 @@ def summarize_barriers(curve_paths, variants: dict, out_curves, out_csv, out_md)
                      f"{mean_sd(r.error_barrier_mean, r.error_barrier_sd, r.pairs)} | {r.distance_kind} {r.distance:.3f} | {nt} |")
     write_text(out_md, "\n".join(lines) + "\n")
 
-
-def _cell(value):
-    """A swept value as a table cell: numbers stay numbers, lists of widths become '512' or '512x512'."""
-    if isinstance(value, (list, tuple)):
-        return value[0] if len(value) == 1 else "x".join(map(str, value))
-    return value
