@@ -94,7 +94,8 @@ def test_summary_table_and_markdown(tmp_path):
     assert table.loc[("weight", "0-2"), "loss_barrier"] == pytest.approx(0.1)
     assert table.loc[("weight", "0-2"), "not_total"] == 7 and pd.isna(table.loc[("naive", "0-2"), "not_total"])
     md = (tmp_path / "b.md").read_text()
-    assert "| base | ensemble | naive | 2 | 0.5000 ± 0.0000 |" in md and "| 7.0 |" in md
+    assert "| base | ensemble | naive | 2 | 0.5000 ± 0.0000 | 1.000 |" in md and "| 7.0 |" in md
+    assert "| base | ensemble | weight | 2 | 0.1000 ± 0.0000 | 0.200 |" in md
     # two curves claiming the same pair are refused, not silently merged
     with pytest.raises(ValueError, match="repeated"):
         summarize_barriers(paths + paths[:1], {"base": {}}, tmp_path / "c.csv", tmp_path / "d.csv", tmp_path / "d.md")

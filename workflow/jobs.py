@@ -277,15 +277,18 @@ def summarize_barriers(curve_paths, variants: dict, out_curves, out_csv, out_md)
         error_barrier_mean=("error_barrier", "mean"), error_barrier_sd=("error_barrier", "std"),
         distance_kind=("distance_kind", "first"), distance=("distance", "mean"),
         not_total=("not_total", "mean")).reset_index()
+    naive = agg[agg["alignment"] == "naive"].set_index(["variant", "method"])["loss_barrier_mean"]
+    agg["ratio"] = [r.loss_barrier_mean / naive.get((r.variant, r.method), np.nan) for r in agg.itertuples()]
+
     def mean_sd(mean, sd, pairs):
         return f"{mean:.4f} ± {sd:.4f}" if pairs > 1 else f"{mean:.4f} (one pair)"
 
-    lines = ["| variant | method | alignment | pairs | loss barrier (mean ± sd) | error barrier (mean ± sd) "
-             "| distance (mean) | NoT (mean) |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| variant | method | alignment | pairs | loss barrier (mean ± sd) | loss barrier / naive "
+             "| error barrier (mean ± sd) | distance (mean) | NoT (mean) |", "|---|---|---|---|---|---|---|---|---|"]
     for r in agg.itertuples():
         nt = "-" if pd.isna(r.not_total) else f"{r.not_total:.1f}"
         lines.append(f"| {r.variant} | {r.method} | {r.alignment} | {r.pairs} | "
-                     f"{mean_sd(r.loss_barrier_mean, r.loss_barrier_sd, r.pairs)} | "
+                     f"{mean_sd(r.loss_barrier_mean, r.loss_barrier_sd, r.pairs)} | {r.ratio:.3f} | "
                      f"{mean_sd(r.error_barrier_mean, r.error_barrier_sd, r.pairs)} | {r.distance_kind} {r.distance:.3f} | {nt} |")
     write_text(out_md, "\n".join(lines) + "\n")
 
