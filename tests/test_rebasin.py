@@ -1,0 +1,78 @@
+import numpy as np
+import pytest
+import torch
+
+from workflow.compare import accuracy, agreement, total_variation
+from workflow.permutations import apply_permutation, random_permutations
+from workflow.rebasin import activation_matching, fit_diagonal_gaussian, rebase
+
+from .conftest import make_mlp
+
+
+def permuted_copies(n=8, hidden=(12, 10), noise=0.0, seed=0):
+    model, spec, params = make_mlp(hidden)
+    rng = np.random.default_rng(seed)
+    sizes = spec.group_sizes(params)
+    copies = []
+    for i in range(n):
+        p = {k: v + noise * rng.standard_normal(v.shape) for k, v in params.items()}
+        copies.append(apply_permutation(p, spec, random_permutations(sizes, rng)) if i else p)
+    return model, spec, params, {k: np.stack([c[k] for c in copies]) for k in params}
+
+
+@pytest.mark.parametrize("reference", ["first", "iterated"])
+def test_rebasin_of_permuted_copies_gives_zero_sigma(reference):
+    _, spec, params, samples = permuted_copies()
+    result = rebase(samples, spec, reference=reference)
+    mean_r, std_r = fit_diagonal_gaussian(result.aligned)
+    mean_d, std_d = fit_diagonal_gaussian(samples)
+    for k in params:
+        np.testing.assert_allclose(std_r[k], 0.0, atol=1e-12)
+        np.testing.assert_allclose(mean_r[k], params[k], atol=1e-12)
+    permuted = [k for k in params if k != "out.bias"]
+    assert all(std_d[k].mean() > 0.01 for k in permuted)  # q_d smears the units together
+
+
+def test_activation_matching_recovers_permuted_copies():
+    model, spec, params, samples = permuted_copies(n=4)
+    x = torch.randn(300, 1, 4, 4)
+    result = rebase(samples, spec, reference="first", matching="activation", model=model, x=x)
+    _, std_r = fit_diagonal_gaussian(result.aligned)
+    for k in params:
+        np.testing.assert_allclose(std_r[k], 0.0, atol=1e-12)
+    perms = activation_matching(model, params, params, x)
+    assert all(np.array_equal(p, np.arange(len(p))) for p in perms.values())
+
+
+def test_iterated_reference_is_at_least_as_tight_on_noisy_copies():
+    _, spec, _, samples = permuted_copies(n=10, noise=0.05, seed=3)
+    first = rebase(samples, spec, reference="first")
+    iterated = rebase(samples, spec, reference="iterated")
+    spread = lambda r: sum(float(s.sum()) for s in fit_diagonal_gaussian(r.aligned)[1].values())  # noqa: E731
+    assert spread(iterated) <= spread(first) + 1e-9
+    assert iterated.iterations >= 2 and iterated.changed[-1] == 0
+
+
+def test_rebasin_refuses_unknown_options_and_single_samples():
+    _, spec, _, samples = permuted_copies(n=2)
+    with pytest.raises(ValueError, match="allowed: first, iterated"):
+        rebase(samples, spec, reference="mean")
+    with pytest.raises(ValueError, match="needs the model"):
+        rebase(samples, spec, matching="activation")
+    with pytest.raises(ValueError, match="at least 2"):
+        fit_diagonal_gaussian({k: v[:1] for k, v in samples.items()})
+
+
+def test_agreement_and_total_variation_by_hand():
+    ref = np.array([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.3, 0.3, 0.4]])
+    p = np.array([[0.6, 0.3, 0.1], [0.5, 0.4, 0.1], [0.3, 0.3, 0.4]])
+    assert agreement(p, ref) == pytest.approx(2 / 3)
+    # TV per point: 0.1, 0.4, 0.0 -> mean 0.5/3
+    assert total_variation(p, ref) == pytest.approx(0.5 / 3)
+    assert agreement(ref, ref) == 1.0 and total_variation(ref, ref) == 0.0
+    assert total_variation(np.eye(3), np.eye(3)[[1, 2, 0]]) == pytest.approx(1.0)
+    assert accuracy(p, np.array([0, 1, 2])) == pytest.approx(2 / 3)
+    with pytest.raises(ValueError, match="same shape"):
+        agreement(p[:2], ref)
+    with pytest.raises(ValueError, match="sum to 1"):
+        total_variation(p * 2, ref)

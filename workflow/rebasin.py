@@ -1,0 +1,112 @@
+"""Rebasin (Xiao et al., 2023): permute every sample of a set into one basin, then fit Gaussians.
+
+q_d fits a diagonal Gaussian to the samples as they are; q_r fits it after aligning every sample
+to a reference. The reference is the first sample (as in the paper) or, iterated, the mean of the
+aligned samples until the permutations stop changing. Alignment is weight matching (generic over
+the permutation spec) or activation matching (correlations of hidden activations on data; MLPs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import numpy as np
+import torch
+from scipy.optimize import linear_sum_assignment
+
+from .matching import weight_matching
+from .models import MLP
+from .permutations import PermutationSpec, apply_permutation
+
+REFERENCES = ("first", "iterated")
+MATCHINGS = ("weight", "activation")
+
+
+@dataclass
+class RebasinResult:
+    aligned: dict[str, np.ndarray]  # [S, *shape]: every sample in the reference's basin
+    perms: list[dict[str, np.ndarray]]  # per sample, applied to it
+    iterations: int = 1  # reference updates (1 for the first-sample reference)
+    changed: list[int] = field(default_factory=list)  # samples whose permutation changed, per iteration
+
+
+def _sample(samples: Mapping[str, np.ndarray], i: int) -> dict[str, np.ndarray]:
+    return {k: v[i] for k, v in samples.items()}
+
+
+def mlp_activations(model: MLP, params: Mapping[str, np.ndarray], x: torch.Tensor) -> list[np.ndarray]:
+    """Post-activation hidden units of every hidden layer, [N, width] each."""
+    if not isinstance(model, MLP):
+        raise ValueError("activation matching is implemented for the mlp architecture only")
+    h = x.flatten(1).double()
+    acts = []
+    with torch.no_grad():
+        for i in range(len(model.hidden)):
+            w = torch.as_tensor(np.asarray(params[f"hidden.{i}.weight"]), dtype=torch.float64)
+            b = torch.as_tensor(np.asarray(params[f"hidden.{i}.bias"]), dtype=torch.float64)
+            h = model.act(h @ w.T + b)
+            acts.append(h.numpy())
+    return acts
+
+
+def activation_matching(model: MLP, params_a, params_b, x: torch.Tensor) -> dict[str, np.ndarray]:
+    """Per hidden layer, the permutation of B's units maximising the correlation with A's units.
+
+    Layer i's activations do not depend on the permutations of earlier layers (only their order),
+    so every layer is one independent assignment problem.
+    """
+    perms = {}
+    for i, (a, b) in enumerate(zip(mlp_activations(model, params_a, x), mlp_activations(model, params_b, x))):
+        a = (a - a.mean(0)) / (a.std(0) + 1e-12)
+        b = (b - b.mean(0)) / (b.std(0) + 1e-12)
+        _, cols = linear_sum_assignment(a.T @ b / len(a), maximize=True)
+        perms[f"P{i}"] = cols
+    return perms
+
+
+def rebase(samples: Mapping[str, np.ndarray], spec: PermutationSpec, *, reference: str = "iterated",
+           matching: str = "weight", model: MLP | None = None, x: torch.Tensor | None = None,
+           max_iterations: int = 10, seed: int = 0) -> RebasinResult:
+    """Align every sample (leading axis S) to one reference; see the module docstring."""
+    if reference not in REFERENCES:
+        raise ValueError(f"unknown rebasin reference {reference!r}; allowed: {', '.join(REFERENCES)}")
+    if matching not in MATCHINGS:
+        raise ValueError(f"unknown rebasin matching {matching!r}; allowed: {', '.join(MATCHINGS)}")
+    if matching == "activation" and (model is None or x is None):
+        raise ValueError("activation matching needs the model and input data")
+    n = next(iter(samples.values())).shape[0]
+    samples = {k: np.asarray(v, dtype=np.float64) for k, v in samples.items()}
+
+    def match(ref, i, init):
+        if matching == "activation":
+            return activation_matching(model, ref, _sample(samples, i), x)
+        return weight_matching(ref, _sample(samples, i), spec, seed=seed + i, init=init).perms
+
+    ref = _sample(samples, 0)
+    perms = [match(ref, i, None) for i in range(n)]
+    result = RebasinResult({}, perms)
+    for it in range(1, max_iterations if reference == "iterated" else 1):
+        aligned = [apply_permutation(_sample(samples, i), spec, perms[i]) for i in range(n)]
+        ref = {k: np.mean([a[k] for a in aligned], axis=0) for k in samples}
+        new = [match(ref, i, perms[i]) for i in range(n)]
+        changed = sum(any(not np.array_equal(new[i][g], perms[i][g]) for g in new[i]) for i in range(n))
+        result.changed.append(changed)
+        result.iterations = it + 1
+        perms = new
+        if changed == 0:
+            break
+    result.perms = perms
+    aligned = [apply_permutation(_sample(samples, i), spec, perms[i]) for i in range(n)]
+    result.aligned = {k: np.stack([a[k] for a in aligned]) for k in samples}
+    return result
+
+
+def fit_diagonal_gaussian(samples: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Mean and standard deviation (unbiased variance) over the leading sample axis."""
+    n = next(iter(samples.values())).shape[0]
+    if n < 2:
+        raise ValueError(f"fitting a Gaussian needs at least 2 samples, got {n}")
+    mean = {k: v.mean(0) for k, v in samples.items()}
+    std = {k: v.std(0, ddof=1) for k, v in samples.items()}
+    return mean, std
