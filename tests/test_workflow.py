@@ -39,7 +39,7 @@ def test_workflow_runs_end_to_end_and_alignment_lowers_the_barrier(finished_run)
     assert set(table["variant"]) == {"base"}
     by = table.groupby(["method", "alignment"])["loss_barrier"].mean()
     assert set(by.index) == {("ensemble", "naive"), ("ensemble", "weight"), ("vi", "naive"), ("vi", "weight"),
-                             ("vi", "w2")}
+                             ("vi", "w2"), ("hmc", "naive"), ("hmc", "weight")}
     for method, kind in [("ensemble", "weight"), ("vi", "weight"), ("vi", "w2")]:
         assert by[method, kind] < 0.5 * by[method, "naive"], (method, kind)
     aligned = table[table.alignment != "naive"]
@@ -47,13 +47,13 @@ def test_workflow_runs_end_to_end_and_alignment_lowers_the_barrier(finished_run)
     vi = table[table.method == "vi"].set_index(["alignment", "pair"])["distance"]
     for pair in ("0-1", "0-2", "1-2"):
         assert vi["w2", pair] < vi["naive", pair]  # alignment lowers the W2 distance
-    for method in ("ensemble", "vi"):
+    for method in ("ensemble", "vi", "hmc"):
         for ext in ("png", "pdf"):
             assert (results / "figures" / f"barrier_{method}_base.{ext}").stat().st_size > 1000
     assert not list((results / "figures").glob("sweep_*"))  # no sweep, no sweep figure
     curves = pd.read_csv(results / "tables" / "barrier_curves.csv")
     assert {"variant", "pair", "t", "loss", "error", "aligned", "alignment", "distance"} <= set(curves.columns)
-    assert len(curves) == 3 * 5 * 7
+    assert len(curves) == 3 * 7 * 7
 
 
 def test_artifacts_are_valid_and_carry_provenance(finished_run):
@@ -72,6 +72,10 @@ def test_artifacts_are_valid_and_carry_provenance(finished_run):
     assert vi.kind == "gaussian" and vi.std["out.bias"].min() > 0
     assert {"elbo", "nll", "kl", "loss"} <= set(vi.diagnostics) and len(vi.diagnostics["elbo"]) == 20
     assert vi.diagnostic_attrs["test_error"] < 0.3
+    hmc = read_posterior(results / "posteriors" / "hmc" / "seed2.h5")
+    assert hmc.samples["out.bias"].shape == (1, 10, 10)  # one chain, 10 kept draws
+    assert 0 < hmc.diagnostic_attrs["acceptance_rate"] <= 1 and hmc.diagnostic_attrs["divergences"] >= 0
+    assert len(hmc.diagnostics["energy"]) == 10 and len(hmc.diagnostics["accepted"]) == 20
     w2 = read_alignment(results / "alignment" / "vi" / "w2" / "1-2.h5")
     assert w2.distance_kind == "w2" and w2.distance_after < w2.distance_before
 

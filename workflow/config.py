@@ -135,7 +135,7 @@ def seed_pairs(config: dict) -> list[tuple[int, int]]:
 # ---------------------------------------------------------------- sweeps
 
 BASE_VARIANT = "base"
-_SWEEPABLE_TOP = ("data", "model", "prior", "ensemble", "vi", "alignment", "barrier")
+_SWEEPABLE_TOP = ("data", "model", "prior", "ensemble", "vi", "hmc", "alignment", "barrier")
 
 
 def _format_value(value) -> str:
@@ -217,7 +217,7 @@ def sweep_table(config: dict, variants: dict) -> dict:
 # Settings that change how a job runs but not what it computes: kept out of the config a job is
 # rerun for (and so out of Snakemake's params trigger), passed to it separately.
 RUNTIME_KEYS = {"compute": None, "data": ("root", "download"), "ensemble": ("checkpoint_every",),
-                "vi": ("checkpoint_every",)}
+                "vi": ("checkpoint_every",), "hmc": ("checkpoint_every",)}
 
 
 def result_config(config: dict, sections) -> dict:

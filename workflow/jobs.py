@@ -23,6 +23,8 @@ from .matching import weight_matching
 from .models import build_model
 from .permutations import apply_permutation, number_of_transpositions
 from .predict import gaussian_samples, marginal_loss_error, resolve_device, standard_normal_like, to_torch
+from .hmc import HmcSettings
+from .hmc_bnn import sample_bnn
 from .training import MapSettings, train_map
 from .vi import ViSettings, train_vi
 
@@ -82,12 +84,13 @@ def check_posterior(post: Posterior, path, *, seed: int | None = None, data: dic
 # ---------------------------------------------------------------- posteriors
 
 
-POSTERIOR_METHODS = ("ensemble", "vi")
+POSTERIOR_METHODS = ("ensemble", "vi", "hmc")
 
 
 def train_posterior(method: str, data_path, seed: int, cfg: dict, out, *, checkpoint=None,
                     device: str = "auto") -> None:
-    """One posterior per seed: 'ensemble' (one MAP member, samples kind) or 'vi' (mean-field Gaussian)."""
+    """One posterior per seed: 'ensemble' (one MAP member), 'vi' (mean-field Gaussian) or 'hmc' (one
+    full-batch HMC chain; samples [1, draws, ...])."""
     if method not in POSTERIOR_METHODS:
         raise ValueError(f"unknown posterior method {method!r}; allowed: {', '.join(POSTERIOR_METHODS)}")
     data = load_prepared(data_path)
@@ -106,6 +109,15 @@ def train_posterior(method: str, data_path, seed: int, cfg: dict, out, *, checkp
         post = Posterior(**common, samples={k: v[None, None] for k, v in result.params.items()},  # [1, 1, ...]
                          diagnostics=result.diagnostics)
         resumed, stack = result.resumed_from_epoch, to_torch({k: v[None] for k, v in result.params.items()}, dev)
+    elif method == "hmc":
+        settings = HmcSettings(**cfg.get("hmc", {}))
+        draws, result = sample_bnn(model, data["x_train"], data["y_train"], settings, prior_std=prior_std,
+                                   seed=seed, device=dev, checkpoint=checkpoint, identity=identity)
+        post = Posterior(**common, samples={k: v[None] for k, v in draws.items()},  # [chain=1, draw, ...]
+                         diagnostics={"energy": result.energy, "accepted": result.accepted})
+        post.diagnostic_attrs = {"acceptance_rate": result.acceptance_rate, "divergences": result.divergences,
+                                 "step_size": result.step_size}
+        resumed, stack = result.resumed_from, to_torch(draws, dev)
     else:
         vi_cfg = dict(cfg.get("vi", {}))
         eval_samples = vi_cfg.pop("eval_samples", 100)
@@ -122,7 +134,7 @@ def train_posterior(method: str, data_path, seed: int, cfg: dict, out, *, checkp
         metrics.update({f"{split}_nll": nll, f"{split}_error": err})
     log.info("%s seed %d: train NLL %.4f err %.4f | test NLL %.4f err %.4f", method, seed, metrics["train_nll"],
              metrics["train_error"], metrics["test_nll"], metrics["test_error"])
-    post.diagnostic_attrs = {**metrics, "resumed_from_epoch": resumed, "device": str(dev)}
+    post.diagnostic_attrs = {**post.diagnostic_attrs, **metrics, "resumed_from": resumed, "device": str(dev)}
     artifacts.write_posterior(out, post)
     if checkpoint and Path(checkpoint).exists():
         Path(checkpoint).unlink()  # the artifact supersedes it

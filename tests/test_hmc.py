@@ -1,0 +1,332 @@
+"""HMC: exactness on analytic targets (tolerances from Monte Carlo error via ESS), adaptation,
+divergence handling, bit-identical resumption, thinning, and the convergence diagnostics."""
+
+import logging
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import workflow.hmc as hmc
+from workflow.hmc import (HmcSettings, effective_sample_size, flatten, hmc_step, leapfrog, run_hmc, split_rhat,
+                          unflatten, value_and_grad)
+
+
+def gaussian_potential(precision: torch.Tensor, mean: torch.Tensor | None = None):
+    """U(x) = (x - m)^T P (x - m) / 2, for a single x [dim] or a batch [chains, dim]."""
+    mean = torch.zeros(len(precision), dtype=precision.dtype) if mean is None else mean
+
+    def potential(x):
+        d = x - mean
+        return 0.5 * ((d @ precision) * d).sum(-1)
+    return potential
+
+
+def standard_potential(x):
+    return 0.5 * (x ** 2).sum(-1)
+
+
+# --- 1. a posterior with a closed form ------------------------------------------------------
+
+
+def test_bayesian_linear_regression_matches_the_exact_posterior():
+    """y = X w + N(0, s^2), w ~ N(0, I / alpha): posterior N(A^-1 X^T y / s^2, A^-1), A = alpha I + X^T X / s^2."""
+    g = torch.Generator().manual_seed(0)
+    n, d, noise, alpha = 50, 3, 0.5, 1.0
+    x = torch.randn(n, d, generator=g, dtype=torch.float64) * torch.tensor([1.0, 0.5, 2.0], dtype=torch.float64)
+    x[:, 1] += 0.6 * x[:, 0]  # correlated posterior, unequal scales
+    y = x @ torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64) + noise * torch.randn(n, generator=g,
+                                                                                        dtype=torch.float64)
+    precision = alpha * torch.eye(d, dtype=torch.float64) + x.T @ x / noise ** 2
+    cov = torch.linalg.inv(precision).numpy()
+    mean = cov @ (x.T @ y).numpy() / noise ** 2
+
+    def potential(w):  # -log p(D|w) - log p(w), full batch
+        return ((y - x @ w) ** 2).sum() / (2 * noise ** 2) + 0.5 * alpha * (w ** 2).sum()
+
+    s = HmcSettings(step_size=0.01, n_leapfrog=12, n_warmup=150, n_samples=300, checkpoint_every=0)
+    runs = [run_hmc(potential, torch.randn(d, generator=g, dtype=torch.float64), s, seed=c) for c in range(4)]
+    draws = np.stack([r.samples for r in runs])  # [chains, draws, d]
+    assert draws.dtype == np.float64
+    assert all(0.6 < r.acceptance_rate < 0.99 and r.divergences == 0 for r in runs)
+    assert np.all(split_rhat(draws) < 1.05)
+
+    sd = np.sqrt(np.diag(cov))
+    # never credit more than one effective draw per draw: a fixed L can make the chain antithetic
+    # (ESS > draws), and that estimate is the noisiest
+    ess = np.minimum(effective_sample_size(draws), draws.shape[0] * draws.shape[1])
+    assert np.all(ess > 100)  # else the tolerances below mean little
+    pooled = draws.reshape(-1, d)
+    # mean: Monte Carlo standard error sd / sqrt(ESS); 4.5 of them (per coordinate, 3 coordinates)
+    np.testing.assert_array_less(np.abs(pooled.mean(0) - mean), 4.5 * sd / np.sqrt(ess))
+    # variance: for a Gaussian, Var((w - m)^2) = 2 sd^4, so the relative MC error of the variance is
+    # sqrt(2 / ESS) with the ESS of the squared deviations
+    ess_sq = np.minimum(effective_sample_size((draws - mean) ** 2), draws.shape[0] * draws.shape[1])
+    rel = np.abs(pooled.var(0) / sd ** 2 - 1)
+    np.testing.assert_array_less(rel, 5 * np.sqrt(2 / ess_sq))
+    # potential recorded at each kept sample
+    np.testing.assert_allclose(runs[0].energy, [potential(torch.from_numpy(w)).item() for w in runs[0].samples])
+
+
+# --- 2. invariance of the kernel -----------------------------------------------------------
+
+
+def test_kernel_leaves_a_correlated_gaussian_invariant():
+    """Independent chains started from exact draws stay exact draws after k transitions."""
+    cov = torch.tensor([[1.0, 0.8], [0.8, 1.0]], dtype=torch.float64)  # sds 1.34 and 0.45 along the axes
+    potential = gaussian_potential(torch.linalg.inv(cov))
+    # step 0.75 = 1.7 sds along the narrow axis: still stable, but far enough from exact that
+    # leapfrog alone inflates the covariance by ~25% (see the end)
+    chains, k, step_size, n_leapfrog = 4000, 4, 0.75, 4
+    g = torch.Generator().manual_seed(1)
+    x0 = torch.randn(chains, 2, generator=g, dtype=torch.float64) @ torch.linalg.cholesky(cov).T
+
+    def grad_fn(v):
+        return value_and_grad(potential, v)
+
+    x, n_accepted = x0, 0
+    u, grad = grad_fn(x)
+    for _ in range(k):
+        step = hmc_step(grad_fn, x, u, grad, step_size, n_leapfrog, g)
+        x, u, grad = step.x, step.u, step.grad
+        n_accepted += int(step.accepted.sum())
+    assert 0.3 < n_accepted / (k * chains) < 0.95  # the test has bite: most chains did move
+    assert (x != x0).any(-1).double().mean() > 0.5
+
+    def check_exact(v):
+        # final states of independent chains: ESS = number of chains
+        sigma = cov.numpy()
+        v = v.numpy()
+        se_mean = np.sqrt(np.diag(sigma) / chains)
+        emp = v.T @ v / chains  # second moments about the known mean 0
+        se_cov = np.sqrt((np.outer(np.diag(sigma), np.diag(sigma)) + sigma ** 2) / chains)
+        return np.all(np.abs(v.mean(0)) < 4.5 * se_mean) and np.all(np.abs(emp - sigma) < 5 * se_cov)
+
+    assert check_exact(x0)
+    assert check_exact(x)
+
+    # the same check catches a kernel without the Metropolis correction at this step size
+    x = x0
+    for _ in range(k):
+        p = torch.randn(x.shape, generator=g, dtype=x.dtype)
+        x, *_ = leapfrog(grad_fn, x, p, grad_fn(x)[1], step_size, n_leapfrog)
+    assert not check_exact(x)
+
+
+# --- 3. step-size adaptation ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("initial", [5.0, 1e-4])
+def test_dual_averaging_reaches_the_target_acceptance_and_then_stops(initial, monkeypatch):
+    sds = torch.tensor([0.5, 1.0, 1.0, 1.5, 2.0], dtype=torch.float64)
+    potential = gaussian_potential(torch.diag(sds ** -2))
+    used = []
+    real_step = hmc.hmc_step
+
+    def spy(grad_fn, x, u, grad, step_size, *args):
+        used.append(step_size)
+        return real_step(grad_fn, x, u, grad, step_size, *args)
+
+    monkeypatch.setattr(hmc, "hmc_step", spy)
+    # the averaged step size lags behind the iterates, biased small by the first, wild ones: with
+    # 150 warm-up iterations acceptance comes out ~0.95 for a target of 0.8, with 400 ~0.85
+    s = HmcSettings(step_size=initial, n_leapfrog=6, n_warmup=400, n_samples=200, target_accept=0.8,
+                    checkpoint_every=0)
+    r = run_hmc(potential, torch.zeros(5, dtype=torch.float64), s, seed=3)
+    # sampling noise of the rate: ~sqrt(0.8 * 0.2 / 200 * tau) = 0.03-0.06 for tau 1-4, well inside 0.15
+    assert abs(r.acceptance_rate - 0.8) < 0.15
+    assert 0.2 < r.step_size < 2.0  # stable leapfrog needs step < 2 * smallest sd = 1
+    assert len(used) == s.n_warmup + s.n_samples
+    assert len(set(used[:s.n_warmup])) > 10  # adapted during warm-up ...
+    assert set(used[s.n_warmup:]) == {r.step_size}  # ... and fixed after it
+
+    used.clear()
+    fixed = run_hmc(potential, torch.zeros(5, dtype=torch.float64),
+                    HmcSettings(step_size=0.3, n_leapfrog=8, n_warmup=5, n_samples=5, adapt_step_size=False,
+                                checkpoint_every=0), seed=3)
+    assert set(used) == {0.3} and fixed.step_size == 0.3
+
+
+# --- 4. non-finite energies ----------------------------------------------------------------
+
+
+def wall_potential(x):  # +inf outside x0 < 1
+    return torch.where(x[..., 0] < 1, 0.5 * (x ** 2).sum(-1), torch.full_like(x[..., 0], math.inf))
+
+
+def nan_potential(x):  # log of a negative number outside x0 < 1: NaN value and gradient
+    return 0.5 * (x ** 2).sum(-1) - torch.log(1 - x[..., 0])
+
+
+@pytest.mark.parametrize("potential", [wall_potential, nan_potential])
+@pytest.mark.parametrize("adapt", [False, True])
+def test_non_finite_energy_is_a_rejected_divergence(potential, adapt):
+    s = HmcSettings(step_size=0.8, n_leapfrog=5, n_warmup=30 if adapt else 0, n_samples=200,
+                    adapt_step_size=adapt, target_accept=0.6, checkpoint_every=0)
+    r = run_hmc(potential, torch.zeros(2), s, seed=0)
+    assert r.divergences > 0
+    assert r.acceptance_rate < 1
+    assert np.isfinite(r.samples).all() and np.isfinite(r.energy).all()
+    assert (r.samples[:, 0] < 1).all()
+    assert r.samples.dtype == np.float32
+
+
+def test_non_finite_potential_at_the_start_is_refused():
+    with pytest.raises(ValueError, match="not finite"):
+        run_hmc(wall_potential, torch.tensor([2.0, 0.0]), HmcSettings(n_warmup=1, n_samples=1), seed=0)
+
+
+# --- 5. checkpoints ------------------------------------------------------------------------
+
+CKPT_SETTINGS = HmcSettings(step_size=0.3, n_leapfrog=5, n_warmup=20, n_samples=15, thinning=2,
+                            checkpoint_every=10)  # 50 iterations, checkpoints after 10, 20, 30, 40
+
+
+def sample(checkpoint=None, settings=CKPT_SETTINGS, identity=None, seed=0):
+    return run_hmc(standard_potential, torch.full((3,), 2.0), settings, seed=seed, checkpoint=checkpoint,
+                   identity=identity or {"target": "standard"})
+
+
+def assert_same(a, b):
+    np.testing.assert_array_equal(a.samples, b.samples)
+    np.testing.assert_array_equal(a.energy, b.energy)
+    np.testing.assert_array_equal(a.accepted, b.accepted)
+    assert (a.step_size, a.divergences, a.acceptance_rate) == (b.step_size, b.divergences, b.acceptance_rate)
+
+
+def kill_after(monkeypatch, n_saves):
+    real_save, calls = hmc._save_checkpoint, []
+
+    def save_then_die(path, state):
+        real_save(path, state)
+        calls.append(state["iteration"])
+        if len(calls) == n_saves:
+            raise KeyboardInterrupt  # the job is killed right after this checkpoint
+
+    monkeypatch.setattr(hmc, "_save_checkpoint", save_then_die)
+    return real_save
+
+
+@pytest.mark.parametrize("n_saves", [1, 3])  # killed in warm-up (mid adaptation) or while sampling
+def test_killed_run_resumes_bit_identically(tmp_path, monkeypatch, n_saves):
+    reference = sample()
+    assert_same(reference, sample())  # deterministic given the seed
+    ckpt = tmp_path / "hmc.pt"
+    real_save = kill_after(monkeypatch, n_saves)
+    with pytest.raises(KeyboardInterrupt):
+        sample(ckpt)
+    monkeypatch.setattr(hmc, "_save_checkpoint", real_save)
+    resumed = sample(ckpt)
+    assert resumed.resumed_from == 10 * n_saves
+    assert_same(resumed, reference)
+    assert not np.array_equal(sample(seed=1).samples, reference.samples)
+
+
+def test_checkpoint_of_another_identity_or_settings_is_ignored(tmp_path, monkeypatch, caplog):
+    ckpt = tmp_path / "hmc.pt"
+    real_save = kill_after(monkeypatch, 2)
+    with pytest.raises(KeyboardInterrupt):
+        sample(ckpt, identity={"target": "other"})
+    monkeypatch.setattr(hmc, "_save_checkpoint", real_save)
+    saved = ckpt.read_bytes()
+    longer = HmcSettings(**{**vars(CKPT_SETTINGS), "n_samples": 16})
+    # each differs from the checkpoint in one thing only
+    for kwargs in [{"identity": {"target": "standard"}}, {"identity": {"target": "other"}, "settings": longer},
+                   {"identity": {"target": "other"}, "seed": 1}]:
+        with caplog.at_level(logging.WARNING, logger="workflow.hmc"):
+            caplog.clear()
+            result = sample(ckpt, **kwargs)
+        assert "ignoring checkpoint" in caplog.text
+        assert result.resumed_from == 0
+        assert_same(result, sample(**kwargs))
+        ckpt.write_bytes(saved)  # the run above replaced it with its own checkpoints
+    assert sample(ckpt, identity={"target": "other"}).resumed_from == 20  # while a match is resumed
+
+
+# --- 6. thinning ---------------------------------------------------------------------------
+
+
+def test_thinning_keeps_every_kth_post_warmup_iteration():
+    base = dict(step_size=0.5, n_leapfrog=4, n_warmup=10, checkpoint_every=0)
+    every = run_hmc(standard_potential, torch.zeros(2), HmcSettings(n_samples=24, thinning=1, **base), seed=5)
+    thinned = run_hmc(standard_potential, torch.zeros(2), HmcSettings(n_samples=8, thinning=3, **base), seed=5)
+    assert thinned.samples.shape == (8, 2) and len(thinned.energy) == 8
+    assert len(thinned.accepted) == 24
+    np.testing.assert_array_equal(thinned.samples, every.samples[2::3])
+    np.testing.assert_array_equal(thinned.energy, every.energy[2::3])
+    np.testing.assert_array_equal(thinned.accepted, every.accepted)
+    assert thinned.step_size == every.step_size
+
+
+# --- 7. diagnostics ------------------------------------------------------------------------
+
+
+def ar1(rng, chains, draws, rho):
+    """Stationary AR(1) chains with unit marginal variance."""
+    x = np.empty((chains, draws))
+    x[:, 0] = rng.normal(size=chains)
+    noise = rng.normal(size=(chains, draws)) * math.sqrt(1 - rho ** 2)
+    for t in range(1, draws):
+        x[:, t] = rho * x[:, t - 1] + noise[:, t]
+    return x
+
+
+def test_split_rhat_and_ess(rng):
+    iid = rng.normal(size=(4, 4000, 3))
+    rhat = split_rhat(iid)
+    assert rhat.shape == (3,) and np.all(np.abs(rhat - 1) < 0.01)
+    shifted = iid + np.array([0.0, 0.0, 2.0, 2.0])[:, None, None]  # expected R-hat sqrt(1 + 8/7) = 1.46
+    assert np.all(split_rhat(shifted) > 1.1)
+    drifting = iid + np.linspace(0, 2, 4000)[None, :, None]  # every chain drifts alike: only splitting sees it
+    assert np.all(split_rhat(drifting) > 1.1)
+
+    ess = effective_sample_size(iid)
+    # the estimate scatters by a few percent here (truncation after a few noisy lags); 15% is wide
+    assert ess.shape == (3,) and np.all(np.abs(ess / iid[..., 0].size - 1) < 0.15)
+    # vectorised over trailing dims: the same as one call per slice
+    np.testing.assert_allclose(ess, [effective_sample_size(iid[..., i]) for i in range(3)])
+
+    rho = 0.9
+    chain = ar1(rng, 4, 8000, rho)
+    expected = chain.size * (1 - rho) / (1 + rho)  # integrated autocorrelation time (1 + rho) / (1 - rho)
+    assert abs(effective_sample_size(chain) / expected - 1) < 0.3  # its relative sd here is ~7%
+    assert split_rhat(chain) < 1.05
+
+    # constant draws: undefined, not an error
+    assert np.isnan(split_rhat(np.ones((2, 10)))) and np.isnan(effective_sample_size(np.ones((2, 10))))
+    with pytest.raises(ValueError, match="draws"):
+        split_rhat(np.zeros(10))
+
+
+# --- 8. helpers and settings ---------------------------------------------------------------
+
+
+def test_flatten_unflatten_round_trip_and_gradients():
+    like = {"w": torch.randn(3, 4), "b": torch.randn(4), "scale": torch.tensor(2.0)}
+    vec = flatten(like)
+    assert vec.shape == (17,)
+    back = unflatten(vec, like)
+    assert list(back) == ["w", "b", "scale"]
+    for k in like:
+        assert back[k].shape == like[k].shape
+        torch.testing.assert_close(back[k], like[k], rtol=0, atol=0)
+    leaf = vec.clone().requires_grad_(True)
+    (unflatten(leaf, like)["b"].sum() * 2).backward()
+    assert leaf.grad[12:16].eq(2).all() and leaf.grad[:12].eq(0).all() and leaf.grad[16] == 0
+    with pytest.raises(ValueError, match="17"):
+        unflatten(torch.zeros(16), like)
+
+
+@pytest.mark.parametrize("field, value", [
+    ("step_size", 0.0), ("step_size", -1e-3), ("step_size", math.inf), ("n_leapfrog", 0), ("n_leapfrog", 2.5),
+    ("n_samples", 0), ("thinning", 0), ("n_warmup", -1), ("n_warmup", 0), ("target_accept", 1.0),
+    ("target_accept", 0.0), ("checkpoint_every", -1),
+])
+def test_bad_settings_are_refused_naming_the_field(field, value):
+    with pytest.raises(ValueError, match=field):
+        HmcSettings(**{field: value})
+
+
+def test_no_warmup_is_fine_without_adaptation():
+    assert HmcSettings(n_warmup=0, adapt_step_size=False).n_warmup == 0

@@ -1,0 +1,362 @@
+"""Full-batch Hamiltonian Monte Carlo on a flat parameter vector, resumable from checkpoints.
+
+``run_hmc`` samples exp(-U(w)) for any differentiable potential U of a flat vector (for a BNN,
+U(w) = -log p(D|w) - log p(w) over the whole data set; ``flatten``/``unflatten`` go between the
+vector and named parameters): leapfrog with an identity mass matrix, a Metropolis correction on
+H = U + |p|^2 / 2, and a step size tuned by dual averaging during warm-up only. Given the same
+seed and checkpoint file, a killed run resumes to exactly the result of an uninterrupted one.
+
+``split_rhat`` and ``effective_sample_size`` diagnose [chains, draws, ...] arrays of scalar
+summaries. Use them on predictive quantities: unlike raw weights, those are unchanged by the
+hidden-unit permutations that make chains of a BNN land in different but equivalent modes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .atomic import atomic_path
+from .training import check_positive, data_digest
+
+log = logging.getLogger(__name__)
+
+# potential(x) -> U(x): x is [dim] (or [chains, dim] for the batched kernel), U is [] (or [chains])
+Potential = Callable[[torch.Tensor], torch.Tensor]
+# grad_fn(x) -> (U(x), dU/dx), both detached
+GradFn = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+# an energy error this large counts as a divergence (Stan's threshold); its acceptance is ~exp(-1000) anyway
+DIVERGENCE_THRESHOLD = 1000.0
+
+
+@dataclass
+class HmcSettings:
+    step_size: float = 1e-3  # initial leapfrog step size
+    n_leapfrog: int = 100  # leapfrog steps per proposal (L)
+    n_warmup: int = 100  # iterations of step-size adaptation; never kept
+    n_samples: int = 100  # samples kept after warm-up
+    thinning: int = 1  # keep every k-th post-warm-up iteration
+    target_accept: float = 0.8
+    adapt_step_size: bool = True
+    checkpoint_every: int = 50  # iterations; 0 disables checkpoints
+
+    def __post_init__(self):
+        for key in ("n_leapfrog", "n_warmup", "n_samples", "thinning", "checkpoint_every"):
+            value = getattr(self, key)
+            # int() would silently truncate 2.5 (e.g. from a YAML config) to 2
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise ValueError(f"{key} must be an integer, got {value!r}")
+        check_positive(self, ints=("n_leapfrog", "n_samples", "thinning"), floats=("step_size",))
+        if not math.isfinite(float(self.step_size)):
+            raise ValueError(f"step_size must be finite, got {self.step_size!r}")
+        if self.n_warmup < 0:
+            raise ValueError(f"n_warmup must be >= 0, got {self.n_warmup!r}")
+        if self.adapt_step_size and self.n_warmup < 1:
+            raise ValueError("n_warmup must be >= 1 when adapt_step_size is on (adaptation happens only in "
+                             "warm-up); set adapt_step_size: false to sample with a fixed step size")
+        if not 0.0 < float(self.target_accept) < 1.0:
+            raise ValueError(f"target_accept must be in (0, 1), got {self.target_accept!r}")
+
+
+@dataclass
+class HmcResult:
+    samples: np.ndarray  # [n_samples, dim], in the dtype of the initial position
+    accepted: np.ndarray  # bool, one per post-warm-up iteration (n_samples * thinning)
+    acceptance_rate: float  # over post-warm-up iterations
+    divergences: int  # post-warm-up proposals with a non-finite energy or an energy error > 1000
+    step_size: float  # final (adapted) step size, used for every post-warm-up iteration
+    energy: np.ndarray  # potential U at each kept sample
+    resumed_from: int = 0  # iteration resumed from (0 = fresh)
+
+
+# ---------------------------------------------------------------------------------------------
+# the kernel: pure functions of the state (plus a generator for the randomness)
+
+
+def value_and_grad(potential: Potential, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """U(x) and dU/dx, detached. For a batch of chains, x is [chains, dim] and U is [chains]."""
+    # the kernel may be called under no_grad (e.g. from evaluation code); it needs the graph
+    with torch.enable_grad():
+        x = x.detach().requires_grad_(True)
+        u = potential(x)
+        (grad,) = torch.autograd.grad(u.sum(), x)
+    return u.detach(), grad.detach()
+
+
+def hamiltonian(u: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """H = U + |p|^2 / 2 (identity mass matrix), in float64 so the Metropolis test is not rounded away."""
+    return u.double() + 0.5 * p.double().pow(2).sum(-1)
+
+
+def leapfrog(grad_fn: GradFn, x: torch.Tensor, p: torch.Tensor, grad: torch.Tensor, step_size: float,
+             n_steps: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``n_steps`` leapfrog steps from (x, p), given grad = dU/dx at x.
+
+    Returns (x, p, U, grad) at the end, and a mask of trajectories that met a non-finite potential
+    or gradient anywhere on the way. Integration stops early once every trajectory has: none of
+    them can be accepted, and a BNN potential is expensive.
+    """
+    bad = torch.zeros(x.shape[:-1], dtype=torch.bool, device=x.device)
+    u = torch.full(x.shape[:-1], float("nan"), dtype=x.dtype, device=x.device)
+    p = p - 0.5 * step_size * grad
+    for i in range(n_steps):
+        x = x + step_size * p
+        u, grad = grad_fn(x)
+        bad = bad | ~torch.isfinite(u) | ~torch.isfinite(grad).all(-1)
+        if bool(bad.all()):
+            break
+        p = p - (step_size if i + 1 < n_steps else 0.5 * step_size) * grad
+    return x, p, u, grad, bad
+
+
+@dataclass
+class Step:
+    """Outcome of one HMC transition (per chain for a batch)."""
+    x: torch.Tensor
+    u: torch.Tensor
+    grad: torch.Tensor
+    accepted: torch.Tensor  # bool
+    accept_prob: torch.Tensor  # min(1, exp(-energy error)); 0 for a non-finite proposal
+    diverged: torch.Tensor  # bool
+    energy_error: torch.Tensor
+
+
+def hmc_step(grad_fn: GradFn, x: torch.Tensor, u: torch.Tensor, grad: torch.Tensor, step_size: float,
+             n_leapfrog: int, generator: torch.Generator) -> Step:
+    """One HMC transition from position x (potential u, gradient grad), with a fresh momentum.
+
+    Works on one chain (x is [dim]) or independent chains in a batch (x is [chains, dim], the
+    potential then returning [chains]). Draws the momentum, then one uniform per chain, from
+    ``generator``: the same generator state gives the same transition.
+    """
+    p0 = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+    log_uniform = torch.rand(x.shape[:-1], generator=generator, dtype=torch.float64, device=x.device).log()
+    x1, p1, u1, grad1, bad = leapfrog(grad_fn, x, p0, grad, step_size, n_leapfrog)
+    energy_error = hamiltonian(u1, p1) - hamiltonian(u, p0)
+    finite = torch.isfinite(energy_error) & ~bad
+    # a non-finite proposal has acceptance probability 0: it is rejected and its NaNs never enter the state
+    accept_prob = torch.where(finite, torch.exp(torch.clamp(-energy_error, max=0.0)), 0.0)
+    accepted = finite & (log_uniform < -energy_error)
+    diverged = ~finite | (energy_error > DIVERGENCE_THRESHOLD)
+    keep = accepted.unsqueeze(-1)
+    return Step(torch.where(keep, x1, x), torch.where(accepted, u1, u), torch.where(keep, grad1, grad),
+                accepted, accept_prob, diverged, energy_error)
+
+
+@dataclass(frozen=True)
+class DualAveraging:
+    """State of the dual averaging of log step size (Hoffman & Gelman 2014, Algorithm 5)."""
+    mu: float  # log step size the iterates shrink towards: log(10 * initial step)
+    log_step: float  # step size to use next (during warm-up)
+    log_step_bar: float = 0.0  # averaged iterate: the step size after warm-up
+    h_bar: float = 0.0  # running mean of (target - acceptance probability)
+    count: int = 0
+
+    @classmethod
+    def start(cls, step_size: float) -> DualAveraging:
+        return cls(mu=math.log(10.0 * step_size), log_step=math.log(step_size))
+
+
+def dual_averaging_update(state: DualAveraging, accept_prob: float, target: float, gamma: float = 0.05,
+                          t0: float = 10.0, kappa: float = 0.75) -> DualAveraging:
+    """One adaptation step after an iteration with Metropolis acceptance probability ``accept_prob``."""
+    m = state.count + 1
+    w = 1.0 / (m + t0)
+    h_bar = (1.0 - w) * state.h_bar + w * (target - accept_prob)
+    log_step = state.mu - math.sqrt(m) / gamma * h_bar
+    eta = m ** -kappa
+    log_step_bar = eta * log_step + (1.0 - eta) * state.log_step_bar
+    return replace(state, log_step=log_step, log_step_bar=log_step_bar, h_bar=h_bar, count=m)
+
+
+# ---------------------------------------------------------------------------------------------
+# the sampler
+
+
+def _save_checkpoint(path: Path, state: dict) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def run_hmc(potential: Potential, init: torch.Tensor, settings: HmcSettings, *, seed: int,
+            checkpoint: str | os.PathLike | None = None, identity: dict | None = None,
+            desc: str = "HMC") -> HmcResult:
+    """One HMC chain from ``init`` (a flat vector): ``n_warmup`` adaptation iterations, then
+    ``n_samples * thinning`` iterations of which every ``thinning``-th is kept.
+
+    The step size is adapted by dual averaging during warm-up only; from the first post-warm-up
+    iteration on it is fixed to the averaged value exp(log eps_bar). Deterministic for a given seed
+    (its own generator draws the momenta and acceptance uniforms). A checkpoint is resumed only if
+    it was made for the same seed, settings, initial position, dtype, device and ``identity`` (e.g.
+    the job's config and data); otherwise it is ignored with a warning.
+    """
+    if init.ndim != 1:
+        raise ValueError(f"init must be a flat parameter vector, got shape {tuple(init.shape)}")
+    n_post = settings.n_samples * settings.thinning
+    total = settings.n_warmup + n_post
+
+    def grad_fn(v):
+        return value_and_grad(potential, v)
+
+    x = init.detach().clone()
+    u, grad = grad_fn(x)
+    if u.shape != ():
+        raise ValueError(f"{desc}: the potential must return a scalar, got shape {tuple(u.shape)}")
+    if not (torch.isfinite(u) and torch.isfinite(grad).all()):
+        raise ValueError(f"{desc}: the potential or its gradient is not finite at the initial position")
+    gen = torch.Generator(device=x.device).manual_seed(seed)
+    da = DualAveraging.start(settings.step_size)
+    step_size = float(settings.step_size)
+    samples = torch.empty(settings.n_samples, x.numel(), dtype=x.dtype)  # on the CPU: may be large
+    energy = np.empty(settings.n_samples)
+    accepted = np.zeros(n_post, dtype=bool)
+    divergences = 0
+    fingerprint = {"seed": seed, "settings": {k: v for k, v in asdict(settings).items() if k != "checkpoint_every"},
+                   "dim": x.numel(), "dtype": str(x.dtype), "device": x.device.type, "init": data_digest(x),
+                   "identity": json.dumps(identity or {}, sort_keys=True, default=str)}
+    start = 0
+    ckpt = Path(checkpoint) if checkpoint else None
+    if ckpt and ckpt.is_file():
+        # on the CPU: a generator's state must be a CPU tensor even for a CUDA generator
+        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        if state.get("fingerprint") != fingerprint:
+            log.warning("ignoring checkpoint %s: it was made with another seed, settings, start or identity", ckpt)
+        else:
+            start = int(state["iteration"])
+            x, u, grad = (state[k].to(init.device) for k in ("x", "u", "grad"))
+            da, step_size = DualAveraging(**state["dual_averaging"]), float(state["step_size"])
+            gen.set_state(state["generator"])
+            kept, post = len(state["samples"]), len(state["accepted"])
+            samples[:kept], energy[:kept], accepted[:post] = state["samples"], state["energy"], state["accepted"]
+            divergences = int(state["divergences"])
+            log.info("%s: resumed from %s at iteration %d", desc, ckpt, start)
+
+    bar = tqdm(range(start, total), desc=desc, disable=None)
+    for it in bar:
+        step = hmc_step(grad_fn, x, u, grad, step_size, settings.n_leapfrog, gen)
+        x, u, grad = step.x, step.u, step.grad
+        if it < settings.n_warmup:
+            if settings.adapt_step_size:
+                da = dual_averaging_update(da, float(step.accept_prob), settings.target_accept)
+                # the last warm-up iteration hands over the averaged step size, fixed from then on
+                step_size = math.exp(da.log_step if it + 1 < settings.n_warmup else da.log_step_bar)
+        else:
+            j = it - settings.n_warmup
+            accepted[j] = bool(step.accepted)
+            divergences += bool(step.diverged)
+            if (j + 1) % settings.thinning == 0:
+                k = j // settings.thinning
+                samples[k] = x.detach().cpu()
+                energy[k] = float(u)
+        done = it + 1
+        if done % 10 == 0:
+            bar.set_postfix(step=f"{step_size:.3g}", div=divergences)
+        if ckpt and settings.checkpoint_every and done % settings.checkpoint_every == 0 and done < total:
+            post = max(0, done - settings.n_warmup)
+            kept = post // settings.thinning
+            # clone: saving a slice would write the whole preallocated buffer
+            _save_checkpoint(ckpt, {"fingerprint": fingerprint, "iteration": done, "x": x, "u": u, "grad": grad,
+                                    "dual_averaging": asdict(da), "step_size": step_size,
+                                    "generator": gen.get_state(), "samples": samples[:kept].clone(),
+                                    "energy": energy[:kept].copy(), "accepted": accepted[:post].copy(),
+                                    "divergences": divergences})
+    rate = float(accepted.mean())
+    if divergences:
+        log.warning("%s: %d of %d post-warm-up proposals diverged; consider a smaller target step size "
+                    "(higher target_accept)", desc, divergences, n_post)
+    log.info("%s: acceptance %.3f, step size %.4g", desc, rate, step_size)
+    return HmcResult(samples.numpy(), accepted, rate, divergences, step_size, energy, start)
+
+
+# ---------------------------------------------------------------------------------------------
+# named parameters <-> flat vector
+
+
+def flatten(params: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Concatenate the parameters, in the dict's order, into one flat vector."""
+    if not params:
+        raise ValueError("flatten needs at least one parameter")
+    return torch.cat([t.reshape(-1) for t in params.values()])
+
+
+def unflatten(vec: torch.Tensor, like: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Split a flat vector into tensors shaped as ``like``'s, in ``like``'s key order.
+
+    The pieces are views of ``vec``, so gradients of a potential built on them reach ``vec``.
+    """
+    sizes = [t.numel() for t in like.values()]
+    if vec.ndim != 1 or vec.numel() != sum(sizes):
+        raise ValueError(f"vector of shape {tuple(vec.shape)} does not hold the {sum(sizes)} values of {list(like)}")
+    return {k: piece.reshape(t.shape) for (k, t), piece in zip(like.items(), torch.split(vec, sizes))}
+
+
+# ---------------------------------------------------------------------------------------------
+# convergence diagnostics across chains
+
+
+def _split_chains(x) -> np.ndarray:
+    """[chains, draws, ...] -> [2 * chains, draws // 2, ...]: first and second halves as separate chains
+    (the middle draw of an odd count is dropped), so a drift within a chain shows up like a disagreement."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim < 2:
+        raise ValueError(f"expected an array shaped [chains, draws, ...], got shape {x.shape}")
+    half = x.shape[1] // 2
+    if half < 2:
+        raise ValueError(f"need at least 4 draws per chain, got {x.shape[1]}")
+    return np.concatenate([x[:, :half], x[:, x.shape[1] - half:]], axis=0)
+
+
+def split_rhat(x: np.ndarray) -> np.ndarray:
+    """Split-R-hat of x shaped [chains, draws, ...], one value per trailing index.
+
+    The classic potential scale reduction on split chains (Gelman et al., BDA3 ch. 11.4; Vehtari et
+    al. 2021, eq. 4), without their rank normalisation and folding: sqrt(var_plus / W), with W the mean
+    within-chain variance and var_plus = (n - 1) / n * W + B / n. NaN where every draw is equal.
+    """
+    s = _split_chains(x)
+    n = s.shape[1]
+    within = s.var(axis=1, ddof=1).mean(axis=0)
+    var_plus = (n - 1) / n * within + s.mean(axis=1).var(axis=0, ddof=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.sqrt(var_plus / within)
+
+
+def effective_sample_size(x: np.ndarray) -> np.ndarray:
+    """Multi-chain effective sample size of x shaped [chains, draws, ...], one value per trailing index.
+
+    Stan's estimator (Stan reference manual, "Effective sample size"; BDA3 ch. 11.5) on split chains
+    as in Vehtari et al. 2021, without rank normalisation: autocorrelations rho_t = 1 - (W - mean
+    autocovariance_t) / var_plus combine within- and between-chain variance; their pair sums
+    rho_2k + rho_2k+1 are truncated at the first non-positive one and made non-increasing (Geyer's
+    initial monotone sequence); ESS = chains * draws / (-1 + 2 * sum of pair sums), capped at
+    N log10(N) as in Stan. NaN where every draw is equal.
+    """
+    s = _split_chains(x)
+    m, n = s.shape[:2]
+    centred = s - s.mean(axis=1, keepdims=True)
+    size = 1 << (2 * n - 1).bit_length()  # zero padding: circular correlation would wrap around
+    f = np.fft.rfft(centred, n=size, axis=1)
+    acov = np.fft.irfft(f * np.conj(f), n=size, axis=1)[:, :n] / n  # biased autocovariance per chain
+    within = acov[:, 0].mean(axis=0) * n / (n - 1)
+    var_plus = within * (n - 1) / n + (s.mean(axis=1).var(axis=0, ddof=1) if m > 1 else 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rho = 1.0 - (within - acov.mean(axis=0)) / var_plus  # [n, ...]
+        pairs = rho[0:2 * (n // 2):2] + rho[1:2 * (n // 2):2]
+        positive = np.logical_and.accumulate(pairs > 0, axis=0)
+        positive[0] = True  # the sum always includes rho_0 + rho_1
+        monotone = np.minimum.accumulate(pairs, axis=0)
+        tau = -1.0 + 2.0 * np.where(positive, monotone, 0.0).sum(axis=0)
+        total = m * n
+        cap = total * math.log10(total)
+        ess = np.where(tau > 0, total / tau, cap)
+        return np.where(np.isnan(tau), np.nan, np.minimum(ess, cap))
