@@ -18,6 +18,7 @@ include: "rules/data.smk"
 include: "rules/train.smk"
 include: "rules/align.smk"
 include: "rules/metrics.smk"
+include: "rules/rebasin.smk"
 include: "rules/figures.smk"
 
 
@@ -25,4 +26,5 @@ rule all:
     default_target: True
     input:
         figure_files(),
+        table_files(),
         rules.tables.input,

@@ -117,6 +117,30 @@ def figure_files():
     return files
 
 
+SAMPLE_METHODS = [m for m in ("hmc", "ensemble") if m in METHODS]  # rebasin applies to sample sets
+TABLE1 = "hmc" in METHODS  # Table 1 compares every predictive with HMC's
+
+
+def posterior_files(variant, method):
+    return [f"{RESULTS}/{variant}/posteriors/{method}/seed{s}.h5" for s in config["seeds"]]
+
+
+def rebasin_files(variant):
+    """'<method>/<reference>/<fit>' -> path, for every sample method and configured reference."""
+    return {
+        f"{m}/{r}/{fit}": f"{RESULTS}/{variant}/rebasin/{m}/{r}/{fit}.h5"
+        for m in SAMPLE_METHODS
+        for r in config["rebasin"]["references"]
+        for fit in ("q_d", "q_r")
+    }
+
+
+def table_files():
+    if not TABLE1:
+        return []
+    return [f"{RESULTS}/tables/table1_{v}.{ext}" for v in VARIANTS for ext in ("csv", "md", "tex")]
+
+
 wildcard_constraints:
     variant="|".join(re.escape(v) for v in VARIANTS),
     datakey=r"[0-9a-f]{10}",
@@ -126,3 +150,4 @@ wildcard_constraints:
     method="|".join(METHODS),
     kind="weight|w2",
     alignment="naive|weight|w2",
+    reference="first|iterated",

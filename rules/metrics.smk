@@ -51,3 +51,4 @@ rule barriers:
 rule tables:
     input:
         rules.summarize_barriers.output,
+        table_files(),

@@ -56,6 +56,26 @@ def test_workflow_runs_end_to_end_and_alignment_lowers_the_barrier(finished_run)
     assert len(curves) == 3 * 7 * 7
 
 
+def test_table1_compares_every_predictive_with_hmc(finished_run):
+    tables = finished_run / "results" / "tiny" / "tables"
+    t = pd.read_csv(tables / "table1_base.csv").pivot(index="metric", columns="column", values="value")
+    assert list(t.columns) == sorted(t.columns)  # pivot sorts; the Markdown keeps the paper's order
+    md = (tables / "table1_base.md").read_text().splitlines()[0]
+    assert md.index("HMC samples") < md.index("HMC q_d") < md.index("HMC q_r (first ref.)") < md.index("Ens. samples")
+    assert md.index("Ens. q_r (iterated ref.)") < md.index("VI q")
+    agree = t.loc["agreement with HMC"]
+    assert agree["HMC samples"] == 1.0 and t.loc["TV to HMC", "HMC samples"] == 0.0
+    for m in ("HMC", "Ens."):  # rebasin lifts the fitted Gaussian above the unaligned fit
+        assert agree[f"{m} q_r (first ref.)"] > agree[f"{m} q_d"]
+        assert t.loc["test accuracy % of mean network", f"{m} q_r (first ref.)"] > \
+            t.loc["test accuracy % of mean network", f"{m} q_d"]
+    assert (tables / "table1_base.tex").read_text().startswith("\\begin{tabular}")
+    diag = pd.read_csv(tables / "hmc_diagnostics_base.csv").iloc[0]
+    assert diag["chains"] == 3 and diag["draws_per_chain"] == 10 and diag["rhat_median"] > 0.5
+    q_r = read_posterior(finished_run / "results" / "tiny" / "base" / "rebasin" / "hmc" / "iterated" / "q_r.h5")
+    assert q_r.kind == "gaussian" and q_r.diagnostic_attrs["n_samples"] == 30
+
+
 def test_artifacts_are_valid_and_carry_provenance(finished_run):
     results = finished_run / "results" / "tiny" / "base"
     post = read_posterior(results / "posteriors" / "ensemble" / "seed1.h5")

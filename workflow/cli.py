@@ -55,6 +55,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True)
     p.add_argument("--out", required=True)
 
+    p = sub.add_parser("rebasin", help="fit q_d and q_r to all samples of a method")
+    _add_common(p)
+    p.add_argument("--method", required=True)
+    p.add_argument("--reference", required=True, help="'first' or 'iterated'")
+    p.add_argument("--posteriors", nargs="+", required=True)
+    p.add_argument("--seeds", type=int, nargs="+", default=None, help="the seed each posterior must hold (checked)")
+    p.add_argument("--data", required=True)
+    p.add_argument("--out-qd", required=True)
+    p.add_argument("--out-qr", required=True)
+
+    p = sub.add_parser("table1", help="Xiao et al.'s Table 1: predictives against HMC's")
+    _add_common(p)
+    p.add_argument("--hmc", nargs="+", required=True)
+    p.add_argument("--ensemble", nargs="*", default=[])
+    p.add_argument("--vi", nargs="*", default=[])
+    p.add_argument("--rebasin", type=json.loads, required=True, help="JSON: '<method>/<reference>/<fit>' -> path")
+    p.add_argument("--data", required=True)
+    p.add_argument("--out-csv", required=True)
+    p.add_argument("--out-md", required=True)
+    p.add_argument("--out-tex", required=True)
+    p.add_argument("--out-diagnostics", required=True)
+
     p = sub.add_parser("summarize-barriers", help="barrier table from the per-pair curves")
     p.add_argument("--curves", nargs="+", required=True)
     p.add_argument("--variants", type=json.loads, default={"base": {}},
@@ -107,6 +129,12 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "barrier":
             jobs.barrier_curve(args.alignment, args.a, args.b, args.data, args.config, args.out, device=device,
                                variant=args.variant, seeds=args.seeds)
+        elif args.command == "rebasin":
+            jobs.rebasin_job(args.method, args.posteriors, args.data, args.config, args.reference, args.out_qd,
+                             args.out_qr, seeds=args.seeds)
+        elif args.command == "table1":
+            jobs.table1_job(args.hmc, args.ensemble, args.vi, args.rebasin, args.data, args.config, args.out_csv,
+                            args.out_md, args.out_tex, args.out_diagnostics, device=device)
         elif args.command == "summarize-barriers":
             jobs.summarize_barriers(args.curves, args.variants, args.out_curves, args.out_csv, args.out_md)
         elif args.command == "figure-barriers":

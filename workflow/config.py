@@ -135,7 +135,7 @@ def seed_pairs(config: dict) -> list[tuple[int, int]]:
 # ---------------------------------------------------------------- sweeps
 
 BASE_VARIANT = "base"
-_SWEEPABLE_TOP = ("data", "model", "prior", "ensemble", "vi", "hmc", "alignment", "barrier")
+_SWEEPABLE_TOP = ("data", "model", "prior", "ensemble", "vi", "hmc", "alignment", "barrier", "rebasin")
 
 
 def _format_value(value) -> str:

@@ -304,3 +304,144 @@ def summarize_barriers(curve_paths, variants: dict, out_curves, out_csv, out_md)
                      f"{mean_sd(r.error_barrier_mean, r.error_barrier_sd, r.pairs)} | {r.distance_kind} {r.distance:.3f} | {nt} |")
     write_text(out_md, "\n".join(lines) + "\n")
 
+
+
+# ---------------------------------------------------------------- rebasin and the comparison with HMC
+
+
+def _load_sample_posteriors(paths, seeds=None, data=None) -> list[Posterior]:
+    posts = [artifacts.read_posterior(p) for p in paths]
+    for i, (p, post) in enumerate(zip(paths, posts)):
+        check_posterior(post, p, seed=seeds[i] if seeds else None, data=data)
+        if post.kind != "samples":
+            raise ValueError(f"{p}: rebasin needs sample posteriors (ensemble members, HMC chains), found {post.kind}")
+        _check_compatible(posts[0], post, f"rebasin of {paths[0]} and {p}")
+    return posts
+
+
+def rebasin_job(method: str, paths, data_path, cfg: dict, reference: str, out_qd, out_qr, *,
+                seeds=None) -> None:
+    """Fit q_d (samples as they are) and q_r (after aligning every sample to one reference)."""
+    from .rebasin import fit_diagonal_gaussian, rebase
+
+    data = load_prepared(data_path)
+    posts = _load_sample_posteriors(paths, seeds, data)
+    samples = {k: np.concatenate([p.flat_samples()[k] for p in posts]) for k in posts[0].samples}
+    first = posts[0]
+    model, spec = build_model(first.architecture, first.input_shape, first.n_classes, **first.architecture_args)
+    rcfg = cfg.get("rebasin", {})
+    matching = rcfg.get("matching", "weight")
+    x_act = data["x_train"][: rcfg.get("activation_points", 1000)]
+    result = rebase(samples, spec, reference=reference, matching=matching, model=model, x=x_act,
+                    max_iterations=rcfg.get("max_iterations", 10))
+    log.info("%s rebasin (%s reference, %s matching): %d samples, %d reference updates, changed %s", method,
+             reference, matching, len(next(iter(samples.values()))), result.iterations, result.changed)
+    info = {"reference": reference, "matching": matching, "n_samples": int(len(next(iter(samples.values())))),
+            "reference_updates": result.iterations, "sources": json.dumps([str(p) for p in paths])}
+    for fit, arrays, out in (("q_d", samples, out_qd), ("q_r", result.aligned, out_qr)):
+        mean, std = fit_diagonal_gaussian(arrays)
+        artifacts.write_posterior(out, Posterior(
+            kind="gaussian", method=method, architecture=first.architecture,
+            architecture_args=first.architecture_args, dataset=first.dataset, input_shape=first.input_shape,
+            n_classes=first.n_classes, seed=first.seed, mean=mean, std=std, config=cfg,
+            diagnostic_attrs={"fit": fit, **info}))
+
+
+def _probs(model, stack, x) -> np.ndarray:
+    from .predict import predictive
+
+    return predictive(model, stack, x).exp().cpu().numpy()
+
+
+TABLE1_METRICS = ("agreement with HMC", "TV to HMC", "test accuracy %", "test accuracy % of mean network", "test NLL")
+
+
+def table1_job(hmc_paths, ens_paths, vi_paths, rebasin_paths: dict, data_path, cfg: dict, out_csv, out_md, out_tex,
+               out_diag, *, device: str = "auto") -> None:
+    """Xiao et al.'s Table 1: every predictive against HMC's (agreement, TV), accuracies and NLL.
+
+    ``rebasin_paths`` maps '<method>/<reference>/<q_d|q_r>' to a Gaussian fit; columns appear for
+    each. The HMC chains' split R-hat and ESS of p(y|x) on the test points go to ``out_diag``.
+    """
+    from .compare import accuracy, agreement, total_variation
+    from .hmc import effective_sample_size, split_rhat
+
+    data = load_prepared(data_path)
+    dev = resolve_device(device)
+    x, y = data["x_test"].to(dev), data["y_test"].numpy()
+    hmc = _load_sample_posteriors(hmc_paths, data=data)
+    model, _ = build_model(hmc[0].architecture, hmc[0].input_shape, hmc[0].n_classes, **hmc[0].architecture_args)
+    model.to(dev)
+    n_mc = cfg.get("table", {}).get("mc_samples", 100)
+
+    def samples_column(posts):
+        stack = to_torch({k: np.concatenate([p.flat_samples()[k] for p in posts]) for k in posts[0].samples}, dev)
+        return _probs(model, stack, x), None
+
+    def gaussian_column(post, seed):
+        eps = standard_normal_like(post.mean, n_mc, seed, dev)
+        mean, std = to_torch(post.mean, dev), to_torch(post.std, dev)
+        return (_probs(model, gaussian_samples(mean, std, eps), x),
+                _probs(model, {k: v[None] for k, v in mean.items()}, x))
+
+    # columns in the paper's order: HMC samples, q_d, q_r; ensemble samples, q_d, q_r; VI q
+    table_seed = cfg.get("table", {}).get("seed", 0)
+    names = {"hmc": "HMC", "ensemble": "Ens."}
+    sample_sets = {"hmc": hmc}
+    if ens_paths:
+        sample_sets["ensemble"] = _load_sample_posteriors(ens_paths, data=data)
+    columns = {}
+    for method, posts in sample_sets.items():
+        columns[f"{names[method]} samples"] = samples_column(posts)
+        fits = sorted((k for k in rebasin_paths if k.startswith(f"{method}/")), key=lambda k: k.split("/")[2])
+        for key in fits:
+            _, reference, fit = key.split("/")
+            label = f"{names[method]} {fit}" + (f" ({reference} ref.)" if fit == "q_r" else "")
+            if label not in columns:  # q_d does not depend on the reference
+                columns[label] = gaussian_column(artifacts.read_posterior(rebasin_paths[key]), seed=table_seed)
+    if vi_paths:
+        vi = artifacts.read_posterior(vi_paths[0])
+        check_posterior(vi, vi_paths[0], data=data)
+        columns["VI q"] = gaussian_column(vi, seed=table_seed)
+    p_hmc = columns["HMC samples"][0]
+    rows = []
+    for label, (p, p_mean) in columns.items():
+        values = {"agreement with HMC": agreement(p, p_hmc), "TV to HMC": total_variation(p, p_hmc),
+                  "test accuracy %": 100 * accuracy(p, y),
+                  "test accuracy % of mean network": 100 * accuracy(p_mean, y) if p_mean is not None else np.nan,
+                  "test NLL": float(-np.mean(np.log(np.clip(p[np.arange(len(y)), y], 1e-300, None))))}
+        rows += [{"metric": m, "column": label, "value": values[m]} for m in TABLE1_METRICS]
+    table = pd.DataFrame(rows)
+    write_csv(out_csv, table)
+    wide = table.pivot(index="metric", columns="column", values="value").reindex(
+        index=list(TABLE1_METRICS), columns=list(columns))
+    header = "| metric | " + " | ".join(wide.columns) + " |"
+    lines = [header, "|---" * (len(wide.columns) + 1) + "|"]
+    for metric, r in wide.iterrows():
+        lines.append(f"| {metric} | " + " | ".join("-" if pd.isna(v) else f"{v:.4g}" for v in r) + " |")
+    write_text(out_md, "\n".join(lines) + "\n")
+    tex = ["\\begin{tabular}{l" + "r" * len(wide.columns) + "}", "\\toprule",
+           "metric & " + " & ".join(c.replace("_", "\\_").replace("%", "\\%") for c in wide.columns) + " \\\\",
+           "\\midrule"]
+    for metric, r in wide.iterrows():
+        tex.append(metric.replace("%", "\\%") + " & " + " & ".join("--" if pd.isna(v) else f"{v:.4g}" for v in r)
+                   + " \\\\")
+    tex += ["\\bottomrule", "\\end{tabular}"]
+    write_text(out_tex, "\n".join(tex) + "\n")
+    # convergence of the chains, judged on predictive quantities (unchanged by permutations)
+    per_chain = []
+    for post in hmc:
+        draws = to_torch({k: v[0] for k, v in post.samples.items()}, dev)
+        from .predict import sample_log_probs
+
+        logp = sample_log_probs(model, draws, x).cpu().numpy()  # [draws, N, C]
+        per_chain.append(np.exp(logp[:, np.arange(len(y)), y]))  # p(y_n | x_n, w) per draw
+    chains = np.stack(per_chain)  # [chains, draws, N]
+    diag = {"chains": len(hmc), "draws_per_chain": chains.shape[1]}
+    if chains.shape[0] * chains.shape[1] >= 4 and chains.shape[1] >= 4:
+        rhat, ess = split_rhat(chains), effective_sample_size(chains)
+        diag.update(rhat_max=float(np.nanmax(rhat)), rhat_median=float(np.nanmedian(rhat)),
+                    ess_min=float(np.nanmin(ess)), ess_median=float(np.nanmedian(ess)))
+    diag.update({f"acceptance_seed{p.seed}": float(p.diagnostic_attrs.get("acceptance_rate", np.nan)) for p in hmc})
+    diag.update({f"divergences_seed{p.seed}": int(p.diagnostic_attrs.get("divergences", 0)) for p in hmc})
+    write_csv(out_diag, pd.DataFrame([diag]))

@@ -1,0 +1,53 @@
+rule rebasin:
+    input:
+        posteriors=lambda wc: posterior_files(wc.variant, wc.method),
+        data=data_file,
+    output:
+        q_d=f"{V}/rebasin/{{method}}/{{reference}}/q_d.h5",
+        q_r=f"{V}/rebasin/{{method}}/{{reference}}/q_r.h5",
+    log:
+        f"{LOGS}/{{variant}}/rebasin/{{method}}/{{reference}}.log",
+    params:
+        cfg=job_config("rebasin"),
+        runtime=job_runtime,
+        seeds=" ".join(str(s) for s in config["seeds"]),
+    threads: config["compute"]["threads"]
+    resources:
+        **heavy_resources(mem_mb=8000, runtime=120),
+    conda:
+        ENV
+    shell:
+        "python -m workflow rebasin --method {wildcards.method} --reference {wildcards.reference}"
+        " --posteriors {input.posteriors:q} --seeds {params.seeds} --data {input.data:q}"
+        " --config {params.cfg:q} --runtime {params.runtime:q} --threads {threads}"
+        " --out-qd {output.q_d:q} --out-qr {output.q_r:q} > {log:q} 2>&1"
+
+
+rule table1:
+    input:
+        hmc=lambda wc: posterior_files(wc.variant, "hmc"),
+        ensemble=lambda wc: posterior_files(wc.variant, "ensemble") if "ensemble" in METHODS else [],
+        vi=lambda wc: posterior_files(wc.variant, "vi") if "vi" in METHODS else [],
+        rebasin=lambda wc: list(rebasin_files(wc.variant).values()),
+        data=data_file,
+    output:
+        csv=f"{RESULTS}/tables/table1_{{variant}}.csv",
+        md=f"{RESULTS}/tables/table1_{{variant}}.md",
+        tex=f"{RESULTS}/tables/table1_{{variant}}.tex",
+        diagnostics=f"{RESULTS}/tables/hmc_diagnostics_{{variant}}.csv",
+    log:
+        f"{LOGS}/{{variant}}/table1.log",
+    params:
+        cfg=job_config("table"),
+        runtime=job_runtime,
+        rebasin=lambda wc: json.dumps(rebasin_files(wc.variant), sort_keys=True),
+    threads: config["compute"]["threads"]
+    resources:
+        **heavy_resources(mem_mb=8000, runtime=60),
+    conda:
+        ENV
+    shell:
+        "python -m workflow table1 --hmc {input.hmc:q} --ensemble {input.ensemble:q} --vi {input.vi:q}"
+        " --rebasin {params.rebasin:q} --data {input.data:q} --config {params.cfg:q} --runtime {params.runtime:q}"
+        " --threads {threads} --out-csv {output.csv:q} --out-md {output.md:q} --out-tex {output.tex:q}"
+        " --out-diagnostics {output.diagnostics:q} > {log:q} 2>&1"
