@@ -34,7 +34,7 @@ def test_the_shipped_config_is_valid():
     ({"ensemble": {"epoch": 3}}, "ensemble", "allowed keys: batch_size, checkpoint_every, epochs, lr"),
     ({"name": "a/b"}, "name", "does not match"),
     ({"compute": {"device": "tpu"}}, "compute.device", "does not match"),
-    ({"methods": ["mcmc"]}, "methods.0", "is not one of ['ensemble', 'vi']"),
+    ({"methods": ["mcmc"]}, "methods.0", "is not one of ['ensemble', 'vi', 'hmc']"),
 ])
 def test_bad_values_name_key_value_and_what_is_allowed(patch, key, words):
     with pytest.raises(ConfigError) as err:
