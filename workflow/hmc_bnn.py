@@ -33,6 +33,7 @@ def sample_bnn(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, setting
     potential = bnn_potential(model, x.to(device), y.to(device), prior_std, like)
     result = run_hmc(potential, flatten(like), settings, seed=seed, checkpoint=checkpoint, identity=identity,
                      desc=f"HMC seed {seed}")
-    flat = torch.from_numpy(result.samples)
-    samples = {k: np.stack([unflatten(row, like)[k].numpy() for row in flat]) for k in like}
+    # split the [draws, dim] matrix by columns once, the same layout flatten() made
+    columns = np.split(result.samples, np.cumsum([v.numel() for v in like.values()])[:-1], axis=1)
+    samples = {k: c.reshape(len(c), *v.shape) for (k, v), c in zip(like.items(), columns)}
     return samples, result

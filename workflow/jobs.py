@@ -22,7 +22,8 @@ from .config import model_args, result_config, table_cell
 from .matching import weight_matching
 from .models import build_model
 from .permutations import apply_permutation, number_of_transpositions
-from .predict import gaussian_samples, marginal_loss_error, resolve_device, standard_normal_like, to_torch
+from .predict import (gaussian_samples, marginal_loss_error, predictive, resolve_device, sample_log_probs,
+                      standard_normal_like, to_torch)
 from .hmc import HmcSettings
 from .hmc_bnn import sample_bnn
 from .training import MapSettings, train_map
@@ -319,6 +320,11 @@ def _load_sample_posteriors(paths, seeds=None, data=None) -> list[Posterior]:
     return posts
 
 
+def pooled_samples(posts: list[Posterior]) -> dict[str, np.ndarray]:
+    """All draws of all chains (or all members) of several posteriors, [total, *shape]."""
+    return {k: np.concatenate([p.flat_samples()[k] for p in posts]) for k in posts[0].samples}
+
+
 def rebasin_job(method: str, paths, data_path, cfg: dict, reference: str, out_qd, out_qr, *,
                 seeds=None) -> None:
     """Fit q_d (samples as they are) and q_r (after aligning every sample to one reference)."""
@@ -326,7 +332,7 @@ def rebasin_job(method: str, paths, data_path, cfg: dict, reference: str, out_qd
 
     data = load_prepared(data_path)
     posts = _load_sample_posteriors(paths, seeds, data)
-    samples = {k: np.concatenate([p.flat_samples()[k] for p in posts]) for k in posts[0].samples}
+    samples = pooled_samples(posts)
     first = posts[0]
     model, spec = build_model(first.architecture, first.input_shape, first.n_classes, **first.architecture_args)
     rcfg = cfg.get("rebasin", {})
@@ -348,8 +354,6 @@ def rebasin_job(method: str, paths, data_path, cfg: dict, reference: str, out_qd
 
 
 def _probs(model, stack, x) -> np.ndarray:
-    from .predict import predictive
-
     return predictive(model, stack, x).exp().cpu().numpy()
 
 
@@ -375,7 +379,7 @@ def table1_job(hmc_paths, ens_paths, vi_paths, rebasin_paths: dict, data_path, c
     n_mc = cfg.get("table", {}).get("mc_samples", 100)
 
     def samples_column(posts):
-        stack = to_torch({k: np.concatenate([p.flat_samples()[k] for p in posts]) for k in posts[0].samples}, dev)
+        stack = to_torch(pooled_samples(posts), dev)
         return _probs(model, stack, x), None
 
     def gaussian_column(post, seed):
@@ -432,8 +436,6 @@ def table1_job(hmc_paths, ens_paths, vi_paths, rebasin_paths: dict, data_path, c
     per_chain = []
     for post in hmc:
         draws = to_torch({k: v[0] for k, v in post.samples.items()}, dev)
-        from .predict import sample_log_probs
-
         logp = sample_log_probs(model, draws, x).cpu().numpy()  # [draws, N, C]
         per_chain.append(np.exp(logp[:, np.arange(len(y)), y]))  # p(y_n | x_n, w) per draw
     chains = np.stack(per_chain)  # [chains, draws, N]
