@@ -19,6 +19,7 @@ include: "rules/train.smk"
 include: "rules/align.smk"
 include: "rules/metrics.smk"
 include: "rules/rebasin.smk"
+include: "rules/studies.smk"
 include: "rules/figures.smk"
 
 
@@ -28,3 +29,4 @@ rule all:
         figure_files(),
         table_files(),
         rules.tables.input,
+        study_files(),

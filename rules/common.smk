@@ -5,9 +5,8 @@ import re
 
 from snakemake.exceptions import WorkflowError
 
-from workflow.config import (ConfigError, expand_variants, result_config, runtime_config, seed_pairs,
-                             sweep_table,
-                             validate_config)
+from workflow.config import (ConfigError, expand_variants, method_seeds, result_config, runtime_config,
+                             seed_pairs, sweep_table, validate_config)
 
 try:
     _validated = validate_config(config)
@@ -26,7 +25,15 @@ LOGS = f"{RESULTS}/logs"
 ENV = "../envs/workflow.yaml"
 METHODS = config["methods"]
 GAUSSIAN_METHODS = {"vi"}  # methods whose posteriors are Gaussians (W2 alignment applies)
-PAIRS = [f"{a}-{b}" for a, b in seed_pairs(config)]
+
+
+def seeds_of(method):
+    """Seeds a method runs on (HMC may use fewer chains than there are seeds)."""
+    return method_seeds(config, method)
+
+
+def pairs_of(method):
+    return [f"{a}-{b}" for a, b in seed_pairs(config, method)]
 
 
 def variant_config(variant):
@@ -91,7 +98,7 @@ def curve_files():
         for variant in VARIANTS
         for method in METHODS
         for alignment in ["naive", *kinds_for(method)]
-        for pair in PAIRS
+        for pair in pairs_of(method)
     ]
 
 
@@ -101,7 +108,7 @@ def alignment_files():
         for variant in VARIANTS
         for method in METHODS
         for kind in kinds_for(method)
-        for pair in PAIRS
+        for pair in pairs_of(method)
     ]
 
 
@@ -122,7 +129,7 @@ TABLE1 = "hmc" in METHODS  # Table 1 compares every predictive with HMC's
 
 
 def posterior_files(variant, method):
-    return [f"{RESULTS}/{variant}/posteriors/{method}/seed{s}.h5" for s in config["seeds"]]
+    return [f"{RESULTS}/{variant}/posteriors/{method}/seed{s}.h5" for s in seeds_of(method)]
 
 
 def rebasin_files(variant):
@@ -151,3 +158,76 @@ wildcard_constraints:
     kind="weight|w2",
     alignment="naive|weight|w2",
     reference="first|iterated",
+
+
+# ---------------------------------------------------------------- weight-space studies (Xiao et al.)
+
+BASIN_REFERENCE = config["rebasin"]["basin_reference"]
+# other methods' Gaussians aligned into the basin of HMC's q_r: label -> what is aligned
+BASIN_LABELS = (["ensemble"] if "ensemble" in METHODS else []) + (
+    [f"vi-seed{s}" for s in seeds_of("vi")] if "vi" in METHODS else [])
+BASIN = TABLE1 and bool(BASIN_LABELS)
+NOT_K = "ensemble" in METHODS and bool(config["not_study"]["ks"])
+
+
+def hmc_qr(variant):
+    return f"{RESULTS}/{variant}/rebasin/hmc/{BASIN_REFERENCE}/q_r.h5"
+
+
+def basin_sources(variant):
+    """label -> Gaussian to align into HMC's basin: the ensemble's q_r, every VI posterior."""
+    return {label: (f"{RESULTS}/{variant}/rebasin/ensemble/{BASIN_REFERENCE}/q_r.h5" if label == "ensemble"
+                    else f"{RESULTS}/{variant}/posteriors/vi/seed{label.split('seed')[1]}.h5")
+            for label in BASIN_LABELS}
+
+
+def basin_outputs(variant):
+    return {label: f"{RESULTS}/{variant}/hmc_basin/{label}.h5" for label in BASIN_LABELS}
+
+
+def vi_files(variant):
+    return posterior_files(variant, "vi") if "vi" in METHODS else []
+
+
+def pruning_merged(wc):
+    """HMC's q_r and the ensemble's q_r in its basin, when both methods run."""
+    if BASIN and "ensemble" in BASIN_LABELS:
+        return [hmc_qr(wc.variant), basin_outputs(wc.variant)["ensemble"]]
+    return []
+
+
+def path_alignment_kind(method):
+    """The alignment whose files the NoT path study walks along (weight matching where it applies)."""
+    return kinds_for(method)[0]
+
+
+def not_path_methods():
+    """Methods with at least one pair to walk between (HMC may run a single chain)."""
+    return [m for m in METHODS if pairs_of(m)]
+
+
+def study_tables(variant):
+    """Tables of the weight-space studies that this config asks for: kind -> path."""
+    kinds = []
+    if SAMPLE_METHODS:
+        kinds += ["sigma", "pruning"]
+    if NOT_K:
+        kinds.append("not_k")
+    if not_path_methods():
+        kinds.append("not_path")
+    return {k: f"{RESULTS}/tables/{k}_{variant}.csv" for k in kinds}
+
+
+def study_files():
+    files = []
+    for variant in VARIANTS:
+        for kind, table in study_tables(variant).items():
+            files += [table] + [f"{RESULTS}/figures/{kind}_{variant}.{ext}" for ext in ("png", "pdf")]
+        if BASIN:
+            files.append(f"{RESULTS}/tables/hmc_basin_{variant}.csv")
+    return files
+
+
+wildcard_constraints:
+    k=r"\d+",
+    study="sigma|pruning|not_k|not_path",

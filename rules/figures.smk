@@ -62,3 +62,4 @@ rule figure_sweep:
 rule figures:
     input:
         figure_files(),
+        [f for f in study_files() if "/figures/" in f],

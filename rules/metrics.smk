@@ -52,3 +52,4 @@ rule tables:
     input:
         rules.summarize_barriers.output,
         table_files(),
+        [f for f in study_files() if "/tables/" in f],

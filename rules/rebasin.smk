@@ -10,7 +10,7 @@ rule rebasin:
     params:
         cfg=job_config("rebasin"),
         runtime=job_runtime,
-        seeds=" ".join(str(s) for s in config["seeds"]),
+        seeds=lambda wc: " ".join(str(s) for s in seeds_of(wc.method)),
     threads: config["compute"]["threads"]
     resources:
         **heavy_resources(mem_mb=8000, runtime=120),

@@ -23,4 +23,4 @@ rule train_posterior:
 
 rule posteriors:
     input:
-        [f"{RESULTS}/{v}/posteriors/{m}/seed{s}.h5" for v in VARIANTS for m in METHODS for s in config["seeds"]],
+        [posterior_files(v, m) for v in VARIANTS for m in METHODS],

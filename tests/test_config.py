@@ -2,7 +2,7 @@ import pathlib
 
 import pytest
 
-from workflow.config import ConfigError, load_config, seed_pairs, validate_config
+from workflow.config import ConfigError, load_config, method_seeds, result_config, seed_pairs, validate_config
 
 MINIMAL = {"name": "x", "seeds": [0, 1], "data": {"dataset": "digits"}, "model": {"architecture": "mlp"}}
 
@@ -35,6 +35,11 @@ def test_the_shipped_config_is_valid():
     ({"name": "a/b"}, "name", "does not match"),
     ({"compute": {"device": "tpu"}}, "compute.device", "does not match"),
     ({"methods": ["mcmc"]}, "methods.0", "is not one of ['ensemble', 'vi', 'hmc']"),
+    ({"hmc": {"chains": 3}}, "hmc.chains", "3 chains asked for, but seeds lists only 2"),
+    ({"not_study": {"seeds": 5}}, "not_study.seeds", "5 seeds asked for, but seeds lists only 2"),
+    ({"rebasin": {"references": ["first"]}}, "rebasin.basin_reference", "'iterated' is not among"),
+    ({"pruning": {"fractions": [1.0, 1.5]}}, "pruning.fractions.1", "greater than the maximum"),
+    ({"not_study": {"data_order": "random"}}, "not_study.data_order", "'random' is not one of"),
 ])
 def test_bad_values_name_key_value_and_what_is_allowed(patch, key, words):
     with pytest.raises(ConfigError) as err:
@@ -53,6 +58,15 @@ def test_load_config_refuses_non_mapping_and_missing(tmp_path):
 
 def test_seed_pairs_are_all_unordered_pairs():
     assert seed_pairs({"seeds": [3, 1, 2]}) == [(1, 2), (1, 3), (2, 3)]
+
+
+def test_hmc_chains_limit_its_seeds_and_pairs_but_not_what_a_chain_computes():
+    cfg = validate_config({**MINIMAL, "seeds": [4, 2, 7], "methods": ["hmc", "vi"], "hmc": {"chains": 2}})
+    assert method_seeds(cfg, "hmc") == [4, 2] and method_seeds(cfg, "vi") == [4, 2, 7]
+    assert seed_pairs(cfg, "hmc") == [(2, 4)] and len(seed_pairs(cfg, "vi")) == 3
+    assert "chains" not in result_config(cfg, ["hmc"])["hmc"]
+    one = validate_config({**MINIMAL, "methods": ["hmc"], "hmc": {"chains": 1}})
+    assert seed_pairs(one, "hmc") == []
 
 
 def test_experiment_configs_are_valid():

@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from workflow.models import build_model
-from workflow.permutations import (apply_permutation, count_cycles, expected_not_uniform, invert,
-                                   number_of_transpositions, random_permutations)
+from workflow.permutations import (apply_permutation, compose, count_cycles, expected_not_uniform, invert,
+                                   is_permutation, number_of_transpositions, random_permutations,
+                                   random_transpositions)
 from workflow.predict import sample_log_probs, to_torch
 
 from .conftest import make_mlp
@@ -122,3 +123,32 @@ def test_expected_not_of_uniform_permutations(rng):
 def test_not_refuses_non_permutations():
     with pytest.raises(ValueError, match="not a permutation"):
         number_of_transpositions(np.array([0, 0, 1]))
+
+
+def test_compose_is_applying_one_after_the_other(rng):
+    _, spec, params = make_mlp()
+    sizes = spec.group_sizes(params)
+    p, q = random_permutations(sizes, rng), random_permutations(sizes, rng)
+    twice = apply_permutation(apply_permutation(params, spec, p), spec, q)
+    once = apply_permutation(params, spec, {g: compose(p[g], q[g]) for g in p})
+    for k in params:
+        np.testing.assert_array_equal(twice[k], once[k])
+    assert all(number_of_transpositions(compose(p[g], invert(p[g]))) == 0 for g in p)
+
+
+@pytest.mark.parametrize("k", [0, 1, 5, 40])
+def test_k_random_transpositions_have_at_most_k_and_the_same_parity(k, rng):
+    sizes = {"P0": 16, "P1": 12}
+    for _ in range(20):
+        perms = random_transpositions(sizes, k, rng)
+        total = sum(number_of_transpositions(p) for p in perms.values())
+        assert total <= k and (k - total) % 2 == 0
+        assert all(is_permutation(p) and len(p) == sizes[g] for g, p in perms.items())
+
+
+def test_single_transpositions_fall_in_groups_by_their_pair_counts(rng):
+    sizes = {"big": 30, "small": 4}  # 435 vs 6 pairs
+    hits = sum(number_of_transpositions(random_transpositions(sizes, 1, rng)["small"]) for _ in range(2000))
+    assert hits / 2000 == pytest.approx(6 / 441, abs=0.01)
+    with pytest.raises(ValueError, match=">= 0"):
+        random_transpositions(sizes, -1, rng)

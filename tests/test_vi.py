@@ -5,11 +5,11 @@ import pytest
 import torch
 
 from workflow.barriers import barrier_height, gaussian_path, mixture_path, t_grid
-from workflow.jobs import distance, permute_posterior, representative, w2_distance
+from workflow.jobs import distance, permute_posterior, w2_distance
 from workflow.artifacts import Posterior
 from workflow.matching import weight_matching
 from workflow.models import build_model
-from workflow.permutations import apply_permutation, invert, random_permutations
+from workflow.permutations import invert, random_permutations
 from workflow.predict import predictive, standard_normal_like, to_torch
 from workflow.vi import MeanField, ViSettings, local_reparam_logits, sampled_logits, train_vi
 

@@ -76,6 +76,26 @@ def test_table1_compares_every_predictive_with_hmc(finished_run):
     assert q_r.kind == "gaussian" and q_r.diagnostic_attrs["n_samples"] == 30
 
 
+def test_weight_space_studies_write_their_tables_and_figures(finished_run):
+    results = finished_run / "results" / "tiny"
+    for study in ("sigma", "pruning", "not_k", "not_path"):
+        assert not pd.read_csv(results / "tables" / f"{study}_base.csv").empty, study
+        for ext in ("png", "pdf"):
+            assert (results / "figures" / f"{study}_base.{ext}").stat().st_size > 1000, (study, ext)
+    basin = pd.read_csv(results / "tables" / "hmc_basin_base.csv").set_index("source")
+    assert set(basin.index) == {"ensemble", "vi-seed0", "vi-seed1", "vi-seed2"}
+    assert (basin["w2_after"] <= basin["w2_before"]).all()
+    assert read_alignment(results / "base" / "hmc_basin" / "ensemble.h5").aligned.method == "ensemble"
+    not_k = pd.read_csv(results / "tables" / "not_k_base.csv")
+    assert sorted(not_k["k"]) == [0, 4, 16] and set(not_k["seed"]) == {0}
+    assert (not_k["not_planted"] <= not_k["k"]).all()
+    assert (not_k["loss_barrier_aligned"] <= not_k["loss_barrier_naive"] + 1e-6).all()
+    pruning = pd.read_csv(results / "tables" / "pruning_base.csv")
+    assert {"merged: Ens. mean + HMC sigma", "HMC q_r (iterated ref.)", "VI q (seed 0)"} <= set(pruning["label"])
+    path = pd.read_csv(results / "tables" / "not_path_base.csv")
+    assert set(path["method"]) == {"ensemble", "vi", "hmc"}
+
+
 def test_artifacts_are_valid_and_carry_provenance(finished_run):
     results = finished_run / "results" / "tiny" / "base"
     post = read_posterior(results / "posteriors" / "ensemble" / "seed1.h5")

@@ -21,6 +21,11 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
 
 
+# figure kind -> function name in workflow.figures (imported only when a figure is drawn)
+FIGURES = {"sigma": "sigma_histogram_figure", "pruning": "pruning_figure", "not-k": "not_k_figure",
+           "not-path": "not_path_figure"}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m workflow", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -77,6 +82,59 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-tex", required=True)
     p.add_argument("--out-diagnostics", required=True)
 
+    p = sub.add_parser("hmc-basin", help="align other methods' Gaussians into the basin of HMC's q_r (W2)")
+    _add_common(p)
+    p.add_argument("--reference", required=True, help="HMC's q_r")
+    p.add_argument("--sources", type=json.loads, required=True, help="JSON: label -> Gaussian posterior")
+    p.add_argument("--outs", type=json.loads, required=True, help="JSON: label -> alignment file to write")
+    p.add_argument("--variant", default="base")
+    p.add_argument("--out-csv", required=True)
+
+    p = sub.add_parser("sigma-histograms", help="histograms of sigma of q_d, q_r and VI")
+    p.add_argument("--rebasin", type=json.loads, default={}, help="JSON: '<method>/<reference>/<fit>' -> path")
+    p.add_argument("--vi", nargs="*", default=[])
+    p.add_argument("--variant", default="base")
+    p.add_argument("--out-csv", required=True)
+
+    p = sub.add_parser("pruning", help="accuracy of the mean networks pruned by sigma")
+    _add_common(p)
+    p.add_argument("--rebasin", type=json.loads, default={}, help="JSON: '<method>/<reference>/<fit>' -> path")
+    p.add_argument("--vi", nargs="*", default=[])
+    p.add_argument("--merged", nargs=2, default=None, metavar=("HMC_Q_R", "ENSEMBLE_IN_HMC_BASIN"),
+                   help="add the ensemble mean pruned by HMC's sigma")
+    p.add_argument("--data", required=True)
+    p.add_argument("--variant", default="base")
+    p.add_argument("--out-csv", required=True)
+
+    p = sub.add_parser("not-k", help="train from initial weights permuted by k transpositions; NoT, distance, barrier")
+    _add_common(p)
+    p.add_argument("--k", type=int, required=True)
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--member", required=True, help="the ensemble member of that seed")
+    p.add_argument("--data", required=True)
+    p.add_argument("--variant", default="base")
+    p.add_argument("--out", required=True)
+
+    p = sub.add_parser("not-path", help="NoT from points of the path to its endpoints, naive and aligned")
+    _add_common(p)
+    p.add_argument("--method", required=True)
+    p.add_argument("--a", nargs="+", required=True)
+    p.add_argument("--b", nargs="+", required=True)
+    p.add_argument("--alignments", nargs="+", required=True, help="alignment file of each pair (B into A's basin)")
+    p.add_argument("--variant", default="base")
+    p.add_argument("--out", required=True)
+
+    p = sub.add_parser("concat-tables", help="many small CSV tables in one")
+    p.add_argument("--tables", nargs="+", required=True)
+    p.add_argument("--out", required=True)
+
+    p = sub.add_parser("figure", help="a study's figure from its table: sigma, pruning, not-k, not-path")
+    p.add_argument("--kind", required=True, choices=sorted(FIGURES))
+    p.add_argument("--table", required=True)
+    p.add_argument("--variant", default=None)
+    p.add_argument("--png", required=True)
+    p.add_argument("--pdf", required=True)
+
     p = sub.add_parser("summarize-barriers", help="barrier table from the per-pair curves")
     p.add_argument("--curves", nargs="+", required=True)
     p.add_argument("--variants", type=json.loads, default={"base": {}},
@@ -110,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if getattr(args, "threads", None):
         torch.set_num_threads(args.threads)
-    from . import jobs  # after logging is set up
+    from . import jobs, studies  # after logging is set up
     from .data import DatasetError
 
     if hasattr(args, "config"):
@@ -135,6 +193,33 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "table1":
             jobs.table1_job(args.hmc, args.ensemble, args.vi, args.rebasin, args.data, args.config, args.out_csv,
                             args.out_md, args.out_tex, args.out_diagnostics, device=device)
+        elif args.command == "hmc-basin":
+            studies.hmc_basin_job(args.reference, args.sources, args.outs, args.out_csv, variant=args.variant,
+                                  max_sweeps=args.config.get("alignment", {}).get("max_sweeps", 100))
+        elif args.command == "sigma-histograms":
+            studies.sigma_histogram_job(args.rebasin, args.vi, args.out_csv, variant=args.variant)
+        elif args.command == "pruning":
+            studies.pruning_job(args.rebasin, args.vi, args.merged, args.data, args.out_csv,
+                                fractions=args.config.get("pruning", {}).get("fractions", [1.0, 0.5, 0.1]),
+                                variant=args.variant, device=device)
+        elif args.command == "not-k":
+            studies.not_k_job(args.k, args.seed, args.member, args.data, args.config, args.out, variant=args.variant,
+                              device=device)
+        elif args.command == "not-path":
+            if not len(args.a) == len(args.b) == len(args.alignments):
+                raise ValueError(f"--a, --b and --alignments must name as many files each, got {len(args.a)}, "
+                                 f"{len(args.b)} and {len(args.alignments)}")
+            studies.not_path_job(args.method, list(zip(args.a, args.b, args.alignments)), args.out,
+                                 n_points=args.config.get("barrier", {}).get("n_points", 21), variant=args.variant,
+                                 max_sweeps=args.config.get("alignment", {}).get("max_sweeps", 100))
+        elif args.command == "concat-tables":
+            studies.concat_tables(args.tables, args.out)
+        elif args.command == "figure":
+            import pandas as pd
+
+            from . import figures
+
+            getattr(figures, FIGURES[args.kind])(pd.read_csv(args.table), args.png, args.pdf, variant=args.variant)
         elif args.command == "summarize-barriers":
             jobs.summarize_barriers(args.curves, args.variants, args.out_curves, args.out_csv, args.out_md)
         elif args.command == "figure-barriers":

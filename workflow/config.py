@@ -92,9 +92,27 @@ def validate_config(config: dict) -> dict:
     errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
     messages = [_describe(e) for e in errors] + [f"config key {k}: {v!r} is not a finite number"
                                                  for k, v in _non_finite(config)]
+    if not messages:
+        messages += _cross_checks(config)
     if messages:
         raise ConfigError("invalid config:\n  " + "\n  ".join(messages))
     return config
+
+
+def _cross_checks(config: dict) -> list[str]:
+    """Constraints between keys that the schema cannot state."""
+    messages = []
+    n_seeds = len(config["seeds"])
+    chains = config["hmc"].get("chains")
+    if chains is not None and chains > n_seeds:
+        messages.append(f"config key hmc.chains: {chains} chains asked for, but seeds lists only {n_seeds}")
+    if config["not_study"]["seeds"] > n_seeds:
+        messages.append(f"config key not_study.seeds: {config['not_study']['seeds']} seeds asked for, but seeds "
+                        f"lists only {n_seeds}")
+    basin, references = config["rebasin"]["basin_reference"], config["rebasin"]["references"]
+    if basin not in references:
+        messages.append(f"config key rebasin.basin_reference: {basin!r} is not among rebasin.references {references}")
+    return messages
 
 
 def _non_finite(value, path=""):
@@ -127,9 +145,19 @@ def model_args(config: dict) -> dict:
     return {k: v for k, v in config["model"].items() if k != "architecture"}
 
 
-def seed_pairs(config: dict) -> list[tuple[int, int]]:
-    """All unordered pairs of distinct seeds, smaller seed first."""
-    return list(itertools.combinations(sorted(config["seeds"]), 2))
+def method_seeds(config: dict, method: str) -> list[int]:
+    """The seeds a method runs on: all of them, except that HMC may be limited to ``hmc.chains`` chains."""
+    seeds = list(config["seeds"])
+    chains = config.get("hmc", {}).get("chains") if method == "hmc" else None
+    if chains is not None and chains > len(seeds):
+        raise ConfigError(f"config key hmc.chains: {chains} chains asked for, but seeds lists only {len(seeds)}")
+    return seeds[:chains] if chains is not None else seeds
+
+
+def seed_pairs(config: dict, method: str | None = None) -> list[tuple[int, int]]:
+    """All unordered pairs of distinct seeds (of one method's seeds, if given), smaller seed first."""
+    seeds = method_seeds(config, method) if method else config["seeds"]
+    return list(itertools.combinations(sorted(seeds), 2))
 
 
 # ---------------------------------------------------------------- sweeps
@@ -218,6 +246,8 @@ def sweep_table(config: dict, variants: dict) -> dict:
 # rerun for (and so out of Snakemake's params trigger), passed to it separately.
 RUNTIME_KEYS = {"compute": None, "data": ("root", "download"), "ensemble": ("checkpoint_every",),
                 "vi": ("checkpoint_every",), "hmc": ("checkpoint_every",)}
+# Settings that choose which jobs run, not what one job computes (how many HMC chains): in neither
+NOT_RESULT_KEYS = {"hmc": ("chains",)}
 
 
 def result_config(config: dict, sections) -> dict:
@@ -229,6 +259,7 @@ def result_config(config: dict, sections) -> dict:
         keys = RUNTIME_KEYS.get(s, ())
         if keys is None:
             continue
+        keys = (*keys, *NOT_RESULT_KEYS.get(s, ()))
         out[s] = {k: v for k, v in config[s].items() if k not in keys} if isinstance(config[s], dict) else config[s]
     return out
 

@@ -8,6 +8,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # headless: clusters and CI have no display
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
@@ -103,4 +104,89 @@ def barrier_sweep_figure(table: pd.DataFrame, method: str, png, pdf, base: dict 
                 ax.set_xscale("log")
             ax.set_ylabel(metric.replace("_", " "))
     fig.suptitle(f"{method}: barrier against swept settings (others at their base values), mean ± sd over pairs")
+    save_figure(fig, png, pdf)
+
+
+def sigma_histogram_figure(table: pd.DataFrame, png, pdf, variant: str | None = None) -> None:
+    """Distribution of sigma per fit, one panel per sample method (q_d against q_r), VI's q in each."""
+    methods = [m for m in ("hmc", "ensemble") if m in set(table["method"])]
+    panels = methods or ["vi"]
+    sns.set_theme(**STYLE)
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False, constrained_layout=True)
+    for ax, method in zip(axes[0], panels):
+        part = table[(table["method"] == method) | (table["method"] == "vi")]
+        for label, g in part.groupby("label", sort=False):
+            centres = np.sqrt(g["bin_left"] * g["bin_right"])  # geometric: the bins are log-spaced
+            ax.plot(centres, g["fraction"], drawstyle="steps-mid", label=f"{label} (median {g['median_sigma'].iloc[0]:.3g})",
+                    linestyle=":" if method != "vi" and label.startswith("VI") else "-")
+        ax.set_xscale("log")
+        ax.set_xlabel("sigma of a weight")
+        ax.set_ylabel("fraction of weights")
+        ax.set_title({"hmc": "HMC samples", "ensemble": "ensemble members", "vi": "VI"}[method])
+        ax.legend(fontsize=8)
+    where = f" [{variant}]" if variant and variant != "base" else ""
+    fig.suptitle(f"Per-weight sigma before (q_d) and after (q_r) rebasin{where}")
+    save_figure(fig, png, pdf)
+
+
+def pruning_figure(table: pd.DataFrame, png, pdf, variant: str | None = None) -> None:
+    """Test accuracy of the pruned mean network against the fraction of parameters kept."""
+    sns.set_theme(**STYLE)
+    fig, ax = plt.subplots(figsize=(7, 4.5), constrained_layout=True)
+    sns.lineplot(data=table, x="fraction_retained", y="test_accuracy", hue="label", style="criterion", marker="o",
+                 markersize=4, ax=ax)
+    ax.invert_xaxis()  # pruning more to the right
+    ax.set_xlabel("fraction of parameters kept (lowest sigma first; magnitude: largest |mu| first)")
+    ax.set_ylabel("test accuracy of the mean network")
+    ax.legend(fontsize=8)
+    where = f" [{variant}]" if variant and variant != "base" else ""
+    fig.suptitle(f"Pruning by sigma{where}")
+    save_figure(fig, png, pdf)
+
+
+def not_k_figure(table: pd.DataFrame, png, pdf, variant: str | None = None) -> None:
+    """NoT, distance and barrier after training from initial weights permuted by k transpositions."""
+    sns.set_theme(**STYLE)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4), constrained_layout=True)
+    long = table.melt(id_vars=["k", "seed"], value_vars=["not_planted", "not_found", "not_residual"],
+                      var_name="NoT", value_name="value")
+    long["NoT"] = long["NoT"].map({"not_planted": "planted at init", "not_found": "found after training",
+                                   "not_residual": "found vs planted"})
+    sns.lineplot(data=long, x="k", y="value", hue="NoT", errorbar="sd", marker="o", ax=axes[0])
+    axes[0].set_ylabel("number of transpositions")
+    for ax, stem, label in ((axes[1], "l2", "L2 distance to the unpermuted member"),
+                            (axes[2], "loss_barrier", "test loss barrier")):
+        long = table.melt(id_vars=["k", "seed"], value_vars=[f"{stem}_naive", f"{stem}_aligned"],
+                          var_name="path", value_name="value")
+        long["path"] = long["path"].str.rsplit("_", n=1).str[-1]
+        sns.lineplot(data=long, x="k", y="value", hue="path", errorbar="sd", marker="o", ax=ax)
+        ax.set_ylabel(label)
+    for ax in axes:
+        ax.set_xscale("symlog", linthresh=1)
+        ax.set_xlabel("k transpositions applied to the initial weights")
+    where = f" [{variant}]" if variant and variant != "base" else ""
+    order = table["data_order"].iloc[0]
+    fig.suptitle(f"NoT study{where}: permuted initialisation, then trained ({order} minibatch order); "
+                 f"mean ± sd over {table['seed'].nunique()} seeds")
+    save_figure(fig, png, pdf)
+
+
+def not_path_figure(table: pd.DataFrame, png, pdf, variant: str | None = None) -> None:
+    """NoT from each point of the path to either endpoint, naive against aligned, one row per method."""
+    methods = list(dict.fromkeys(table["method"]))
+    sns.set_theme(**STYLE)
+    fig, axes = plt.subplots(len(methods), 2, figsize=(10, 3.8 * len(methods)), squeeze=False,
+                             constrained_layout=True)
+    for row, method in zip(axes, methods):
+        part = table[table["method"] == method]
+        order = _hue_order(part["alignment"], method)
+        part = _labelled(part, method)
+        for ax, col, end in ((row[0], "not_to_a", "A"), (row[1], "not_to_b", "B")):
+            sns.lineplot(data=part, x="t", y=col, hue="alignment", hue_order=order, errorbar="sd", marker="o",
+                         markersize=4, ax=ax)
+            ax.set_xlabel("interpolation t (A at 0, B at 1)")
+            ax.set_ylabel(f"NoT to {end}")
+            ax.set_title(f"{method}, {part['pair'].nunique()} pairs")
+    where = f" [{variant}]" if variant and variant != "base" else ""
+    fig.suptitle(f"Number of transpositions along the path{where}, mean ± sd over pairs")
     save_figure(fig, png, pdf)

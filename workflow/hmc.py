@@ -261,6 +261,12 @@ def run_hmc(potential: Potential, init: torch.Tensor, settings: HmcSettings, *, 
         done = it + 1
         if done % 10 == 0:
             bar.set_postfix(step=f"{step_size:.3g}", div=divergences)
+        if done % max(1, total // 20) == 0 or done == settings.n_warmup:
+            # progress in the job's log (the bar is off when output is not a terminal): about 20 lines
+            post = max(0, done - settings.n_warmup)
+            log.info("%s: iteration %d / %d (%s), step size %.4g, acceptance so far %s, divergences %d", desc, done,
+                     total, "warm-up" if done <= settings.n_warmup else "sampling", step_size,
+                     f"{accepted[:post].mean():.3f}" if post else "-", divergences)
         if ckpt and settings.checkpoint_every and done % settings.checkpoint_every == 0 and done < total:
             post = max(0, done - settings.n_warmup)
             kept = post // settings.thinning

@@ -111,3 +111,29 @@ def number_of_transpositions(perm: np.ndarray) -> int:
 def expected_not_uniform(n: int) -> float:
     """E[NoT] of a uniformly random permutation of n items: n - H_n."""
     return n - float(np.sum(1.0 / np.arange(1, n + 1)))
+
+
+def compose(first: np.ndarray, then: np.ndarray) -> np.ndarray:
+    """The permutation that applying ``first`` and then ``then`` amounts to (new[i] = old[first[then[i]]])."""
+    return np.asarray(first)[np.asarray(then)]
+
+
+def random_transpositions(sizes: Mapping[str, int], k: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """The product of ``k`` uniformly random transpositions of hidden units (any group, any pair).
+
+    A group is picked with probability proportional to its number of unit pairs, so every
+    transposition of the network is equally likely. Transpositions may cancel: the NoT of the
+    result is at most k.
+    """
+    if k < 0:
+        raise ValueError(f"the number of transpositions must be >= 0, got {k}")
+    groups = [g for g, n in sizes.items() if n >= 2]
+    if k and not groups:
+        raise ValueError("no permutation group has two units to transpose")
+    pairs = np.array([sizes[g] * (sizes[g] - 1) / 2 for g in groups], dtype=np.float64)
+    perms = identity_permutations(sizes)
+    for _ in range(k):
+        g = groups[rng.choice(len(groups), p=pairs / pairs.sum())]
+        i, j = rng.choice(sizes[g], size=2, replace=False)
+        perms[g][[i, j]] = perms[g][[j, i]]
+    return perms

@@ -157,9 +157,21 @@ def reset_parameters(model: torch.nn.Module, seed: int) -> None:
 
 def train_map(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, settings: MapSettings, *, seed: int,
               device: torch.device, checkpoint: str | os.PathLike | None = None,
-              identity: dict | None = None) -> MapResult:
-    """One MAP solution (a deep-ensemble member); deterministic for a given seed."""
+              identity: dict | None = None, init_permutation=None, data_seed: int | None = None) -> MapResult:
+    """One MAP solution (a deep-ensemble member); deterministic for a given seed.
+
+    ``init_permutation`` = (spec, perms) permutes the seed's initial weights before training (the
+    NoT study); ``data_seed`` draws the minibatch order from another seed than the initialisation.
+    """
     reset_parameters(model, seed)
+    if init_permutation is not None:
+        from .permutations import apply_permutation
+
+        spec, perms = init_permutation
+        with torch.no_grad():
+            permuted = apply_permutation(dict(model.named_parameters()), spec, perms)
+            for name, param in model.named_parameters():
+                param.copy_(permuted[name])
     model.to(device)
     x, y = x.to(device), y.to(device)
     prior_scale = 1.0 / (2.0 * settings.prior_std ** 2 * len(x))
@@ -169,7 +181,7 @@ def train_map(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, settings
         penalty = sum((p ** 2).sum() for p in model.parameters())
         return nll + prior_scale * penalty, {"nll": nll.item()}
 
-    result = run_training(model, objective, x, y, settings, seed=seed, checkpoint=checkpoint, desc=f"MAP seed {seed}",
-                          identity=identity)
+    result = run_training(model, objective, x, y, settings, seed=seed if data_seed is None else data_seed,
+                          checkpoint=checkpoint, desc=f"MAP seed {seed}", identity=identity)
     params = {k: v.detach().cpu().numpy() for k, v in model.named_parameters()}
     return MapResult(params, result.traces, result.resumed_from_epoch)

@@ -1,0 +1,196 @@
+# Weight-space studies of Xiao et al.: other methods in HMC's basin, sigma histograms, pruning by
+# sigma, and the number-of-transpositions (NoT) studies. Figures read only the small tables.
+localrules:
+    sigma_histograms,
+    summarize_not_k,
+    summarize_not_path,
+    figure_study,
+    studies,
+
+
+rule hmc_basin:
+    input:
+        reference=lambda wc: hmc_qr(wc.variant),
+        sources=lambda wc: list(basin_sources(wc.variant).values()),
+    output:
+        table=f"{RESULTS}/tables/hmc_basin_{{variant}}.csv",
+        alignments=[f"{V}/hmc_basin/{label}.h5" for label in BASIN_LABELS],
+    log:
+        f"{LOGS}/{{variant}}/hmc_basin.log",
+    params:
+        cfg=job_config("alignment"),
+        sources=lambda wc: json.dumps(basin_sources(wc.variant)),
+        outs=lambda wc: json.dumps(basin_outputs(wc.variant)),
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    conda:
+        ENV
+    shell:
+        "python -m workflow hmc-basin --reference {input.reference:q} --sources {params.sources:q} --outs {params.outs:q}"
+        " --variant {wildcards.variant} --config {params.cfg:q} --out-csv {output.table:q} > {log:q} 2>&1"
+
+
+rule sigma_histograms:
+    input:
+        rebasin=lambda wc: list(rebasin_files(wc.variant).values()),
+        vi=lambda wc: vi_files(wc.variant),
+    output:
+        f"{RESULTS}/tables/sigma_{{variant}}.csv",
+    log:
+        f"{LOGS}/{{variant}}/sigma_histograms.log",
+    params:
+        rebasin=lambda wc: json.dumps(rebasin_files(wc.variant), sort_keys=True),
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        ENV
+    shell:
+        "python -m workflow sigma-histograms --rebasin {params.rebasin:q} --vi {input.vi:q} --variant {wildcards.variant}"
+        " --out-csv {output:q} > {log:q} 2>&1"
+
+
+rule pruning:
+    input:
+        rebasin=lambda wc: list(rebasin_files(wc.variant).values()),
+        vi=lambda wc: vi_files(wc.variant)[:1],
+        merged=pruning_merged,
+        data=data_file,
+    output:
+        f"{RESULTS}/tables/pruning_{{variant}}.csv",
+    log:
+        f"{LOGS}/{{variant}}/pruning.log",
+    params:
+        cfg=job_config("pruning"),
+        runtime=job_runtime,
+        rebasin=lambda wc: json.dumps(rebasin_files(wc.variant), sort_keys=True),
+        merged=lambda wc, input: f"--merged {input.merged[0]} {input.merged[1]}" if input.merged else "",
+    threads: config["compute"]["threads"]
+    resources:
+        **heavy_resources(mem_mb=4000, runtime=30),
+    conda:
+        ENV
+    shell:
+        "python -m workflow pruning --rebasin {params.rebasin:q} --vi {input.vi:q} {params.merged}"
+        " --data {input.data:q} --variant {wildcards.variant} --config {params.cfg:q} --runtime {params.runtime:q}"
+        " --threads {threads} --out-csv {output:q} > {log:q} 2>&1"
+
+
+rule not_k:
+    input:
+        member=f"{V}/posteriors/ensemble/seed{{seed}}.h5",
+        data=data_file,
+    output:
+        f"{V}/not_study/k{{k}}/seed{{seed}}.csv",
+    log:
+        f"{LOGS}/{{variant}}/not_study/k{{k}}/seed{{seed}}.log",
+    params:
+        cfg=job_config("data", "model", "prior", "ensemble", "alignment", "barrier", "not_study"),
+        runtime=job_runtime,
+    threads: config["compute"]["threads"]
+    resources:
+        **heavy_resources(mem_mb=4000, runtime=120),
+    conda:
+        ENV
+    shell:
+        "python -m workflow not-k --k {wildcards.k} --seed {wildcards.seed} --member {input.member:q}"
+        " --data {input.data:q} --variant {wildcards.variant} --config {params.cfg:q} --runtime {params.runtime:q}"
+        " --threads {threads} --out {output:q} > {log:q} 2>&1"
+
+
+rule summarize_not_k:
+    input:
+        lambda wc: [
+            f"{RESULTS}/{wc.variant}/not_study/k{k}/seed{s}.csv"
+            for k in config["not_study"]["ks"]
+            for s in config["seeds"][: config["not_study"]["seeds"]]
+        ],
+    output:
+        f"{RESULTS}/tables/not_k_{{variant}}.csv",
+    log:
+        f"{LOGS}/{{variant}}/summarize_not_k.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        ENV
+    shell:
+        "python -m workflow concat-tables --tables {input:q} --out {output:q} > {log:q} 2>&1"
+
+
+rule not_path:
+    input:
+        a=lambda wc: [f"{RESULTS}/{wc.variant}/posteriors/{wc.method}/seed{p.split('-')[0]}.h5" for p in pairs_of(wc.method)],
+        b=lambda wc: [f"{RESULTS}/{wc.variant}/posteriors/{wc.method}/seed{p.split('-')[1]}.h5" for p in pairs_of(wc.method)],
+        alignments=lambda wc: [
+            f"{RESULTS}/{wc.variant}/alignment/{wc.method}/{path_alignment_kind(wc.method)}/{p}.h5"
+            for p in pairs_of(wc.method)
+        ],
+    output:
+        f"{V}/not_path/{{method}}.csv",
+    log:
+        f"{LOGS}/{{variant}}/not_path/{{method}}.log",
+    params:
+        cfg=job_config("alignment", "barrier"),
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    conda:
+        ENV
+    shell:
+        "python -m workflow not-path --method {wildcards.method} --a {input.a:q} --b {input.b:q}"
+        " --alignments {input.alignments:q} --variant {wildcards.variant} --config {params.cfg:q}"
+        " --out {output:q} > {log:q} 2>&1"
+
+
+rule summarize_not_path:
+    input:
+        lambda wc: [f"{RESULTS}/{wc.variant}/not_path/{m}.csv" for m in not_path_methods()],
+    output:
+        f"{RESULTS}/tables/not_path_{{variant}}.csv",
+    log:
+        f"{LOGS}/{{variant}}/summarize_not_path.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        ENV
+    shell:
+        "python -m workflow concat-tables --tables {input:q} --out {output:q} > {log:q} 2>&1"
+
+
+rule figure_study:
+    input:
+        f"{RESULTS}/tables/{{study}}_{{variant}}.csv",
+    output:
+        png=report(
+            f"{RESULTS}/figures/{{study}}_{{variant}}.png",
+            caption="../report/studies.rst",
+            category="Weight-space studies",
+            labels={"study": "{study}", "variant": "{variant}"},
+        ),
+        pdf=f"{RESULTS}/figures/{{study}}_{{variant}}.pdf",
+    log:
+        f"{LOGS}/figures/{{study}}_{{variant}}.log",
+    params:
+        kind=lambda wc: wc.study.replace("_", "-"),
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        ENV
+    shell:
+        "python -m workflow figure --kind {params.kind} --table {input:q} --variant {wildcards.variant}"
+        " --png {output.png:q} --pdf {output.pdf:q} > {log:q} 2>&1"
+
+
+rule studies:
+    input:
+        study_files(),

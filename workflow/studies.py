@@ -1,0 +1,285 @@
+"""Weight-space studies of Xiao et al. (2023), one function per workflow job.
+
+- ``hmc_basin_job``: Gaussians of other methods (the ensemble's q_r, every VI posterior) aligned
+  into the basin of HMC's q_r by the W2 alignment, with distances and correlations of the means
+  and standard deviations before and after.
+- ``sigma_histogram_job``: histograms of the standard deviations of q_d, q_r and VI.
+- ``pruning_job``: accuracy of the mean network against the fraction of weights kept, keeping
+  the lowest sigma; "merged" prunes the ensemble's mean (in HMC's basin) by HMC's sigma.
+- ``not_k_job``: one network trained from its seed's initial weights permuted by k random
+  transpositions, compared with the unpermuted member: NoT found, distance and barrier.
+- ``not_path_job``: NoT from every point of the path between two solutions to each endpoint,
+  before and after alignment.
+
+Like jobs.py, nothing here knows about Snakemake.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+
+from . import artifacts, barriers
+from .artifacts import Alignment, ArtifactError, Posterior
+from .atomic import write_csv
+from .jobs import (check_posterior, load_prepared, permute_posterior, representative, w2_distance,
+                   _check_compatible)
+from .matching import weight_matching
+from .models import build_model
+from .permutations import (compose, number_of_transpositions, random_transpositions, apply_permutation)
+from .predict import marginal_loss_error, resolve_device, to_torch
+from .pruning import pruned_stack
+from .training import MapSettings, train_map
+
+log = logging.getLogger(__name__)
+
+METHOD_LABELS = {"hmc": "HMC", "ensemble": "Ens.", "vi": "VI"}
+
+
+def fit_label(method: str, fit: str, reference: str | None = None) -> str:
+    """Column and legend label of a fitted Gaussian, as in Table 1: 'HMC q_d', 'Ens. q_r (first ref.)'."""
+    return f"{METHOD_LABELS[method]} {fit}" + (f" ({reference} ref.)" if fit == "q_r" else "")
+
+
+def parse_fit_key(key: str) -> tuple[str, str, str]:
+    """'<method>/<reference>/<fit>' -> (method, reference, fit), with a clear error otherwise."""
+    parts = key.split("/")
+    if len(parts) != 3 or parts[2] not in ("q_d", "q_r") or parts[0] not in METHOD_LABELS:
+        raise ValueError(f"rebasin key {key!r} is not '<hmc|ensemble>/<reference>/<q_d|q_r>'")
+    return parts[0], parts[1], parts[2]
+
+
+def _read_gaussian(path, data=None) -> Posterior:
+    post = artifacts.read_posterior(path)
+    if post.kind != "gaussian":
+        raise ArtifactError(f"{path}: expected a Gaussian posterior (a rebasin fit or VI), found {post.kind}")
+    check_posterior(post, path, data=data)
+    return post
+
+
+def _flat(params) -> np.ndarray:
+    return np.concatenate([np.asarray(v, dtype=np.float64).ravel() for v in params.values()])
+
+
+def _corr(a, b) -> float:
+    a, b = _flat(a), _flat(b)
+    if a.std() == 0 or b.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+# ---------------------------------------------------------------- other methods in HMC's basin
+
+
+def hmc_basin_job(reference_path, sources: dict, out_alignments: dict, out_csv, *, variant: str = "base",
+                  max_sweeps: int = 100) -> None:
+    """Align every Gaussian in ``sources`` (label -> path) into the basin of HMC's q_r (``reference_path``)
+    by W2 alignment (means and standard deviations share the permutation); write one alignment file
+    per label (``out_alignments``) and a table of W2 distances and of correlations before and after."""
+    if set(sources) != set(out_alignments):
+        raise ValueError(f"sources and outputs name different labels: {sorted(set(sources) ^ set(out_alignments))}")
+    ref = _read_gaussian(reference_path)
+    _, spec = build_model(ref.architecture, ref.input_shape, ref.n_classes, **ref.architecture_args)
+    rows = []
+    for i, (label, path) in enumerate(sorted(sources.items())):
+        src = _read_gaussian(path)
+        _check_compatible(ref, src, f"aligning {path} into the basin of {reference_path}")
+        result = weight_matching(ref.mean, src.mean, spec, seed=i, max_sweeps=max_sweeps,
+                                 extra_channels=[(ref.std, src.std, 1.0)])
+        aligned = permute_posterior(src, spec, result.perms)
+        before = w2_distance(ref.mean, ref.std, src.mean, src.std)
+        after = w2_distance(ref.mean, ref.std, aligned.mean, aligned.std)
+        nots = {g: number_of_transpositions(p) for g, p in result.perms.items()}
+        artifacts.write_alignment(out_alignments[label], Alignment(
+            alignment="w2", method=src.method, seed_a=ref.seed, seed_b=src.seed, perms=result.perms,
+            objective_trace=np.asarray(result.objective_trace), aligned=aligned, source_a=str(reference_path),
+            source_b=str(path), sweeps=result.sweeps, converged=result.converged, distance_kind="w2",
+            distance_before=before, distance_after=after))
+        rows.append({"variant": variant, "source": label, "method": src.method, "seed": src.seed,
+                     "w2_before": before, "w2_after": after, "not_total": sum(nots.values()),
+                     "units_total": sum(len(p) for p in result.perms.values()),
+                     "mean_corr_before": _corr(ref.mean, src.mean), "mean_corr_after": _corr(ref.mean, aligned.mean),
+                     "std_corr_before": _corr(ref.std, src.std), "std_corr_after": _corr(ref.std, aligned.std)})
+        log.info("%s into HMC's basin: W2 %.4g -> %.4g, NoT %d; corr of sigma %.3f -> %.3f", label, before, after,
+                 rows[-1]["not_total"], rows[-1]["std_corr_before"], rows[-1]["std_corr_after"])
+    write_csv(out_csv, pd.DataFrame(rows))
+
+
+# ---------------------------------------------------------------- sigma histograms
+
+
+def sigma_histogram_job(rebasin_paths: dict, vi_paths, out_csv, *, variant: str = "base", bins: int = 50) -> None:
+    """Histograms of sigma (log-spaced bins shared by all fits) of every q_d and q_r, and of VI's q
+    (all VI seeds pooled); tidy: one row per (label, bin)."""
+    stds = {}
+    for key, path in sorted(rebasin_paths.items()):
+        method, reference, fit = parse_fit_key(key)
+        label = fit_label(method, fit, reference)
+        if label not in stds:  # q_d does not depend on the reference
+            stds[label] = (method, fit, reference if fit == "q_r" else "", _flat(_read_gaussian(path).std))
+    if vi_paths:
+        pooled = np.concatenate([_flat(_read_gaussian(p).std) for p in vi_paths])
+        stds["VI q"] = ("vi", "q", "", pooled)
+    if not stds:
+        raise ValueError("sigma histograms need at least one rebasin fit or VI posterior")
+    positive = np.concatenate([s[s > 0] for *_, s in stds.values()])
+    if positive.size == 0:
+        raise ValueError("every sigma is zero: nothing to histogram")
+    edges = np.logspace(np.log10(positive.min()), np.log10(positive.max()), bins + 1)
+    edges[0], edges[-1] = edges[0] * (1 - 1e-9), edges[-1] * (1 + 1e-9)  # include both extremes
+    rows = []
+    for label, (method, fit, reference, s) in stds.items():
+        counts, _ = np.histogram(s, bins=edges)
+        zeros = int(np.sum(s <= 0))
+        for lo, hi, c in zip(edges[:-1], edges[1:], counts):
+            rows.append({"variant": variant, "label": label, "method": method, "fit": fit, "reference": reference,
+                         "bin_left": lo, "bin_right": hi, "count": int(c), "fraction": c / s.size,
+                         "median_sigma": float(np.median(s)), "zero_sigma": zeros, "n": int(s.size)})
+    write_csv(out_csv, pd.DataFrame(rows))
+
+
+# ---------------------------------------------------------------- pruning by sigma
+
+
+def pruning_job(rebasin_paths: dict, vi_paths, merged: tuple | None, data_path, out_csv, *, fractions,
+                variant: str = "base", device: str = "auto") -> None:
+    """Test accuracy and NLL of the mean network of every q_r, q_d and VI's q (first seed), keeping the
+    given fractions of its parameters with the lowest sigma; ``merged`` = (HMC q_r path, alignment file
+    of the ensemble's q_r in HMC's basin) adds the ensemble mean pruned by HMC's sigma, and the same mean
+    pruned by magnitude (keeping the largest |mu|) as a baseline."""
+    fractions = sorted({float(f) for f in fractions}, reverse=True)
+    data = load_prepared(data_path)
+    dev = resolve_device(device)
+    curves = {}  # label -> (mean, score, criterion)
+    for key, path in sorted(rebasin_paths.items()):
+        method, reference, fit = parse_fit_key(key)
+        post = _read_gaussian(path)  # the rebasin job checked its samples' data
+        curves.setdefault(fit_label(method, fit, reference), (post, post.mean, post.std, "sigma"))
+    if vi_paths:
+        post = _read_gaussian(vi_paths[0], data)
+        curves[f"VI q (seed {post.seed})"] = (post, post.mean, post.std, "sigma")
+    if merged:
+        hmc_path, basin_path = merged
+        hmc = _read_gaussian(hmc_path)
+        ens = artifacts.read_alignment(basin_path).aligned
+        _check_compatible(hmc, ens, f"merging {basin_path} with {hmc_path}")
+        curves["merged: Ens. mean + HMC sigma"] = (ens, ens.mean, hmc.std, "sigma")
+        curves["Ens. mean by magnitude"] = (ens, ens.mean, {k: -np.abs(v) for k, v in ens.mean.items()}, "|mu|")
+    if not curves:
+        raise ValueError("pruning needs at least one rebasin fit or VI posterior")
+    first = next(iter(curves.values()))[0]
+    model, _ = build_model(first.architecture, first.input_shape, first.n_classes, **first.architecture_args)
+    model.to(dev)
+    x, y = data["x_test"].to(dev), data["y_test"].to(dev)
+    rows = []
+    for label, (post, mean, score, criterion) in curves.items():
+        stack = to_torch(pruned_stack(mean, score, fractions), dev)
+        for i, f in enumerate(fractions):
+            nll, err = marginal_loss_error(model, {k: v[i:i + 1] for k, v in stack.items()}, x, y)
+            rows.append({"variant": variant, "label": label, "criterion": criterion, "fraction_retained": f,
+                         "test_accuracy": 1.0 - err, "test_nll": nll})
+        log.info("pruning %s: accuracy %.4f kept all, %.4f at %.2f", label, rows[-len(fractions)]["test_accuracy"],
+                 rows[-1]["test_accuracy"], fractions[-1])
+    write_csv(out_csv, pd.DataFrame(rows))
+
+
+# ---------------------------------------------------------------- NoT studies
+
+
+def _barrier(model, a, b, x, y, ts) -> tuple[float, float]:
+    curve = barriers.linear_path(model, a, b, x, y, ts)
+    return barriers.barrier_height(curve["t"], curve["loss"]), barriers.barrier_height(curve["t"], curve["error"])
+
+
+def _l2(a, b) -> float:
+    return float(np.sqrt(sum(np.sum((np.float64(a[k]) - b[k]) ** 2) for k in a)))
+
+
+def not_k_job(k: int, seed: int, member_path, data_path, cfg: dict, out_csv, *, variant: str = "base",
+              device: str = "auto") -> None:
+    """Train from seed ``seed``'s initial weights permuted by ``k`` random transpositions (minibatch order
+    reshuffled unless not_study.data_order is 'same'), then compare with the unpermuted ensemble member
+    of that seed (``member_path``): the NoT weight matching finds, how far that is from the planted
+    permutation, and L2 distance and loss / error barriers before and after alignment."""
+    data = load_prepared(data_path)
+    member = artifacts.read_posterior(member_path)
+    check_posterior(member, member_path, seed=seed, data=data)
+    if member.method != "ensemble":
+        raise ArtifactError(f"{member_path}: the NoT study compares with an ensemble member, found {member.method}")
+    study = cfg.get("not_study", {})
+    dev = resolve_device(device)
+    model, spec = build_model(member.architecture, member.input_shape, member.n_classes, **member.architecture_args)
+    sizes = spec.group_sizes({n: p.detach().numpy() for n, p in model.named_parameters()})
+    rng = np.random.default_rng(np.random.SeedSequence([study.get("seed", 0), seed, k]))
+    planted = random_transpositions(sizes, k, rng)
+    same_order = study.get("data_order", "reshuffled") == "same"
+    settings = MapSettings(prior_std=cfg.get("prior", {}).get("std", 1.0),
+                           **{**cfg.get("ensemble", {}), "checkpoint_every": 0})
+    result = train_map(model, data["x_train"], data["y_train"], settings, seed=seed, device=dev,
+                       init_permutation=(spec, planted), data_seed=None if same_order else seed + 100_000)
+    a = {k_: v[0, 0] for k_, v in member.samples.items()}
+    b = result.params
+    match = weight_matching(a, b, spec, seed=seed, max_sweeps=cfg.get("alignment", {}).get("max_sweeps", 100))
+    b_aligned = apply_permutation(b, spec, match.perms)
+    # planted P then found Q: the identity when matching undoes exactly the planted permutation
+    residual = {g: compose(planted[g], match.perms[g]) for g in planted}
+    ts = barriers.t_grid(cfg.get("barrier", {}).get("n_points", 21))
+    model.to(dev)
+    x, y = data["x_test"].to(dev), data["y_test"].to(dev)
+
+    def stack(p):
+        return to_torch({k_: v[None] for k_, v in p.items()}, dev)
+
+    naive_loss, naive_err = _barrier(model, stack(a), stack(b), x, y, ts)
+    aligned_loss, aligned_err = _barrier(model, stack(a), stack(b_aligned), x, y, ts)
+    _, test_err = marginal_loss_error(model, stack(b), x, y)
+    row = {"variant": variant, "k": k, "seed": seed, "data_order": "same" if same_order else "reshuffled",
+           "not_planted": sum(number_of_transpositions(p) for p in planted.values()),
+           "not_found": sum(number_of_transpositions(p) for p in match.perms.values()),
+           "not_residual": sum(number_of_transpositions(p) for p in residual.values()),
+           "units_total": sum(sizes.values()), "l2_naive": _l2(a, b), "l2_aligned": _l2(a, b_aligned),
+           "loss_barrier_naive": naive_loss, "loss_barrier_aligned": aligned_loss,
+           "error_barrier_naive": naive_err, "error_barrier_aligned": aligned_err, "test_error": test_err}
+    log.info("k=%d seed %d: NoT planted %d, found %d, residual %d; loss barrier %.4f -> %.4f", k, seed,
+             row["not_planted"], row["not_found"], row["not_residual"], naive_loss, aligned_loss)
+    write_csv(out_csv, pd.DataFrame([row]))
+
+
+def not_path_job(method: str, pairs, out_csv, *, n_points: int = 21, variant: str = "base",
+                 max_sweeps: int = 100) -> None:
+    """For each pair (path A, path B, alignment file of B into A's basin), the NoT weight matching finds
+    from every point w_t = (1 - t) A + t B of the path to A and to B, on the naive path and on the path
+    to B aligned. Posteriors stand in by their representative (mean of the samples, or the Gaussian's mean)."""
+    ts = barriers.t_grid(n_points)
+    rows = []
+    for path_a, path_b, path_al in pairs:
+        a, b = artifacts.read_posterior(path_a), artifacts.read_posterior(path_b)
+        al = artifacts.read_alignment(path_al)
+        if (al.seed_a, al.seed_b) != (a.seed, b.seed):
+            raise ArtifactError(f"{path_al}: aligns seed {al.seed_b} onto {al.seed_a}, not {b.seed} onto {a.seed}")
+        _check_compatible(a, b, f"path between {path_a} and {path_b}")
+        _, spec = build_model(a.architecture, a.input_shape, a.n_classes, **a.architecture_args)
+        ra = representative(a)
+        ends = {"naive": representative(b), al.alignment: representative(al.aligned)}
+        for alignment, rb in ends.items():
+            for t in ts:
+                wt = {k: (1.0 - t) * np.float64(ra[k]) + t * rb[k] for k in ra}
+                to_a = weight_matching(ra, wt, spec, seed=0, max_sweeps=max_sweeps).perms
+                to_b = weight_matching(rb, wt, spec, seed=0, max_sweeps=max_sweeps).perms
+                rows.append({"variant": variant, "method": method, "pair": f"{a.seed}-{b.seed}",
+                             "alignment": alignment, "aligned": alignment != "naive", "t": float(t),
+                             "not_to_a": sum(number_of_transpositions(p) for p in to_a.values()),
+                             "not_to_b": sum(number_of_transpositions(p) for p in to_b.values()),
+                             "units_total": sum(len(p) for p in to_a.values())})
+    if not rows:
+        raise ValueError(f"no pairs given for the NoT path study of {method}")
+    write_csv(out_csv, pd.DataFrame(rows))
+
+
+def concat_tables(paths, out_csv) -> None:
+    """Many small CSVs (one per job) in one table."""
+    if not paths:
+        raise ValueError("nothing to concatenate: no tables given")
+    write_csv(out_csv, pd.concat([pd.read_csv(p) for p in paths], ignore_index=True))
