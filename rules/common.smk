@@ -2,11 +2,12 @@
 import hashlib
 import json
 import re
+import shlex
 
 from snakemake.exceptions import WorkflowError
 
-from workflow.config import (ConfigError, expand_variants, method_seeds, result_config, runtime_config,
-                             seed_pairs, sweep_table, validate_config)
+from workflow.config import (ConfigError, basin_reference, expand_variants, method_seeds, result_config,
+                             runtime_config, seed_pairs, sweep_table, validate_config)
 
 try:
     _validated = validate_config(config)
@@ -112,15 +113,27 @@ def alignment_files():
     ]
 
 
+def pair_methods():
+    """Methods with at least one pair of seeds (HMC may run a single chain): they get barriers."""
+    return [m for m in METHODS if pairs_of(m)]
+
+
+def barrier_tables():
+    """The barrier summary, when any method has a pair to measure."""
+    if not pair_methods():
+        return []
+    return [f"{RESULTS}/tables/{t}" for t in ("barrier_curves.csv", "barriers.csv", "barriers.md")]
+
+
 def figure_files():
     files = [
         f"{RESULTS}/figures/barrier_{method}_{variant}.{ext}"
-        for method in METHODS
+        for method in pair_methods()
         for variant in VARIANTS
         for ext in ("png", "pdf")
     ]
     if len(VARIANTS) > 1:
-        files += [f"{RESULTS}/figures/sweep_{method}.{ext}" for method in METHODS for ext in ("png", "pdf")]
+        files += [f"{RESULTS}/figures/sweep_{method}.{ext}" for method in pair_methods() for ext in ("png", "pdf")]
     return files
 
 
@@ -162,7 +175,7 @@ wildcard_constraints:
 
 # ---------------------------------------------------------------- weight-space studies (Xiao et al.)
 
-BASIN_REFERENCE = config["rebasin"]["basin_reference"]
+BASIN_REFERENCE = basin_reference(config)
 # other methods' Gaussians aligned into the basin of HMC's q_r: label -> what is aligned
 BASIN_LABELS = (["ensemble"] if "ensemble" in METHODS else []) + (
     [f"vi-seed{s}" for s in seeds_of("vi")] if "vi" in METHODS else [])
@@ -202,8 +215,8 @@ def path_alignment_kind(method):
 
 
 def not_path_methods():
-    """Methods with at least one pair to walk between (HMC may run a single chain)."""
-    return [m for m in METHODS if pairs_of(m)]
+    """Methods with at least one pair to walk between and an alignment of it."""
+    return [m for m in pair_methods() if kinds_for(m)]
 
 
 def study_tables(variant):

@@ -45,11 +45,11 @@ rule summarize_barriers:
 
 rule barriers:
     input:
-        rules.summarize_barriers.output,
+        barrier_tables(),
 
 
 rule tables:
     input:
-        rules.summarize_barriers.output,
+        barrier_tables(),
         table_files(),
         [f for f in study_files() if "/tables/" in f],

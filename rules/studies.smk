@@ -67,7 +67,7 @@ rule pruning:
         cfg=job_config("pruning"),
         runtime=job_runtime,
         rebasin=lambda wc: json.dumps(rebasin_files(wc.variant), sort_keys=True),
-        merged=lambda wc, input: f"--merged {input.merged[0]} {input.merged[1]}" if input.merged else "",
+        merged=lambda wc, input: f"--merged {shlex.quote(input.merged[0])} {shlex.quote(input.merged[1])}" if input.merged else "",
     threads: config["compute"]["threads"]
     resources:
         **heavy_resources(mem_mb=4000, runtime=30),
@@ -88,8 +88,10 @@ rule not_k:
     log:
         f"{LOGS}/{{variant}}/not_study/k{{k}}/seed{{seed}}.log",
     params:
-        cfg=job_config("data", "model", "prior", "ensemble", "alignment", "barrier", "not_study"),
+        cfg=job_config("data", "model", "prior", "ensemble", "alignment", "barrier.n_points", "barrier.split",
+                       "not_study"),
         runtime=job_runtime,
+        checkpoint=lambda wc: f"{RESULTS}/{wc.variant}/checkpoints/not_k/k{wc.k}/seed{wc.seed}.pt",
     threads: config["compute"]["threads"]
     resources:
         **heavy_resources(mem_mb=4000, runtime=120),
@@ -98,7 +100,7 @@ rule not_k:
     shell:
         "python -m workflow not-k --k {wildcards.k} --seed {wildcards.seed} --member {input.member:q}"
         " --data {input.data:q} --variant {wildcards.variant} --config {params.cfg:q} --runtime {params.runtime:q}"
-        " --threads {threads} --out {output:q} > {log:q} 2>&1"
+        " --checkpoint {params.checkpoint:q} --threads {threads} --out {output:q} > {log:q} 2>&1"
 
 
 rule summarize_not_k:
@@ -135,7 +137,7 @@ rule not_path:
     log:
         f"{LOGS}/{{variant}}/not_path/{{method}}.log",
     params:
-        cfg=job_config("alignment", "barrier"),
+        cfg=job_config("alignment", "barrier.n_points"),
     threads: 1
     resources:
         mem_mb=4000,

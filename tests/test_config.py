@@ -2,7 +2,8 @@ import pathlib
 
 import pytest
 
-from workflow.config import ConfigError, load_config, method_seeds, result_config, seed_pairs, validate_config
+from workflow.config import (ConfigError, basin_reference, expand_variants, load_config, method_seeds, result_config,
+                             seed_pairs, validate_config)
 
 MINIMAL = {"name": "x", "seeds": [0, 1], "data": {"dataset": "digits"}, "model": {"architecture": "mlp"}}
 
@@ -37,7 +38,8 @@ def test_the_shipped_config_is_valid():
     ({"methods": ["mcmc"]}, "methods.0", "is not one of ['ensemble', 'vi', 'hmc']"),
     ({"hmc": {"chains": 3}}, "hmc.chains", "3 chains asked for, but seeds lists only 2"),
     ({"not_study": {"seeds": 5}}, "not_study.seeds", "5 seeds asked for, but seeds lists only 2"),
-    ({"rebasin": {"references": ["first"]}}, "rebasin.basin_reference", "'iterated' is not among"),
+    ({"methods": ["hmc"], "rebasin": {"references": ["first"], "basin_reference": "iterated"}},
+     "rebasin.basin_reference", "'iterated' is not among"),
     ({"pruning": {"fractions": [1.0, 1.5]}}, "pruning.fractions.1", "greater than the maximum"),
     ({"not_study": {"data_order": "random"}}, "not_study.data_order", "'random' is not one of"),
 ])
@@ -67,6 +69,17 @@ def test_hmc_chains_limit_its_seeds_and_pairs_but_not_what_a_chain_computes():
     assert "chains" not in result_config(cfg, ["hmc"])["hmc"]
     one = validate_config({**MINIMAL, "methods": ["hmc"], "hmc": {"chains": 1}})
     assert seed_pairs(one, "hmc") == []
+
+
+def test_keys_that_decide_which_jobs_run_cannot_be_swept_and_trigger_no_rerun():
+    for key in ("hmc.chains", "rebasin.basin_reference"):
+        with pytest.raises(ConfigError, match="cannot be swept"):
+            expand_variants(validate_config({**MINIMAL, "sweep": [{key: [1, 2]}]}))
+    cfg = validate_config({**MINIMAL, "alignment": {"kinds": ["weight", "w2"]}})
+    assert "kinds" not in result_config(cfg, ["alignment"])["alignment"]
+    assert result_config(cfg, ["barrier.n_points"]) == {"name": "x", "barrier": {"n_points": 21}}
+    assert basin_reference(cfg) == "iterated"
+    assert basin_reference(validate_config({**MINIMAL, "rebasin": {"references": ["first"]}})) == "first"
 
 
 def test_experiment_configs_are_valid():

@@ -113,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--member", required=True, help="the ensemble member of that seed")
     p.add_argument("--data", required=True)
     p.add_argument("--variant", default="base")
+    p.add_argument("--checkpoint", default=None, help="resume file, written periodically and removed at the end")
     p.add_argument("--out", required=True)
 
     p = sub.add_parser("not-path", help="NoT from points of the path to its endpoints, naive and aligned")
@@ -204,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
                                 variant=args.variant, device=device)
         elif args.command == "not-k":
             studies.not_k_job(args.k, args.seed, args.member, args.data, args.config, args.out, variant=args.variant,
-                              device=device)
+                              device=device, checkpoint=args.checkpoint)
         elif args.command == "not-path":
             if not len(args.a) == len(args.b) == len(args.alignments):
                 raise ValueError(f"--a, --b and --alignments must name as many files each, got {len(args.a)}, "

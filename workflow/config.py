@@ -110,9 +110,14 @@ def _cross_checks(config: dict) -> list[str]:
         messages.append(f"config key not_study.seeds: {config['not_study']['seeds']} seeds asked for, but seeds "
                         f"lists only {n_seeds}")
     basin, references = config["rebasin"]["basin_reference"], config["rebasin"]["references"]
-    if basin not in references:
+    if basin is not None and basin not in references and "hmc" in config["methods"]:
         messages.append(f"config key rebasin.basin_reference: {basin!r} is not among rebasin.references {references}")
     return messages
+
+
+def basin_reference(config: dict) -> str:
+    """The reference whose HMC q_r other methods are aligned into: as configured, else the last listed."""
+    return config["rebasin"]["basin_reference"] or config["rebasin"]["references"][-1]
 
 
 def _non_finite(value, path=""):
@@ -180,11 +185,18 @@ def variant_name(overrides: dict) -> str:
     return "_".join(f"{k}-{_format_value(v)}" for k, v in sorted(overrides.items()))
 
 
+# keys that decide which jobs exist (read once for the whole workflow), so they cannot differ by variant
+_UNSWEEPABLE = ("hmc.chains", "rebasin.references", "rebasin.basin_reference")
+
+
 def _set_dotted(config: dict, key: str, value) -> None:
     parts = key.split(".")
     if len(parts) != 2 or parts[0] not in _SWEEPABLE_TOP:
         raise ConfigError(f"config key sweep: {key!r} cannot be swept; use a dotted key under one of "
                           f"{', '.join(_SWEEPABLE_TOP)} (e.g. model.hidden, prior.std, vi.temperature)")
+    if key in _UNSWEEPABLE:
+        raise ConfigError(f"config key sweep: {key!r} cannot be swept: it decides which jobs run for every "
+                          f"variant ({', '.join(_UNSWEEPABLE)} are fixed per experiment)")
     config.setdefault(parts[0], {})[parts[1]] = copy.deepcopy(value)
 
 
@@ -246,14 +258,22 @@ def sweep_table(config: dict, variants: dict) -> dict:
 # rerun for (and so out of Snakemake's params trigger), passed to it separately.
 RUNTIME_KEYS = {"compute": None, "data": ("root", "download"), "ensemble": ("checkpoint_every",),
                 "vi": ("checkpoint_every",), "hmc": ("checkpoint_every",)}
-# Settings that choose which jobs run, not what one job computes (how many HMC chains): in neither
-NOT_RESULT_KEYS = {"hmc": ("chains",)}
+# Settings that choose which jobs run, not what one job computes (how many HMC chains, which
+# alignment kinds, ks and seeds of the NoT study, which reference's basin): in neither
+NOT_RESULT_KEYS = {"hmc": ("chains",), "alignment": ("kinds",), "not_study": ("ks", "seeds"),
+                   "rebasin": ("basin_reference",)}
 
 
 def result_config(config: dict, sections) -> dict:
-    """The config sections a job's result depends on, without runtime settings; 'name' included."""
+    """The config sections a job's result depends on, without runtime settings; 'name' included.
+    A 'section.key' entry takes that one key of the section."""
     out = {"name": config["name"]}
     for s in sections:
+        if "." in s:  # one key of a section, e.g. "barrier.n_points"
+            section, key = s.split(".", 1)
+            if key in config.get(section, {}):
+                out.setdefault(section, {})[key] = config[section][key]
+            continue
         if s not in config:
             continue
         keys = RUNTIME_KEYS.get(s, ())

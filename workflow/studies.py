@@ -17,6 +17,7 @@ Like jobs.py, nothing here knows about Snakemake.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -24,6 +25,7 @@ import pandas as pd
 from . import artifacts, barriers
 from .artifacts import Alignment, ArtifactError, Posterior
 from .atomic import write_csv
+from .config import result_config
 from .jobs import (check_posterior, load_prepared, permute_posterior, representative, w2_distance,
                    _check_compatible)
 from .matching import weight_matching
@@ -83,10 +85,10 @@ def hmc_basin_job(reference_path, sources: dict, out_alignments: dict, out_csv, 
     ref = _read_gaussian(reference_path)
     _, spec = build_model(ref.architecture, ref.input_shape, ref.n_classes, **ref.architecture_args)
     rows = []
-    for i, (label, path) in enumerate(sorted(sources.items())):
+    for label, path in sorted(sources.items()):
         src = _read_gaussian(path)
         _check_compatible(ref, src, f"aligning {path} into the basin of {reference_path}")
-        result = weight_matching(ref.mean, src.mean, spec, seed=i, max_sweeps=max_sweeps,
+        result = weight_matching(ref.mean, src.mean, spec, seed=src.seed, max_sweeps=max_sweeps,
                                  extra_channels=[(ref.std, src.std, 1.0)])
         aligned = permute_posterior(src, spec, result.perms)
         before = w2_distance(ref.mean, ref.std, src.mean, src.std)
@@ -127,11 +129,12 @@ def sigma_histogram_job(rebasin_paths: dict, vi_paths, out_csv, *, variant: str 
     positive = np.concatenate([s[s > 0] for *_, s in stds.values()])
     if positive.size == 0:
         raise ValueError("every sigma is zero: nothing to histogram")
-    edges = np.logspace(np.log10(positive.min()), np.log10(positive.max()), bins + 1)
-    edges[0], edges[-1] = edges[0] * (1 - 1e-9), edges[-1] * (1 + 1e-9)  # include both extremes
+    # from the 0.1st percentile up: a few near-zero sigmas would stretch the log axis; they count in the first bin
+    low, high = np.percentile(positive, 0.1), positive.max()
+    edges = np.logspace(np.log10(low), np.log10(high if high > low else low * 10), bins + 1)
     rows = []
     for label, (method, fit, reference, s) in stds.items():
-        counts, _ = np.histogram(s, bins=edges)
+        counts, _ = np.histogram(np.clip(s[s > 0], edges[0], edges[-1]), bins=edges)
         zeros = int(np.sum(s <= 0))
         for lo, hi, c in zip(edges[:-1], edges[1:], counts):
             rows.append({"variant": variant, "label": label, "method": method, "fit": fit, "reference": reference,
@@ -198,7 +201,7 @@ def _l2(a, b) -> float:
 
 
 def not_k_job(k: int, seed: int, member_path, data_path, cfg: dict, out_csv, *, variant: str = "base",
-              device: str = "auto") -> None:
+              device: str = "auto", checkpoint=None) -> None:
     """Train from seed ``seed``'s initial weights permuted by ``k`` random transpositions (minibatch order
     reshuffled unless not_study.data_order is 'same'), then compare with the unpermuted ensemble member
     of that seed (``member_path``): the NoT weight matching finds, how far that is from the planted
@@ -215,10 +218,15 @@ def not_k_job(k: int, seed: int, member_path, data_path, cfg: dict, out_csv, *, 
     rng = np.random.default_rng(np.random.SeedSequence([study.get("seed", 0), seed, k]))
     planted = random_transpositions(sizes, k, rng)
     same_order = study.get("data_order", "reshuffled") == "same"
-    settings = MapSettings(prior_std=cfg.get("prior", {}).get("std", 1.0),
-                           **{**cfg.get("ensemble", {}), "checkpoint_every": 0})
+    settings = MapSettings(prior_std=cfg.get("prior", {}).get("std", 1.0), **cfg.get("ensemble", {}))
+    # a checkpoint resumes only this run: the same member's settings, k, planted permutation and order
+    identity = {"not_k": k, "planted": {g: p.tolist() for g, p in planted.items()}, "same_order": same_order,
+                **result_config(cfg, ("data", "model", "prior"))}
     result = train_map(model, data["x_train"], data["y_train"], settings, seed=seed, device=dev,
-                       init_permutation=(spec, planted), data_seed=None if same_order else seed + 100_000)
+                       init_permutation=(spec, planted), data_seed=None if same_order else seed + 100_000,
+                       checkpoint=checkpoint, identity=identity)
+    if checkpoint and Path(checkpoint).exists():
+        Path(checkpoint).unlink()  # the result supersedes it
     a = {k_: v[0, 0] for k_, v in member.samples.items()}
     b = result.params
     match = weight_matching(a, b, spec, seed=seed, max_sweeps=cfg.get("alignment", {}).get("max_sweeps", 100))
@@ -226,22 +234,24 @@ def not_k_job(k: int, seed: int, member_path, data_path, cfg: dict, out_csv, *, 
     # planted P then found Q: the identity when matching undoes exactly the planted permutation
     residual = {g: compose(planted[g], match.perms[g]) for g in planted}
     ts = barriers.t_grid(cfg.get("barrier", {}).get("n_points", 21))
+    split = cfg.get("barrier", {}).get("split", "test")
     model.to(dev)
-    x, y = data["x_test"].to(dev), data["y_test"].to(dev)
+    x, y = data[f"x_{split}"].to(dev), data[f"y_{split}"].to(dev)
 
     def stack(p):
         return to_torch({k_: v[None] for k_, v in p.items()}, dev)
 
     naive_loss, naive_err = _barrier(model, stack(a), stack(b), x, y, ts)
     aligned_loss, aligned_err = _barrier(model, stack(a), stack(b_aligned), x, y, ts)
-    _, test_err = marginal_loss_error(model, stack(b), x, y)
+    _, err_b = marginal_loss_error(model, stack(b), x, y)
     row = {"variant": variant, "k": k, "seed": seed, "data_order": "same" if same_order else "reshuffled",
+           "split": split,
            "not_planted": sum(number_of_transpositions(p) for p in planted.values()),
            "not_found": sum(number_of_transpositions(p) for p in match.perms.values()),
            "not_residual": sum(number_of_transpositions(p) for p in residual.values()),
            "units_total": sum(sizes.values()), "l2_naive": _l2(a, b), "l2_aligned": _l2(a, b_aligned),
            "loss_barrier_naive": naive_loss, "loss_barrier_aligned": aligned_loss,
-           "error_barrier_naive": naive_err, "error_barrier_aligned": aligned_err, "test_error": test_err}
+           "error_barrier_naive": naive_err, "error_barrier_aligned": aligned_err, "error": err_b}
     log.info("k=%d seed %d: NoT planted %d, found %d, residual %d; loss barrier %.4f -> %.4f", k, seed,
              row["not_planted"], row["not_found"], row["not_residual"], naive_loss, aligned_loss)
     write_csv(out_csv, pd.DataFrame([row]))
