@@ -1,6 +1,7 @@
 """The weight-space studies (workflow.studies) on small synthetic and digits cases, without Snakemake."""
 
 import dataclasses
+import logging
 
 import numpy as np
 import pandas as pd
@@ -113,3 +114,31 @@ def test_pruning_curves_start_at_the_mean_network(digits_member, tmp_path, rng):
     assert list(table["fraction_retained"]) == [1.0, 0.5, 0.0]
     assert table["test_accuracy"].iloc[0] == pytest.approx(1 - member.diagnostic_attrs["test_error"], abs=1e-6)
     assert table["test_accuracy"].iloc[-1] < 0.5  # all weights zero: a constant prediction
+
+
+def test_killed_not_k_run_resumes_to_the_same_row(digits_member, tmp_path, monkeypatch, caplog):
+    import workflow.training as training
+
+    tmp, cfg = digits_member
+    cfg = {**cfg, "ensemble": {**cfg["ensemble"], "checkpoint_every": 1}}
+    studies.not_k_job(4, 0, tmp / "seed0.h5", tmp / "data.npz", cfg, tmp_path / "plain.csv", device="cpu")
+    real_save = training._save_checkpoint
+
+    def save_then_die(path, state):
+        real_save(path, state)
+        if state["epoch"] == 2:
+            raise KeyboardInterrupt  # killed right after its second checkpoint
+
+    monkeypatch.setattr(training, "_save_checkpoint", save_then_die)
+    ckpt = tmp_path / "ckpt.pt"
+    with pytest.raises(KeyboardInterrupt):
+        studies.not_k_job(4, 0, tmp / "seed0.h5", tmp / "data.npz", cfg, tmp_path / "resumed.csv", device="cpu",
+                          checkpoint=ckpt)
+    assert ckpt.exists() and not (tmp_path / "resumed.csv").exists()
+    monkeypatch.setattr(training, "_save_checkpoint", real_save)
+    with caplog.at_level(logging.INFO, logger="workflow.training"):
+        studies.not_k_job(4, 0, tmp / "seed0.h5", tmp / "data.npz", cfg, tmp_path / "resumed.csv", device="cpu",
+                          checkpoint=ckpt)
+    assert "at epoch 2" in caplog.text
+    assert not ckpt.exists()  # removed once the row is written
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "plain.csv"), pd.read_csv(tmp_path / "resumed.csv"))
