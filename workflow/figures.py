@@ -107,8 +107,17 @@ def barrier_sweep_figure(table: pd.DataFrame, method: str, png, pdf, base: dict 
     save_figure(fig, png, pdf)
 
 
+def _require(table: pd.DataFrame, columns, what: str) -> None:
+    """A clear error when a figure is asked of a table that is not the study's."""
+    missing = [c for c in columns if c not in table.columns]
+    if missing or table.empty:
+        raise ValueError(f"the {what} figure needs a non-empty table with columns {list(columns)}; "
+                         f"missing {missing}" if missing else f"the {what} table is empty")
+
+
 def sigma_histogram_figure(table: pd.DataFrame, png, pdf, variant: str | None = None) -> None:
     """Distribution of sigma per fit, one panel per sample method (q_d against q_r), VI's q in each."""
+    _require(table, ["label", "method", "bin_left", "bin_right", "fraction", "median_sigma"], "sigma")
     methods = [m for m in ("hmc", "ensemble") if m in set(table["method"])]
     panels = methods or ["vi"]
     sns.set_theme(**STYLE)
@@ -131,6 +140,7 @@ def sigma_histogram_figure(table: pd.DataFrame, png, pdf, variant: str | None = 
 
 def pruning_figure(table: pd.DataFrame, png, pdf, variant: str | None = None) -> None:
     """Test accuracy of the pruned mean network against the fraction of parameters kept."""
+    _require(table, ["label", "criterion", "fraction_retained", "test_accuracy"], "pruning")
     sns.set_theme(**STYLE)
     fig, ax = plt.subplots(figsize=(7, 4.5), constrained_layout=True)
     sns.lineplot(data=table, x="fraction_retained", y="test_accuracy", hue="label", style="criterion", marker="o",
@@ -146,6 +156,8 @@ def pruning_figure(table: pd.DataFrame, png, pdf, variant: str | None = None) ->
 
 def not_k_figure(table: pd.DataFrame, png, pdf, variant: str | None = None) -> None:
     """NoT, distance and barrier after training from initial weights permuted by k transpositions."""
+    _require(table, ["k", "seed", "data_order", "not_planted", "not_found", "not_residual", "l2_naive", "l2_aligned",
+                     "loss_barrier_naive", "loss_barrier_aligned"], "not_k")
     sns.set_theme(**STYLE)
     fig, axes = plt.subplots(1, 3, figsize=(15, 4), constrained_layout=True)
     long = table.melt(id_vars=["k", "seed"], value_vars=["not_planted", "not_found", "not_residual"],
@@ -173,6 +185,7 @@ def not_k_figure(table: pd.DataFrame, png, pdf, variant: str | None = None) -> N
 
 def not_path_figure(table: pd.DataFrame, png, pdf, variant: str | None = None) -> None:
     """NoT from each point of the path to either endpoint, naive against aligned, one row per method."""
+    _require(table, ["method", "pair", "alignment", "t", "not_to_a", "not_to_b"], "not_path")
     methods = list(dict.fromkeys(table["method"]))
     sns.set_theme(**STYLE)
     fig, axes = plt.subplots(len(methods), 2, figsize=(10, 3.8 * len(methods)), squeeze=False,
