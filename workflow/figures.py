@@ -175,11 +175,13 @@ def not_k_figure(table: pd.DataFrame, png, pdf, variant: str | None = None) -> N
         ax.set_ylabel(label)
     for ax in axes:
         ax.set_xscale("symlog", linthresh=1)
+        ax.set_xlim(left=-0.3, right=table["k"].max() * 1.3 + 1)  # k >= 0: no negative decades
         ax.set_xlabel("k transpositions applied to the initial weights")
     where = f" [{variant}]" if variant and variant != "base" else ""
     order = table["data_order"].iloc[0]
+    n = table["seed"].nunique()
     fig.suptitle(f"NoT study{where}: permuted initialisation, then trained ({order} minibatch order); "
-                 f"mean ± sd over {table['seed'].nunique()} seeds")
+                 + (f"mean ± sd over {n} seeds" if n > 1 else "one seed"))
     save_figure(fig, png, pdf)
 
 
