@@ -174,8 +174,12 @@ def distance(a: Posterior, b: Posterior) -> tuple[str, float]:
     """W2 between diagonal Gaussians (closed form), else the L2 distance of the representatives."""
     if a.kind == "gaussian":
         return "w2", w2_distance(a.mean, a.std, b.mean, b.std)
-    ra, rb = representative(a), representative(b)
-    return "l2", float(np.sqrt(sum(np.sum((ra[k].astype(np.float64) - rb[k]) ** 2) for k in ra)))
+    return "l2", l2_distance(representative(a), representative(b))
+
+
+def l2_distance(a, b) -> float:
+    """Euclidean distance between two parameter sets (in float64)."""
+    return float(np.sqrt(sum(np.sum((np.float64(a[k]) - b[k]) ** 2) for k in a)))
 
 
 def w2_distance(mean_a, std_a, mean_b, std_b) -> float:
@@ -357,6 +361,14 @@ def _probs(model, stack, x) -> np.ndarray:
     return predictive(model, stack, x).exp().cpu().numpy()
 
 
+METHOD_LABELS = {"hmc": "HMC", "ensemble": "Ens.", "vi": "VI"}
+
+
+def fit_label(method: str, fit: str, reference: str | None = None) -> str:
+    """Column and legend label of a fitted Gaussian, as in Table 1: 'HMC q_d', 'Ens. q_r (first ref.)'."""
+    return f"{METHOD_LABELS[method]} {fit}" + (f" ({reference} ref.)" if fit == "q_r" else "")
+
+
 TABLE1_METRICS = ("agreement with HMC", "TV to HMC", "test accuracy %", "test accuracy % of mean network", "test NLL")
 
 
@@ -390,17 +402,16 @@ def table1_job(hmc_paths, ens_paths, vi_paths, rebasin_paths: dict, data_path, c
 
     # columns in the paper's order: HMC samples, q_d, q_r; ensemble samples, q_d, q_r; VI q
     table_seed = cfg.get("table", {}).get("seed", 0)
-    names = {"hmc": "HMC", "ensemble": "Ens."}
     sample_sets = {"hmc": hmc}
     if ens_paths:
         sample_sets["ensemble"] = _load_sample_posteriors(ens_paths, data=data)
     columns = {}
     for method, posts in sample_sets.items():
-        columns[f"{names[method]} samples"] = samples_column(posts)
+        columns[f"{METHOD_LABELS[method]} samples"] = samples_column(posts)
         fits = sorted((k for k in rebasin_paths if k.startswith(f"{method}/")), key=lambda k: k.split("/")[2])
         for key in fits:
             _, reference, fit = key.split("/")
-            label = f"{names[method]} {fit}" + (f" ({reference} ref.)" if fit == "q_r" else "")
+            label = fit_label(method, fit, reference)
             if label not in columns:  # q_d does not depend on the reference
                 columns[label] = gaussian_column(artifacts.read_posterior(rebasin_paths[key]), seed=table_seed)
     if vi_paths:

@@ -26,8 +26,8 @@ from . import artifacts, barriers
 from .artifacts import Alignment, ArtifactError, Posterior
 from .atomic import write_csv
 from .config import result_config
-from .jobs import (check_posterior, load_prepared, permute_posterior, representative, w2_distance,
-                   _check_compatible)
+from .jobs import (METHOD_LABELS, _check_compatible, check_posterior, fit_label, l2_distance, load_prepared,
+                   permute_posterior, representative, w2_distance)
 from .matching import weight_matching
 from .models import build_model
 from .permutations import (compose, number_of_transpositions, random_transpositions, apply_permutation)
@@ -36,14 +36,6 @@ from .pruning import pruned_stack
 from .training import MapSettings, train_map
 
 log = logging.getLogger(__name__)
-
-METHOD_LABELS = {"hmc": "HMC", "ensemble": "Ens.", "vi": "VI"}
-
-
-def fit_label(method: str, fit: str, reference: str | None = None) -> str:
-    """Column and legend label of a fitted Gaussian, as in Table 1: 'HMC q_d', 'Ens. q_r (first ref.)'."""
-    return f"{METHOD_LABELS[method]} {fit}" + (f" ({reference} ref.)" if fit == "q_r" else "")
-
 
 def parse_fit_key(key: str) -> tuple[str, str, str]:
     """'<method>/<reference>/<fit>' -> (method, reference, fit), with a clear error otherwise."""
@@ -196,10 +188,6 @@ def _barrier(model, a, b, x, y, ts) -> tuple[float, float]:
     return barriers.barrier_height(curve["t"], curve["loss"]), barriers.barrier_height(curve["t"], curve["error"])
 
 
-def _l2(a, b) -> float:
-    return float(np.sqrt(sum(np.sum((np.float64(a[k]) - b[k]) ** 2) for k in a)))
-
-
 def not_k_job(k: int, seed: int, member_path, data_path, cfg: dict, out_csv, *, variant: str = "base",
               device: str = "auto", checkpoint=None) -> None:
     """Train from seed ``seed``'s initial weights permuted by ``k`` random transpositions (minibatch order
@@ -249,7 +237,7 @@ def not_k_job(k: int, seed: int, member_path, data_path, cfg: dict, out_csv, *, 
            "not_planted": sum(number_of_transpositions(p) for p in planted.values()),
            "not_found": sum(number_of_transpositions(p) for p in match.perms.values()),
            "not_residual": sum(number_of_transpositions(p) for p in residual.values()),
-           "units_total": sum(sizes.values()), "l2_naive": _l2(a, b), "l2_aligned": _l2(a, b_aligned),
+           "units_total": sum(sizes.values()), "l2_naive": l2_distance(a, b), "l2_aligned": l2_distance(a, b_aligned),
            "loss_barrier_naive": naive_loss, "loss_barrier_aligned": aligned_loss,
            "error_barrier_naive": naive_err, "error_barrier_aligned": aligned_err, "error": err_b}
     log.info("k=%d seed %d: NoT planted %d, found %d, residual %d; loss barrier %.4f -> %.4f", k, seed,
