@@ -180,8 +180,6 @@ rule figure_study:
         pdf=f"{RESULTS}/figures/{{study}}_{{variant}}.pdf",
     log:
         f"{LOGS}/figures/{{study}}_{{variant}}.log",
-    params:
-        kind=lambda wc: wc.study.replace("_", "-"),
     threads: 1
     resources:
         mem_mb=2000,
@@ -189,7 +187,7 @@ rule figure_study:
     conda:
         ENV
     shell:
-        "python -m workflow figure --kind {params.kind} --table {input:q} --variant {wildcards.variant}"
+        "python -m workflow figure --kind {wildcards.study} --table {input:q} --variant {wildcards.variant}"
         " --png {output.png:q} --pdf {output.pdf:q} > {log:q} 2>&1"
 
 

@@ -22,8 +22,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 
 # figure kind -> function name in workflow.figures (imported only when a figure is drawn)
-FIGURES = {"sigma": "sigma_histogram_figure", "pruning": "pruning_figure", "not-k": "not_k_figure",
-           "not-path": "not_path_figure"}
+FIGURES = {"sigma": "sigma_histogram_figure", "pruning": "pruning_figure", "not_k": "not_k_figure",
+           "not_path": "not_path_figure"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -129,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tables", nargs="+", required=True)
     p.add_argument("--out", required=True)
 
-    p = sub.add_parser("figure", help="a study's figure from its table: sigma, pruning, not-k, not-path")
+    p = sub.add_parser("figure", help="a study's figure from its table: sigma, pruning, not_k, not_path")
     p.add_argument("--kind", required=True, choices=sorted(FIGURES))
     p.add_argument("--table", required=True)
     p.add_argument("--variant", default=None)
@@ -200,9 +200,10 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "sigma-histograms":
             studies.sigma_histogram_job(args.rebasin, args.vi, args.out_csv, variant=args.variant)
         elif args.command == "pruning":
+            if "fractions" not in args.config.get("pruning", {}):
+                raise ValueError("pruning needs the fractions to keep: --config '{\"pruning\": {\"fractions\": [...]}}'")
             studies.pruning_job(args.rebasin, args.vi, args.merged, args.data, args.out_csv,
-                                fractions=args.config.get("pruning", {}).get("fractions", [1.0, 0.5, 0.1]),
-                                variant=args.variant, device=device)
+                                fractions=args.config["pruning"]["fractions"], variant=args.variant, device=device)
         elif args.command == "not-k":
             studies.not_k_job(args.k, args.seed, args.member, args.data, args.config, args.out, variant=args.variant,
                               device=device, checkpoint=args.checkpoint)

@@ -151,11 +151,10 @@ def model_args(config: dict) -> dict:
 
 
 def method_seeds(config: dict, method: str) -> list[int]:
-    """The seeds a method runs on: all of them, except that HMC may be limited to ``hmc.chains`` chains."""
+    """The seeds a method runs on: all of them, except that HMC may be limited to ``hmc.chains`` chains
+    (validate_config checks that there are that many seeds)."""
     seeds = list(config["seeds"])
     chains = config.get("hmc", {}).get("chains") if method == "hmc" else None
-    if chains is not None and chains > len(seeds):
-        raise ConfigError(f"config key hmc.chains: {chains} chains asked for, but seeds lists only {len(seeds)}")
     return seeds[:chains] if chains is not None else seeds
 
 

@@ -44,6 +44,6 @@ def prune(params: Mapping[str, np.ndarray], scores: Mapping[str, np.ndarray], fr
 
 def pruned_stack(params: Mapping[str, np.ndarray], scores: Mapping[str, np.ndarray],
                  fractions: Sequence[float]) -> dict[str, np.ndarray]:
-    """One pruned copy per fraction, stacked [len(fractions), *shape]: evaluated in one batched pass."""
+    """One pruned copy per fraction, stacked [len(fractions), *shape], so all are evaluated in one batched pass."""
     copies = [prune(params, scores, f) for f in fractions]
     return {k: np.stack([c[k] for c in copies]) for k in params}

@@ -31,11 +31,12 @@ from .jobs import (METHOD_LABELS, _check_compatible, check_posterior, fit_label,
 from .matching import weight_matching
 from .models import build_model
 from .permutations import (compose, number_of_transpositions, random_transpositions, apply_permutation)
-from .predict import marginal_loss_error, resolve_device, to_torch
+from .predict import loss_error, marginal_loss_error, resolve_device, sample_log_probs, to_torch
 from .pruning import pruned_stack
 from .training import MapSettings, train_map
 
 log = logging.getLogger(__name__)
+
 
 def parse_fit_key(key: str) -> tuple[str, str, str]:
     """'<method>/<reference>/<fit>' -> (method, reference, fit), with a clear error otherwise."""
@@ -147,7 +148,7 @@ def pruning_job(rebasin_paths: dict, vi_paths, merged: tuple | None, data_path, 
     fractions = sorted({float(f) for f in fractions}, reverse=True)
     data = load_prepared(data_path)
     dev = resolve_device(device)
-    curves = {}  # label -> (mean, score, criterion)
+    curves = {}  # label -> (posterior it comes from, mean, score, criterion)
     for key, path in sorted(rebasin_paths.items()):
         method, reference, fit = parse_fit_key(key)
         post = _read_gaussian(path)  # the rebasin job checked its samples' data
@@ -169,10 +170,11 @@ def pruning_job(rebasin_paths: dict, vi_paths, merged: tuple | None, data_path, 
     model.to(dev)
     x, y = data["x_test"].to(dev), data["y_test"].to(dev)
     rows = []
-    for label, (post, mean, score, criterion) in curves.items():
-        stack = to_torch(pruned_stack(mean, score, fractions), dev)
-        for i, f in enumerate(fractions):
-            nll, err = marginal_loss_error(model, {k: v[i:i + 1] for k, v in stack.items()}, x, y)
+    for label, (_, mean, score, criterion) in curves.items():
+        # every pruned copy is a network of its own: one batched pass, then loss and error per copy
+        logp = sample_log_probs(model, to_torch(pruned_stack(mean, score, fractions), dev), x)
+        for f, logp_f in zip(fractions, logp):
+            nll, err = loss_error(logp_f, y)
             rows.append({"variant": variant, "label": label, "criterion": criterion, "fraction_retained": f,
                          "test_accuracy": 1.0 - err, "test_nll": nll})
         log.info("pruning %s: accuracy %.4f kept all, %.4f at %.2f", label, rows[-len(fractions)]["test_accuracy"],
