@@ -23,6 +23,13 @@ include: "rules/studies.smk"
 include: "rules/figures.smk"
 
 
+rule tables:
+    input:
+        barrier_tables(),
+        table_files(),
+        [f for f in study_files() if "/tables/" in f],
+
+
 rule all:
     default_target: True
     input:

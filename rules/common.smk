@@ -1,4 +1,6 @@
-# Config validation, sweep variants, paths and small helpers shared by every rule file.
+# Config validation, sweep variants, paths and small helpers shared by every rule file. Which
+# methods exist, what their artifacts are and which alignments apply come from the method
+# registry (workflow/methods); no rule names a method.
 import hashlib
 import json
 import re
@@ -6,8 +8,9 @@ import shlex
 
 from snakemake.exceptions import WorkflowError
 
-from workflow.config import (ConfigError, basin_reference, expand_variants, method_seeds, result_config,
-                             runtime_config, seed_pairs, sweep_table, validate_config)
+from workflow import methods as registry
+from workflow.config import (ConfigError, expand_variants, method_seeds, result_config, runtime_config, seed_pairs,
+                             sweep_table, validate_config)
 
 try:
     _validated = validate_config(config)
@@ -25,7 +28,22 @@ LOGS = f"{RESULTS}/logs"
 # this conda environment with --software-deployment-method conda
 ENV = "../envs/workflow.yaml"
 METHODS = config["methods"]
-GAUSSIAN_METHODS = {"vi"}  # methods whose posteriors are Gaussians (W2 alignment applies)
+
+
+def _with_bases(selected):
+    """The selected methods and every method they are fitted around (trained as dependencies)."""
+    out = list(selected)
+    for m in out:
+        base = registry.fitted_around(m)
+        if base and base not in out:
+            out.append(base)
+    return out
+
+
+TRAINED = _with_bases(METHODS)
+SAMPLE_METHODS = registry.of_kind(METHODS, "samples")  # rebasin applies to sample sets
+GAUSSIAN_METHODS = registry.of_kind(METHODS, "gaussian")
+REFERENCE = registry.reference_method(METHODS)  # Table 1 compares every predictive with its (HMC's)
 
 
 def seeds_of(method):
@@ -43,7 +61,7 @@ def variant_config(variant):
 
 def kinds_for(method):
     """Alignment kinds that apply to a method's posteriors."""
-    return [k for k in config["alignment"]["kinds"] if k != "w2" or method in GAUSSIAN_METHODS]
+    return registry.alignment_kinds(method, config["alignment"]["kinds"])
 
 
 def data_key(cfg):
@@ -86,10 +104,24 @@ def heavy_resources(mem_mb, runtime):
     )
 
 
+def posterior_file(variant, method, seed):
+    return f"{RESULTS}/{variant}/posteriors/{method}/seed{seed}.h5"
+
+
+def posterior_files(variant, method):
+    return [posterior_file(variant, method, s) for s in seeds_of(method)]
+
+
+def base_posterior(wc):
+    """The posterior a method is fitted around (same seed), if it is fitted around one."""
+    base = registry.fitted_around(wc.method)
+    return [posterior_file(wc.variant, base, wc.seed)] if base else []
+
+
 def barrier_endpoint_b(wc):
     """Naive paths end at posterior B itself, aligned ones at B permuted (inside the alignment file)."""
     if wc.alignment == "naive":
-        return f"{RESULTS}/{wc.variant}/posteriors/{wc.method}/seed{wc.b}.h5"
+        return posterior_file(wc.variant, wc.method, wc.b)
     return f"{RESULTS}/{wc.variant}/alignment/{wc.method}/{wc.alignment}/{wc.a}-{wc.b}.h5"
 
 
@@ -137,14 +169,6 @@ def figure_files():
     return files
 
 
-SAMPLE_METHODS = [m for m in ("hmc", "ensemble") if m in METHODS]  # rebasin applies to sample sets
-TABLE1 = "hmc" in METHODS  # Table 1 compares every predictive with HMC's
-
-
-def posterior_files(variant, method):
-    return [f"{RESULTS}/{variant}/posteriors/{method}/seed{s}.h5" for s in seeds_of(method)]
-
-
 def rebasin_files(variant):
     """'<method>/<reference>/<fit>' -> path, for every sample method and configured reference."""
     return {
@@ -155,8 +179,13 @@ def rebasin_files(variant):
     }
 
 
+def gaussian_files(variant):
+    """Gaussian method -> its posteriors (seed order)."""
+    return {m: posterior_files(variant, m) for m in GAUSSIAN_METHODS}
+
+
 def table_files():
-    if not TABLE1:
+    if not REFERENCE:
         return []
     return [f"{RESULTS}/tables/table1_{v}.{ext}" for v in VARIANTS for ext in ("csv", "md", "tex")]
 
@@ -167,80 +196,7 @@ wildcard_constraints:
     seed=r"\d+",
     a=r"\d+",
     b=r"\d+",
-    method="|".join(METHODS),
-    kind="weight|w2",
-    alignment="naive|weight|w2",
+    method="|".join(TRAINED),
+    kind="|".join(registry.ALIGNMENT_KINDS),
+    alignment="|".join(["naive", *registry.ALIGNMENT_KINDS]),
     reference="first|iterated",
-
-
-# ---------------------------------------------------------------- weight-space studies (Xiao et al.)
-
-BASIN_REFERENCE = basin_reference(config)
-# other methods' Gaussians aligned into the basin of HMC's q_r: label -> what is aligned
-BASIN_LABELS = (["ensemble"] if "ensemble" in METHODS else []) + (
-    [f"vi-seed{s}" for s in seeds_of("vi")] if "vi" in METHODS else [])
-BASIN = TABLE1 and bool(BASIN_LABELS)
-NOT_K = "ensemble" in METHODS and bool(config["not_study"]["ks"])
-
-
-def hmc_qr(variant):
-    return f"{RESULTS}/{variant}/rebasin/hmc/{BASIN_REFERENCE}/q_r.h5"
-
-
-def basin_sources(variant):
-    """label -> Gaussian to align into HMC's basin: the ensemble's q_r, every VI posterior."""
-    return {label: (f"{RESULTS}/{variant}/rebasin/ensemble/{BASIN_REFERENCE}/q_r.h5" if label == "ensemble"
-                    else f"{RESULTS}/{variant}/posteriors/vi/seed{label.split('seed')[1]}.h5")
-            for label in BASIN_LABELS}
-
-
-def basin_outputs(variant):
-    return {label: f"{RESULTS}/{variant}/hmc_basin/{label}.h5" for label in BASIN_LABELS}
-
-
-def vi_files(variant):
-    return posterior_files(variant, "vi") if "vi" in METHODS else []
-
-
-def pruning_merged(wc):
-    """HMC's q_r and the ensemble's q_r in its basin, when both methods run."""
-    if BASIN and "ensemble" in BASIN_LABELS:
-        return [hmc_qr(wc.variant), basin_outputs(wc.variant)["ensemble"]]
-    return []
-
-
-def path_alignment_kind(method):
-    """The alignment whose files the NoT path study walks along (weight matching where it applies)."""
-    return kinds_for(method)[0]
-
-
-def not_path_methods():
-    """Methods with at least one pair to walk between and an alignment of it."""
-    return [m for m in pair_methods() if kinds_for(m)]
-
-
-def study_tables(variant):
-    """Tables of the weight-space studies that this config asks for: kind -> path."""
-    kinds = []
-    if SAMPLE_METHODS:
-        kinds += ["sigma", "pruning"]
-    if NOT_K:
-        kinds.append("not_k")
-    if not_path_methods():
-        kinds.append("not_path")
-    return {k: f"{RESULTS}/tables/{k}_{variant}.csv" for k in kinds}
-
-
-def study_files():
-    files = []
-    for variant in VARIANTS:
-        for kind, table in study_tables(variant).items():
-            files += [table] + [f"{RESULTS}/figures/{kind}_{variant}.{ext}" for ext in ("png", "pdf")]
-        if BASIN:
-            files.append(f"{RESULTS}/tables/hmc_basin_{variant}.csv")
-    return files
-
-
-wildcard_constraints:
-    k=r"\d+",
-    study="sigma|pruning|not_k|not_path",

@@ -47,9 +47,3 @@ rule barriers:
     input:
         barrier_tables(),
 
-
-rule tables:
-    input:
-        barrier_tables(),
-        table_files(),
-        [f for f in study_files() if "/tables/" in f],

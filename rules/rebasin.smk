@@ -25,21 +25,20 @@ rule rebasin:
 
 rule table1:
     input:
-        hmc=lambda wc: posterior_files(wc.variant, "hmc"),
-        ensemble=lambda wc: posterior_files(wc.variant, "ensemble") if "ensemble" in METHODS else [],
-        vi=lambda wc: posterior_files(wc.variant, "vi") if "vi" in METHODS else [],
+        posteriors=lambda wc: [p for m in METHODS for p in posterior_files(wc.variant, m)],
         rebasin=lambda wc: list(rebasin_files(wc.variant).values()),
         data=data_file,
     output:
         csv=f"{RESULTS}/tables/table1_{{variant}}.csv",
         md=f"{RESULTS}/tables/table1_{{variant}}.md",
         tex=f"{RESULTS}/tables/table1_{{variant}}.tex",
-        diagnostics=f"{RESULTS}/tables/hmc_diagnostics_{{variant}}.csv",
+        diagnostics=f"{RESULTS}/tables/chain_diagnostics_{{variant}}.csv",
     log:
         f"{LOGS}/{{variant}}/table1.log",
     params:
         cfg=job_config("table"),
         runtime=job_runtime,
+        posteriors=lambda wc: json.dumps({m: posterior_files(wc.variant, m) for m in METHODS}),
         rebasin=lambda wc: json.dumps(rebasin_files(wc.variant), sort_keys=True),
     threads: config["compute"]["threads"]
     resources:
@@ -47,7 +46,6 @@ rule table1:
     conda:
         ENV
     shell:
-        "python -m workflow table1 --hmc {input.hmc:q} --ensemble {input.ensemble:q} --vi {input.vi:q}"
-        " --rebasin {params.rebasin:q} --data {input.data:q} --config {params.cfg:q} --runtime {params.runtime:q}"
-        " --threads {threads} --out-csv {output.csv:q} --out-md {output.md:q} --out-tex {output.tex:q}"
-        " --out-diagnostics {output.diagnostics:q} > {log:q} 2>&1"
+        "python -m workflow table1 --posteriors {params.posteriors:q} --rebasin {params.rebasin:q} --data {input.data:q}"
+        " --config {params.cfg:q} --runtime {params.runtime:q} --threads {threads} --out-csv {output.csv:q}"
+        " --out-md {output.md:q} --out-tex {output.tex:q} --out-diagnostics {output.diagnostics:q} > {log:q} 2>&1"

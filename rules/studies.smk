@@ -1,5 +1,83 @@
-# Weight-space studies of Xiao et al.: other methods in HMC's basin, sigma histograms, pruning by
-# sigma, and the number-of-transpositions (NoT) studies. Figures read only the small tables.
+# Weight-space studies of Xiao et al.: other methods in the reference method's (HMC's) basin, sigma
+# histograms, pruning by sigma, and the number-of-transpositions (NoT) studies. Figures read only
+# the small tables. Which methods take part comes from the method registry.
+from workflow.config import basin_reference
+
+BASIN_REFERENCE = basin_reference(config)
+# Gaussians aligned into the basin of the reference's q_r: every other sample method's q_r, and
+# every Gaussian method's posterior of every seed (label -> what is aligned)
+BASIN_LABELS = [m for m in SAMPLE_METHODS if m != REFERENCE] + [
+    f"{m}-seed{s}" for m in GAUSSIAN_METHODS for s in seeds_of(m)]
+BASIN = bool(REFERENCE) and bool(BASIN_LABELS)
+# the method the NoT study retrains from permuted initial weights
+NOT_K_METHOD = next((m for m in METHODS if getattr(registry.load(m), "PERMUTED_INIT", False)), None)
+NOT_K = NOT_K_METHOD is not None and bool(config["not_study"]["ks"])
+
+
+def reference_qr(variant):
+    return f"{RESULTS}/{variant}/rebasin/{REFERENCE}/{BASIN_REFERENCE}/q_r.h5"
+
+
+def basin_sources(variant):
+    """label -> Gaussian to align into the reference's basin."""
+    out = {}
+    for label in BASIN_LABELS:
+        if label in SAMPLE_METHODS:
+            out[label] = f"{RESULTS}/{variant}/rebasin/{label}/{BASIN_REFERENCE}/q_r.h5"
+        else:
+            method, seed = label.rsplit("-seed", 1)
+            out[label] = posterior_file(variant, method, seed)
+    return out
+
+
+def basin_outputs(variant):
+    return {label: f"{RESULTS}/{variant}/basin/{label}.h5" for label in BASIN_LABELS}
+
+
+def pruning_merged(variant):
+    """[reference q_r, another sample method's q_r in its basin] per other sample method."""
+    if not BASIN:
+        return []
+    return [[reference_qr(variant), basin_outputs(variant)[m]] for m in SAMPLE_METHODS if m != REFERENCE]
+
+
+def path_alignment_kind(method):
+    """The alignment whose files the NoT path study walks along (weight matching where it applies)."""
+    return kinds_for(method)[0]
+
+
+def not_path_methods():
+    """Methods with at least one pair to walk between and an alignment of it."""
+    return [m for m in pair_methods() if kinds_for(m)]
+
+
+def study_tables(variant):
+    """Tables of the weight-space studies that this config asks for: kind -> path."""
+    kinds = []
+    if SAMPLE_METHODS:
+        kinds += ["sigma", "pruning"]
+    if NOT_K:
+        kinds.append("not_k")
+    if not_path_methods():
+        kinds.append("not_path")
+    return {k: f"{RESULTS}/tables/{k}_{variant}.csv" for k in kinds}
+
+
+def study_files():
+    files = []
+    for variant in VARIANTS:
+        for kind, table in study_tables(variant).items():
+            files += [table] + [f"{RESULTS}/figures/{kind}_{variant}.{ext}" for ext in ("png", "pdf")]
+        if BASIN:
+            files.append(f"{RESULTS}/tables/basin_{variant}.csv")
+    return files
+
+
+wildcard_constraints:
+    k=r"\d+",
+    study="sigma|pruning|not_k|not_path",
+
+
 localrules:
     sigma_histograms,
     summarize_not_k,
@@ -8,15 +86,15 @@ localrules:
     studies,
 
 
-rule hmc_basin:
+rule basin:
     input:
-        reference=lambda wc: hmc_qr(wc.variant),
+        reference=lambda wc: reference_qr(wc.variant),
         sources=lambda wc: list(basin_sources(wc.variant).values()),
     output:
-        table=f"{RESULTS}/tables/hmc_basin_{{variant}}.csv",
-        alignments=[f"{V}/hmc_basin/{label}.h5" for label in BASIN_LABELS],
+        table=f"{RESULTS}/tables/basin_{{variant}}.csv",
+        alignments=[f"{V}/basin/{label}.h5" for label in BASIN_LABELS],
     log:
-        f"{LOGS}/{{variant}}/hmc_basin.log",
+        f"{LOGS}/{{variant}}/basin.log",
     params:
         cfg=job_config("alignment"),
         sources=lambda wc: json.dumps(basin_sources(wc.variant)),
@@ -28,20 +106,21 @@ rule hmc_basin:
     conda:
         ENV
     shell:
-        "python -m workflow hmc-basin --reference {input.reference:q} --sources {params.sources:q} --outs {params.outs:q}"
+        "python -m workflow basin --reference {input.reference:q} --sources {params.sources:q} --outs {params.outs:q}"
         " --variant {wildcards.variant} --config {params.cfg:q} --out-csv {output.table:q} > {log:q} 2>&1"
 
 
 rule sigma_histograms:
     input:
         rebasin=lambda wc: list(rebasin_files(wc.variant).values()),
-        vi=lambda wc: vi_files(wc.variant),
+        gaussians=lambda wc: [p for paths in gaussian_files(wc.variant).values() for p in paths],
     output:
         f"{RESULTS}/tables/sigma_{{variant}}.csv",
     log:
         f"{LOGS}/{{variant}}/sigma_histograms.log",
     params:
         rebasin=lambda wc: json.dumps(rebasin_files(wc.variant), sort_keys=True),
+        gaussians=lambda wc: json.dumps(gaussian_files(wc.variant)),
     threads: 1
     resources:
         mem_mb=2000,
@@ -49,15 +128,15 @@ rule sigma_histograms:
     conda:
         ENV
     shell:
-        "python -m workflow sigma-histograms --rebasin {params.rebasin:q} --vi {input.vi:q} --variant {wildcards.variant}"
+        "python -m workflow sigma-histograms --rebasin {params.rebasin:q} --gaussians {params.gaussians:q} --variant {wildcards.variant}"
         " --out-csv {output:q} > {log:q} 2>&1"
 
 
 rule pruning:
     input:
         rebasin=lambda wc: list(rebasin_files(wc.variant).values()),
-        vi=lambda wc: vi_files(wc.variant)[:1],
-        merged=pruning_merged,
+        gaussians=lambda wc: [paths[0] for paths in gaussian_files(wc.variant).values()],
+        merged=lambda wc: [p for pair in pruning_merged(wc.variant) for p in pair],
         data=data_file,
     output:
         f"{RESULTS}/tables/pruning_{{variant}}.csv",
@@ -67,29 +146,31 @@ rule pruning:
         cfg=job_config("pruning"),
         runtime=job_runtime,
         rebasin=lambda wc: json.dumps(rebasin_files(wc.variant), sort_keys=True),
-        merged=lambda wc, input: f"--merged {shlex.quote(input.merged[0])} {shlex.quote(input.merged[1])}" if input.merged else "",
+        gaussians=lambda wc: json.dumps({m: paths[0] for m, paths in gaussian_files(wc.variant).items()}),
+        merged=lambda wc: json.dumps(pruning_merged(wc.variant)),
     threads: config["compute"]["threads"]
     resources:
         **heavy_resources(mem_mb=4000, runtime=30),
     conda:
         ENV
     shell:
-        "python -m workflow pruning --rebasin {params.rebasin:q} --vi {input.vi:q} {params.merged}"
+        "python -m workflow pruning --rebasin {params.rebasin:q} --gaussians {params.gaussians:q} --merged {params.merged:q}"
         " --data {input.data:q} --variant {wildcards.variant} --config {params.cfg:q} --runtime {params.runtime:q}"
         " --threads {threads} --out-csv {output:q} > {log:q} 2>&1"
 
 
 rule not_k:
     input:
-        member=f"{V}/posteriors/ensemble/seed{{seed}}.h5",
+        member=lambda wc: posterior_file(wc.variant, NOT_K_METHOD, wc.seed),
         data=data_file,
     output:
         f"{V}/not_study/k{{k}}/seed{{seed}}.csv",
     log:
         f"{LOGS}/{{variant}}/not_study/k{{k}}/seed{{seed}}.log",
     params:
-        cfg=job_config("data", "model", "prior", "ensemble", "alignment", "barrier.n_points", "barrier.split",
-                       "not_study"),
+        cfg=lambda wc: json.dumps(result_config(variant_config(wc.variant), [
+            "data", "model", "prior", NOT_K_METHOD, "alignment", "barrier.n_points", "barrier.split", "not_study"]),
+            sort_keys=True),
         runtime=job_runtime,
         checkpoint=lambda wc: f"{RESULTS}/{wc.variant}/checkpoints/not_k/k{wc.k}/seed{wc.seed}.pt",
     threads: config["compute"]["threads"]

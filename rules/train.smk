@@ -1,6 +1,8 @@
 rule train_posterior:
     input:
         data=data_file,
+        # a method fitted around another (laplace around the ensemble member) depends on that posterior
+        base=base_posterior,
     output:
         f"{V}/posteriors/{{method}}/seed{{seed}}.h5",
     log:
@@ -10,6 +12,7 @@ rule train_posterior:
         runtime=job_runtime,
         # undeclared on purpose: Snakemake deletes a failed job's outputs, a checkpoint must survive
         checkpoint=lambda wc: f"{RESULTS}/{wc.variant}/checkpoints/{wc.method}/seed{wc.seed}.pt",
+        base=lambda wc, input: f"--base {shlex.quote(input.base[0])}" if input.base else "",
     threads: config["compute"]["threads"]
     resources:
         **heavy_resources(mem_mb=4000, runtime=120),
@@ -17,8 +20,8 @@ rule train_posterior:
         ENV
     shell:
         "python -m workflow train --method {wildcards.method} --seed {wildcards.seed} --data {input.data:q}"
-        " --config {params.cfg:q} --runtime {params.runtime:q} --checkpoint {params.checkpoint:q} --threads {threads}"
-        " --out {output:q} > {log:q} 2>&1"
+        " {params.base} --config {params.cfg:q} --runtime {params.runtime:q} --checkpoint {params.checkpoint:q}"
+        " --threads {threads} --out {output:q} > {log:q} 2>&1"
 
 
 rule posteriors:

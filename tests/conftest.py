@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from workflow.models import build_model, get_params
+from workflow.architectures import build_model, get_params
 
 
 @pytest.fixture

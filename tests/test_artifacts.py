@@ -7,7 +7,6 @@ import pytest
 
 from workflow.artifacts import (Alignment, ArtifactError, Posterior, read_alignment, read_posterior,
                                 write_alignment, write_posterior)
-from workflow.jobs import permute_posterior
 from workflow.permutations import random_permutations
 
 from .conftest import make_mlp
@@ -144,7 +143,7 @@ def test_alignment_round_trips(tmp_path, rng):
     post = samples_posterior(params, seed=1)
     perms = random_permutations(spec.group_sizes(params), rng)
     al = Alignment(alignment="weight", method="ensemble", seed_a=0, seed_b=1, perms=perms,
-                   objective_trace=np.array([1.0, 2.0]), aligned=permute_posterior(post, spec, perms),
+                   objective_trace=np.array([1.0, 2.0]), aligned=post.permuted(spec, perms),
                    source_a="a.h5", source_b="b.h5", sweeps=2, converged=True)
     write_alignment(tmp_path / "al.h5", al)
     back = read_alignment(tmp_path / "al.h5")

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from workflow.barriers import barrier_height, t_grid
-from workflow.predict import marginal_loss_error, predictive_log_probs, resolve_device
+from workflow.predict import Stacked, log_predictive, marginal_loss_error, resolve_device
 
 from .conftest import make_mlp
 
@@ -24,8 +24,9 @@ def test_barrier_height_hand_examples():
 
 def test_marginal_loss_averages_probabilities_not_log_probabilities():
     # two samples predicting class 0 with prob 0.9 and 0.1: the predictive gives 0.5
-    logits = torch.log(torch.tensor([[[0.9, 0.1]], [[0.1, 0.9]]]))
-    logp = predictive_log_probs(torch.log_softmax(logits, -1))
+    lin = torch.nn.Linear(1, 2)
+    stack = {"weight": torch.zeros(2, 2, 1), "bias": torch.log(torch.tensor([[0.9, 0.1], [0.1, 0.9]]))}
+    logp = log_predictive(lin, stack, torch.zeros(1, 1))
     assert torch.allclose(logp.exp(), torch.tensor([[0.5, 0.5]]))
 
 
@@ -52,7 +53,7 @@ def test_device_names():
 
 @pytest.mark.parametrize("hidden", [(7,), (9, 5, 11)])
 def test_fast_mlp_path_equals_functional_call_per_sample(hidden):
-    from workflow.predict import mlp_sample_logits
+    from workflow.architectures.mlp import sample_logits as mlp_sample_logits
 
     model, _, params = make_mlp(hidden, activation="tanh")
     stack = {k: torch.as_tensor(v)[None] + 0.1 * torch.randn(6, *v.shape) for k, v in params.items()}
@@ -64,18 +65,22 @@ def test_fast_mlp_path_equals_functional_call_per_sample(hidden):
 
 
 def test_chunked_predictive_equals_unchunked():
-    from workflow.predict import predictive
+    from workflow.predict import chunk_sizes
 
     model, _, params = make_mlp()
     stack = {k: torch.as_tensor(v)[None] + 0.3 * torch.randn(10, *v.shape) for k, v in params.items()}
     x = torch.randn(20, 1, 4, 4)
-    torch.testing.assert_close(predictive(model, stack, x, sample_chunk=3), predictive(model, stack, x, sample_chunk=100))
+    tiny = 4 * 500 / 2 ** 20  # MiB: a few samples and points per chunk
+    s_chunk, n_chunk = chunk_sizes(model, Stacked(stack), x, tiny)
+    assert s_chunk < 10 and n_chunk < 20
+    torch.testing.assert_close(log_predictive(model, stack, x, memory_mb=tiny), log_predictive(model, stack, x),
+                               rtol=1e-6, atol=1e-6)
 
 
 def test_summary_table_and_markdown(tmp_path):
     import pandas as pd
 
-    from workflow.jobs import summarize_barriers
+    from workflow.jobs.metrics import summarize_barriers
 
     paths = []
     for alignment, bump, nt in (("naive", 0.5, None), ("weight", 0.1, 7)):

@@ -14,7 +14,7 @@ def test_defaults_are_filled_at_every_level():
     assert cfg["prior"]["std"] == 1.0
     assert cfg["ensemble"]["epochs"] == 30
     assert cfg["data"]["root"] == "data" and cfg["data"]["download"] is False
-    assert cfg["compute"] == {"device": "auto", "gpu": 0, "threads": 1}
+    assert cfg["compute"] == {"device": "auto", "gpu": 0, "threads": 1, "memory_mb": 1024}
     assert MINIMAL["data"] == {"dataset": "digits"}  # input untouched
 
 
@@ -32,11 +32,11 @@ def test_the_shipped_config_is_valid():
     ({"seeds": [1, 1]}, "seeds", "non-unique"),
     ({"model": {"architecture": "mlp", "hidden": [0]}}, "model.hidden.0", "less than the minimum"),
     ({"prior": {"std": -1}}, "prior.std", "less than or equal to the minimum"),
-    ({"ensemble": {"epoch": 3}}, "ensemble", "allowed keys: batch_size, checkpoint_every, epochs, lr"),
+    ({"ensemble": {"epoch": 3}}, "ensemble", "allowed keys: augment, batch_size, checkpoint_every, epochs, lr, lr_schedule, momentum, optimizer"),
     ({"name": "a/b"}, "name", "does not match"),
     ({"compute": {"device": "tpu"}}, "compute.device", "does not match"),
-    ({"methods": ["mcmc"]}, "methods.0", "is not one of ['ensemble', 'vi', 'hmc']"),
-    ({"hmc": {"chains": 3}}, "hmc.chains", "3 chains asked for, but seeds lists only 2"),
+    ({"methods": ["mcmc"]}, "methods.0", "is not one of ['ensemble', 'vi', 'hmc', 'laplace']"),
+    ({"hmc": {"chains": 3}}, "hmc.chains", "3 asked for, but seeds lists only 2"),
     ({"not_study": {"seeds": 5}}, "not_study.seeds", "5 seeds asked for, but seeds lists only 2"),
     ({"methods": ["hmc"], "rebasin": {"references": ["first"], "basin_reference": "iterated"}},
      "rebasin.basin_reference", "'iterated' is not among"),

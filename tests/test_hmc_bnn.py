@@ -4,7 +4,7 @@ import torch
 
 from workflow.hmc import HmcSettings, flatten
 from workflow.hmc_bnn import bnn_potential, sample_bnn
-from workflow.models import build_model
+from workflow.architectures import build_model
 
 
 def test_bnn_potential_is_full_batch_nll_plus_gaussian_prior():

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from workflow.models import build_model
+from workflow.architectures import build_model
 from workflow.permutations import (apply_permutation, compose, count_cycles, expected_not_uniform, invert,
                                    is_permutation, number_of_transpositions, random_permutations,
                                    random_transpositions)

@@ -4,6 +4,7 @@ import torch
 
 from workflow.compare import accuracy, agreement, total_variation
 from workflow.permutations import apply_permutation, random_permutations
+from workflow.architectures.mlp import hidden_activations
 from workflow.rebasin import activation_matching, fit_diagonal_gaussian, rebase
 
 from .conftest import make_mlp
@@ -36,11 +37,12 @@ def test_rebasin_of_permuted_copies_gives_zero_sigma(reference):
 def test_activation_matching_recovers_permuted_copies():
     model, spec, params, samples = permuted_copies(n=4)
     x = torch.randn(300, 1, 4, 4)
-    result = rebase(samples, spec, reference="first", matching="activation", model=model, x=x)
+    result = rebase(samples, spec, reference="first", matching="activation",
+                    activations=lambda p: hidden_activations(model, p, x))
     _, std_r = fit_diagonal_gaussian(result.aligned)
     for k in params:
         np.testing.assert_allclose(std_r[k], 0.0, atol=1e-12)
-    perms = activation_matching(model, params, params, x)
+    perms = activation_matching(hidden_activations(model, params, x), hidden_activations(model, params, x))
     assert all(np.array_equal(p, np.arange(len(p))) for p in perms.values())
 
 
@@ -57,7 +59,7 @@ def test_rebasin_refuses_unknown_options_and_single_samples():
     _, spec, _, samples = permuted_copies(n=2)
     with pytest.raises(ValueError, match="allowed: first, iterated"):
         rebase(samples, spec, reference="mean")
-    with pytest.raises(ValueError, match="needs the model"):
+    with pytest.raises(ValueError, match="hidden activations"):
         rebase(samples, spec, matching="activation")
     with pytest.raises(ValueError, match="at least 2"):
         fit_diagonal_gaussian({k: v[:1] for k, v in samples.items()})

@@ -7,7 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workflow import jobs, studies
+from workflow.artifacts import ArtifactError, read_posterior
+from workflow.config import fill_defaults
+from workflow.jobs import align as align_jobs, data as data_jobs, studies, train as train_jobs
 from workflow.artifacts import Posterior, read_alignment, write_posterior
 from workflow.permutations import apply_permutation, number_of_transpositions, random_permutations
 
@@ -36,7 +38,7 @@ def reference_and_permuted(tmp_path, rng):
 def test_a_permuted_copy_lands_exactly_in_hmc_basin(reference_and_permuted):
     tmp, perms = reference_and_permuted
     out = {"vi-seed1": tmp / "basin" / "vi-seed1.h5"}
-    studies.hmc_basin_job(tmp / "ref.h5", {"vi-seed1": tmp / "src.h5"}, out, tmp / "basin.csv")
+    studies.basin_job(tmp / "ref.h5", {"vi-seed1": tmp / "src.h5"}, out, tmp / "basin.csv")
     row = pd.read_csv(tmp / "basin.csv").iloc[0]
     assert row["w2_before"] > 1.0 and row["w2_after"] == pytest.approx(0.0, abs=1e-5)
     assert row["std_corr_after"] == pytest.approx(1.0) and row["std_corr_before"] < 0.9
@@ -48,28 +50,28 @@ def test_a_permuted_copy_lands_exactly_in_hmc_basin(reference_and_permuted):
 def test_sigma_histograms_count_every_weight(reference_and_permuted):
     tmp, _ = reference_and_permuted
     fits = {"hmc/first/q_d": tmp / "ref.h5", "hmc/first/q_r": tmp / "ref.h5", "hmc/iterated/q_d": tmp / "ref.h5"}
-    studies.sigma_histogram_job(fits, [tmp / "src.h5"], tmp / "sigma.csv", bins=10)
+    studies.sigma_histogram_job(fits, {"vi": [tmp / "src.h5"]}, tmp / "sigma.csv", bins=10)
     table = pd.read_csv(tmp / "sigma.csv")
     assert set(table["label"]) == {"HMC q_d", "HMC q_r (first ref.)", "VI q"}  # q_d once, whatever the reference
     n = sum(v.size for v in make_mlp()[2].values())
     assert (table.groupby("label")["count"].sum() == n).all()
     assert table.groupby("label")["fraction"].sum().to_numpy() == pytest.approx(1.0)
     with pytest.raises(ValueError, match="rebasin key"):
-        studies.sigma_histogram_job({"hmc/q_r": tmp / "ref.h5"}, [], tmp / "bad.csv")
+        studies.sigma_histogram_job({"hmc/q_r": tmp / "ref.h5"}, {}, tmp / "bad.csv")
 
 
 @pytest.fixture(scope="module")
 def digits_member(tmp_path_factory):
     """Prepared digits data and one small ensemble member (seed 0) trained on it."""
     tmp = tmp_path_factory.mktemp("member")
-    cfg = {"name": "t", "data": {"dataset": "digits", "split_seed": 0, "test_fraction": 0.3, "n_train": 300,
+    cfg = fill_defaults({"name": "t", "data": {"dataset": "digits", "split_seed": 0, "test_fraction": 0.3, "n_train": 300,
                                  "n_test": 150},
            "model": {"architecture": "mlp", "hidden": [24], "activation": "relu"}, "prior": {"std": 1.0},
            "ensemble": {"epochs": 4, "batch_size": 32, "lr": 0.003}, "barrier": {"n_points": 5},
-           "alignment": {"max_sweeps": 100}}
-    jobs.prepare_data(cfg["data"], tmp / "data.npz")
+           "alignment": {"max_sweeps": 100}})
+    data_jobs.prepare_data(cfg["data"], tmp / "data.npz")
     for seed in (0, 1):
-        jobs.train_posterior("ensemble", tmp / "data.npz", seed, cfg, tmp / f"seed{seed}.h5", device="cpu")
+        train_jobs.train_posterior("ensemble", tmp / "data.npz", seed, cfg, tmp / f"seed{seed}.h5", device="cpu")
     return tmp, cfg
 
 
@@ -77,19 +79,19 @@ def test_same_minibatch_order_recovers_the_planted_permutation(digits_member, tm
     """Training is permutation-equivariant: from a permuted init with the same minibatch order it
     ends at the permuted solution, so matching undoes exactly the planted permutation."""
     tmp, cfg = digits_member
-    cfg = {**cfg, "not_study": {"data_order": "same", "seed": 3}}
+    cfg = fill_defaults({**cfg, "not_study": {"data_order": "same", "seed": 3}})
     studies.not_k_job(8, 0, tmp / "seed0.h5", tmp / "data.npz", cfg, tmp_path / "k8.csv", device="cpu")
     row = pd.read_csv(tmp_path / "k8.csv").iloc[0]
     assert 0 < row["not_planted"] <= 8 and row["not_found"] == row["not_planted"] and row["not_residual"] == 0
     assert row["l2_aligned"] < 1e-3 * row["l2_naive"]
     assert row["loss_barrier_aligned"] == pytest.approx(0.0, abs=1e-4)
-    with pytest.raises(jobs.ArtifactError, match="seed 0"):
+    with pytest.raises(ArtifactError, match="seed 0"):
         studies.not_k_job(8, 1, tmp / "seed0.h5", tmp / "data.npz", cfg, tmp_path / "bad.csv", device="cpu")
 
 
 def test_not_along_the_path_is_zero_after_alignment(digits_member, tmp_path):
     tmp, cfg = digits_member
-    jobs.align_pair("weight", tmp / "seed0.h5", tmp / "seed1.h5", cfg, tmp_path / "al.h5", seeds=(0, 1))
+    align_jobs.align_pair("weight", tmp / "seed0.h5", tmp / "seed1.h5", cfg, tmp_path / "al.h5", seeds=(0, 1))
     found = sum(read_alignment(tmp_path / "al.h5").not_per_group.values())
     studies.not_path_job("ensemble", [(tmp / "seed0.h5", tmp / "seed1.h5", tmp_path / "al.h5")], tmp_path / "p.csv",
                          n_points=5)
@@ -103,12 +105,12 @@ def test_not_along_the_path_is_zero_after_alignment(digits_member, tmp_path):
 
 def test_pruning_curves_start_at_the_mean_network(digits_member, tmp_path, rng):
     tmp, _ = digits_member
-    member = jobs.artifacts.read_posterior(tmp / "seed0.h5")
+    member = read_posterior(tmp / "seed0.h5")
     mean = {k: v[0, 0] for k, v in member.samples.items()}
     std = {k: rng.uniform(0.01, 1.0, v.shape).astype(np.float32) for k, v in mean.items()}
     fit = dataclasses.replace(member, kind="gaussian", samples=None, mean=mean, std=std, config={})
     write_posterior(tmp_path / "q_r.h5", fit)
-    studies.pruning_job({"ensemble/first/q_r": tmp_path / "q_r.h5"}, [], None, tmp / "data.npz",
+    studies.pruning_job({"ensemble/first/q_r": tmp_path / "q_r.h5"}, {}, [], tmp / "data.npz",
                         tmp_path / "pruning.csv", fractions=[1.0, 0.5, 0.0], device="cpu")
     table = pd.read_csv(tmp_path / "pruning.csv")
     assert list(table["fraction_retained"]) == [1.0, 0.5, 0.0]

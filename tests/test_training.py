@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from workflow.models import build_model
+from workflow.architectures import build_model
 from workflow.training import MapSettings, train_map
 
 

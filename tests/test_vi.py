@@ -5,12 +5,11 @@ import pytest
 import torch
 
 from workflow.barriers import barrier_height, gaussian_path, mixture_path, t_grid
-from workflow.jobs import distance, permute_posterior, w2_distance
-from workflow.artifacts import Posterior
+from workflow.artifacts import Posterior, w2_distance
 from workflow.matching import weight_matching
-from workflow.models import build_model
+from workflow.architectures import build_model
 from workflow.permutations import invert, random_permutations
-from workflow.predict import predictive, standard_normal_like, to_torch
+from workflow.predict import Gaussian, log_predictive, to_torch
 from workflow.vi import MeanField, ViSettings, local_reparam_logits, sampled_logits, train_vi
 
 from .conftest import make_mlp
@@ -41,13 +40,13 @@ def test_w2_alignment_recovers_the_permutation_of_a_permuted_copy(rng):
     _, spec, params = make_mlp((16, 12))
     q = gaussian(params)
     perms = random_permutations(spec.group_sizes(params), rng)
-    q_perm = permute_posterior(q, spec, perms)
+    q_perm = q.permuted(spec, perms)
     result = weight_matching(q.mean, q_perm.mean, spec, extra_channels=[(q.std, q_perm.std, 1.0)])
     for g in perms:
         np.testing.assert_array_equal(result.perms[g], invert(perms[g]))
-    aligned = permute_posterior(q_perm, spec, result.perms)
-    assert distance(q, aligned) == ("w2", 0.0)
-    assert distance(q, q_perm)[1] > 0
+    aligned = q_perm.permuted(spec, result.perms)
+    assert q.distance_to(aligned) == ("w2", 0.0)
+    assert q.distance_to(q_perm)[1] > 0
 
 
 def test_w2_alignment_uses_the_standard_deviations():
@@ -56,11 +55,11 @@ def test_w2_alignment_uses_the_standard_deviations():
     zero = {k: np.zeros_like(v) for k, v in params.items()}
     q = gaussian(zero, seed=3, hidden=(10,))
     perm = {"P0": np.roll(np.arange(10), 3)}
-    q_perm = permute_posterior(q, spec, perm)
+    q_perm = q.permuted(spec, perm)
     w2 = weight_matching(q.mean, q_perm.mean, spec, extra_channels=[(q.std, q_perm.std, 1.0)])
-    assert distance(q, permute_posterior(q_perm, spec, w2.perms))[1] == pytest.approx(0.0, abs=1e-6)
+    assert q.distance_to(q_perm.permuted(spec, w2.perms))[1] == pytest.approx(0.0, abs=1e-6)
     means_only = weight_matching(q.mean, q_perm.mean, spec)
-    assert distance(q, permute_posterior(q_perm, spec, means_only.perms))[1] > 0.01
+    assert q.distance_to(q_perm.permuted(spec, means_only.perms))[1] > 0.01
 
 
 def test_geodesic_endpoints_are_the_two_posteriors():
@@ -68,12 +67,11 @@ def test_geodesic_endpoints_are_the_two_posteriors():
     _, _, other = make_mlp(seed=4)
     qa, qb = gaussian(params), gaussian(other, seed=1)
     x, y = torch.randn(64, 1, 4, 4), torch.randint(0, 5, (64,))
-    eps = standard_normal_like(qa.mean, 30, seed=0)
-    curve = gaussian_path(model, to_torch(qa.mean), to_torch(qa.std), to_torch(qb.mean), to_torch(qb.std), eps, x, y,
-                          t_grid(5))
+    curve = gaussian_path(model, qa.mean, qa.std, qb.mean, qb.std, 30, 0, x, y, t_grid(5))
+    eps = Gaussian(qa.mean, qa.std, 30, 0).noise(0, 30)
     for t, q in ((0.0, qa), (1.0, qb)):
         stack = {k: torch.as_tensor(q.mean[k]) + torch.as_tensor(q.std[k]) * eps[k] for k in q.mean}
-        logp = predictive(model, stack, x)
+        logp = log_predictive(model, stack, x)
         nll = -logp.gather(1, y[:, None]).mean().item()
         assert curve.loc[curve.t == t, "loss"].item() == pytest.approx(nll, rel=1e-5)
 
@@ -83,12 +81,12 @@ def test_barrier_of_a_posterior_with_itself_is_zero_up_to_mc_noise():
     q = gaussian({k: 3 * v for k, v in params.items()})
     x = torch.randn(200, 1, 4, 4)
     y = torch.func.functional_call(model, to_torch({k: 3 * v for k, v in params.items()}), (x,)).argmax(1)
-    m, s = to_torch(q.mean), to_torch(q.std)
+    m, s = q.mean, q.std
     # common random numbers: the same eps at every t makes the curve exactly flat
-    same = gaussian_path(model, m, s, m, s, standard_normal_like(q.mean, 50, 0), x, y, t_grid(6))
+    same = gaussian_path(model, m, s, m, s, 50, 0, x, y, t_grid(6))
     assert barrier_height(same.t, same.loss) == pytest.approx(0.0, abs=1e-6)
     # fresh noise per t: flat up to Monte Carlo noise
-    losses = [gaussian_path(model, m, s, m, s, standard_normal_like(q.mean, 50, i), x, y, np.array([0.0]))
+    losses = [gaussian_path(model, m, s, m, s, 50, i, x, y, np.array([0.0]))
               .loss.item() for i in range(6)]
     assert np.std(losses) < 0.05 * np.mean(losses) + 1e-3
 
@@ -157,9 +155,7 @@ def test_vi_learns_and_stores_traces(local):
     mean, std, traces, _ = train_vi(model, x, y, s, seed=0, device=torch.device("cpu"))
     assert set(traces) == {"loss", "nll", "kl", "elbo"} and len(traces["elbo"]) == 40
     assert traces["nll"][-1] < 0.6 * traces["nll"][0]
-    eps = standard_normal_like(mean, 50, 1)
-    stack = {k: torch.as_tensor(mean[k]) + torch.as_tensor(std[k]) * eps[k] for k in mean}
-    acc = (predictive(model, stack, x).argmax(1) == y).float().mean().item()
+    acc = (log_predictive(model, Gaussian(mean, std, 50, 1), x).argmax(1) == y).float().mean().item()
     assert acc > 0.85
 
 

@@ -25,6 +25,7 @@ Alignment file layout (format ``bnn-alignment``, version 1)::
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ import h5py
 import numpy as np
 
 from .atomic import atomic_path
+from .permutations import apply_permutation, is_permutation, number_of_transpositions
 from .provenance import provenance
 
 POSTERIOR_FORMAT = "bnn-posterior"
@@ -64,6 +66,55 @@ class Posterior:
     diagnostics: dict[str, np.ndarray] = field(default_factory=dict)
     diagnostic_attrs: dict[str, Any] = field(default_factory=dict)
     provenance: dict = field(default_factory=dict)  # filled on read
+
+    # ------------------------------------------------------------ operations
+
+    def build_model(self):
+        """(network, permutation spec) of this posterior's architecture."""
+        from .architectures import build_model
+
+        return build_model(self.architecture, self.input_shape, self.n_classes, **self.architecture_args)
+
+    def representative(self) -> dict[str, np.ndarray]:
+        """The point that stands for the posterior in weight matching: the sample mean, or the Gaussian's mean."""
+        if self.kind == "gaussian":
+            return self.mean
+        return {k: v.mean(axis=(0, 1)) for k, v in self.samples.items()}
+
+    def permuted(self, spec, perms) -> "Posterior":
+        """The same posterior with every sample (or mean and std) permuted."""
+        if self.kind == "samples":
+            return dataclasses.replace(self, samples=apply_permutation(self.samples, spec, perms, batch_dims=2))
+        return dataclasses.replace(self, mean=apply_permutation(self.mean, spec, perms),
+                                   std=apply_permutation(self.std, spec, perms))
+
+    def distance_to(self, other: "Posterior") -> tuple[str, float]:
+        """('w2', W2 between diagonal Gaussians in closed form) or ('l2', L2 between the representatives)."""
+        if self.kind == "gaussian":
+            return "w2", w2_distance(self.mean, self.std, other.mean, other.std)
+        return "l2", l2_distance(self.representative(), other.representative())
+
+    def check_compatible(self, other: "Posterior", where: str, same_kind: bool = True) -> None:
+        """Refuse to pair posteriors of different architectures or data (or kinds, unless ``same_kind`` is off)."""
+        for attr in ("architecture", "architecture_args", "dataset", "input_shape", "n_classes",
+                     *(("kind",) if same_kind else ())):
+            if getattr(self, attr) != getattr(other, attr):
+                raise ArtifactError(f"{where}: posteriors differ in {attr}: {getattr(self, attr)!r} vs "
+                                    f"{getattr(other, attr)!r}")
+
+    def sample_source(self, n_mc: int, seed: int):
+        """Weight samples of the predictive: every draw, or ``n_mc`` Monte Carlo draws of the Gaussian."""
+        from .predict import Gaussian, Stacked
+
+        if self.kind == "samples":
+            return Stacked(self.flat_samples())
+        return Gaussian(self.mean, self.std, n_mc, seed)
+
+    def mean_network(self):
+        """The single network at the representative, as a one-sample source."""
+        from .predict import Stacked
+
+        return Stacked({k: np.asarray(v)[None] for k, v in self.representative().items()})
 
     @property
     def param_names(self) -> list[str]:
@@ -103,6 +154,18 @@ class Posterior:
                 raise ArtifactError(f"{where}: parameter {k!r} holds non-finite values")
 
 
+def l2_distance(a, b) -> float:
+    """Euclidean distance between two parameter sets (in float64)."""
+    return float(np.sqrt(sum(np.sum((np.float64(a[k]) - b[k]) ** 2) for k in a)))
+
+
+def w2_distance(mean_a, std_a, mean_b, std_b) -> float:
+    """W2(N(mean_a, diag std_a^2), N(mean_b, diag std_b^2)) = sqrt(||mean_a - mean_b||^2 + ||std_a - std_b||^2)."""
+    sq = sum(np.sum((np.float64(mean_a[k]) - mean_b[k]) ** 2) + np.sum((np.float64(std_a[k]) - std_b[k]) ** 2)
+             for k in mean_a)
+    return float(np.sqrt(sq))
+
+
 @dataclass
 class Alignment:
     alignment: str  # kind of alignment, e.g. "weight"
@@ -123,8 +186,6 @@ class Alignment:
 
     @property
     def not_per_group(self) -> dict[str, int]:
-        from .permutations import number_of_transpositions
-
         return {g: number_of_transpositions(p) for g, p in self.perms.items()}
 
 
@@ -258,10 +319,8 @@ def _read_posterior_group(g: h5py.Group, where: str) -> Posterior:
 
 def _check_against_architecture(post: Posterior, where: str) -> None:
     """The stored parameters must be exactly those of the named architecture."""
-    from .models import build_model  # local: keeps torch off the import path of light readers
-
     try:
-        model, _ = build_model(post.architecture, post.input_shape, post.n_classes, **post.architecture_args)
+        model, _ = post.build_model()
     except ValueError as err:
         raise ArtifactError(f"{where}: {err}") from err
     expected = {k: tuple(v.shape) for k, v in model.named_parameters()}
@@ -297,8 +356,6 @@ def read_alignment(path: str | os.PathLike) -> Alignment:
             raise
         except (KeyError, ValueError, OSError, TypeError) as err:
             raise ArtifactError(f"{path}: malformed alignment artifact: {err!r}") from err
-    from .permutations import is_permutation
-
     for g, p in result.perms.items():
         if not is_permutation(p):
             raise ArtifactError(f"{path}: /perms/{g} is not a permutation")

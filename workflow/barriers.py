@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .predict import gaussian_samples, loss_error, marginal_loss_error
+from .predict import DEFAULT_MEMORY_MB, Gaussian, Stacked, loss_error, marginal_loss_error
 
 
 def t_grid(n_points: int) -> np.ndarray:
@@ -24,29 +24,31 @@ def t_grid(n_points: int) -> np.ndarray:
     return np.linspace(0.0, 1.0, n_points)
 
 
-def interpolate(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor], t: float) -> dict[str, torch.Tensor]:
+def interpolate(a: Mapping, b: Mapping, t: float) -> dict:
     return {k: (1.0 - t) * a[k] + t * b[k] for k in a}
 
 
-def linear_path(model: torch.nn.Module, a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor],
-                x: torch.Tensor, y: torch.Tensor, ts: np.ndarray) -> pd.DataFrame:
-    """Marginalized loss and error at every t of the path between stacks ``a`` and ``b``."""
+def linear_path(model: torch.nn.Module, a: Mapping, b: Mapping, x: torch.Tensor, y: torch.Tensor, ts: np.ndarray,
+                *, memory_mb: float = DEFAULT_MEMORY_MB) -> pd.DataFrame:
+    """Marginalized loss and error at every t of the path between stacks ``a`` and ``b`` ([S, *shape] each)."""
     if set(a) != set(b) or any(a[k].shape != b[k].shape for k in a):
         raise ValueError("the two endpoints must have the same parameters with the same shapes (and sample counts)")
     rows = []
     for t in ts:
-        loss, error = marginal_loss_error(model, interpolate(a, b, float(t)), x, y)
+        loss, error = marginal_loss_error(model, Stacked(interpolate(a, b, float(t))), x, y, memory_mb=memory_mb)
         rows.append({"t": float(t), "loss": loss, "error": error})
     return pd.DataFrame(rows)
 
 
-def gaussian_path(model: torch.nn.Module, a_mean, a_std, b_mean, b_std, eps: Mapping[str, torch.Tensor],
-                  x: torch.Tensor, y: torch.Tensor, ts: np.ndarray) -> pd.DataFrame:
-    """Marginalized loss and error along the W2 geodesic between N(a_mean, a_std^2) and N(b_mean, b_std^2)."""
+def gaussian_path(model: torch.nn.Module, a_mean, a_std, b_mean, b_std, n_samples: int, seed: int,
+                  x: torch.Tensor, y: torch.Tensor, ts: np.ndarray, *,
+                  memory_mb: float = DEFAULT_MEMORY_MB) -> pd.DataFrame:
+    """Marginalized loss and error along the W2 geodesic between N(a_mean, a_std^2) and N(b_mean, b_std^2),
+    with the same ``n_samples`` noise draws (``seed``) at every t."""
     rows = []
     for t in ts:
-        stack = gaussian_samples(interpolate(a_mean, b_mean, float(t)), interpolate(a_std, b_std, float(t)), eps)
-        loss, error = marginal_loss_error(model, stack, x, y)
+        source = Gaussian(interpolate(a_mean, b_mean, float(t)), interpolate(a_std, b_std, float(t)), n_samples, seed)
+        loss, error = marginal_loss_error(model, source, x, y, memory_mb=memory_mb)
         rows.append({"t": float(t), "loss": loss, "error": error})
     return pd.DataFrame(rows)
 

@@ -11,19 +11,12 @@ import json
 import logging
 import sys
 
-import torch
-
 
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=json.loads, default={}, help="the job's config sections as JSON")
     p.add_argument("--runtime", type=json.loads, default={},
                    help="runtime settings as JSON (device, checkpoint interval, data root), merged into --config")
     p.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
-
-
-# figure kind -> function name in workflow.figures (imported only when a figure is drawn)
-FIGURES = {"sigma": "sigma_histogram_figure", "pruning": "pruning_figure", "not_k": "not_k_figure",
-           "not_path": "not_path_figure"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--checkpoint", default=None, help="resume file, written periodically and removed at the end")
+    p.add_argument("--base", default=None, help="the posterior this method is fitted around (same seed), if any")
 
     p = sub.add_parser("align", help="permute posterior B into A's basin")
     _add_common(p)
@@ -70,11 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-qd", required=True)
     p.add_argument("--out-qr", required=True)
 
-    p = sub.add_parser("table1", help="Xiao et al.'s Table 1: predictives against HMC's")
+    p = sub.add_parser("table1", help="Xiao et al.'s Table 1: predictives against the reference method's (HMC)")
     _add_common(p)
-    p.add_argument("--hmc", nargs="+", required=True)
-    p.add_argument("--ensemble", nargs="*", default=[])
-    p.add_argument("--vi", nargs="*", default=[])
+    p.add_argument("--posteriors", type=json.loads, required=True, help="JSON: method -> its posterior files")
     p.add_argument("--rebasin", type=json.loads, required=True, help="JSON: '<method>/<reference>/<fit>' -> path")
     p.add_argument("--data", required=True)
     p.add_argument("--out-csv", required=True)
@@ -82,26 +74,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-tex", required=True)
     p.add_argument("--out-diagnostics", required=True)
 
-    p = sub.add_parser("hmc-basin", help="align other methods' Gaussians into the basin of HMC's q_r (W2)")
+    p = sub.add_parser("basin", help="align other methods' Gaussians into the basin of the reference's q_r (W2)")
     _add_common(p)
-    p.add_argument("--reference", required=True, help="HMC's q_r")
+    p.add_argument("--reference", required=True, help="the reference method's q_r (HMC's)")
     p.add_argument("--sources", type=json.loads, required=True, help="JSON: label -> Gaussian posterior")
     p.add_argument("--outs", type=json.loads, required=True, help="JSON: label -> alignment file to write")
     p.add_argument("--variant", default="base")
     p.add_argument("--out-csv", required=True)
 
-    p = sub.add_parser("sigma-histograms", help="histograms of sigma of q_d, q_r and VI")
+    p = sub.add_parser("sigma-histograms", help="histograms of sigma of q_d, q_r and the Gaussian methods")
     p.add_argument("--rebasin", type=json.loads, default={}, help="JSON: '<method>/<reference>/<fit>' -> path")
-    p.add_argument("--vi", nargs="*", default=[])
+    p.add_argument("--gaussians", type=json.loads, default={}, help="JSON: Gaussian method -> its posterior files")
     p.add_argument("--variant", default="base")
     p.add_argument("--out-csv", required=True)
 
     p = sub.add_parser("pruning", help="accuracy of the mean networks pruned by sigma")
     _add_common(p)
     p.add_argument("--rebasin", type=json.loads, default={}, help="JSON: '<method>/<reference>/<fit>' -> path")
-    p.add_argument("--vi", nargs="*", default=[])
-    p.add_argument("--merged", nargs=2, default=None, metavar=("HMC_Q_R", "ENSEMBLE_IN_HMC_BASIN"),
-                   help="add the ensemble mean pruned by HMC's sigma")
+    p.add_argument("--gaussians", type=json.loads, default={},
+                   help="JSON: Gaussian method -> its first seed's posterior file")
+    p.add_argument("--merged", type=json.loads, default=[],
+                   help="JSON: [[reference q_r, alignment file of another q_r in its basin], ...]")
     p.add_argument("--data", required=True)
     p.add_argument("--variant", default="base")
     p.add_argument("--out-csv", required=True)
@@ -110,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.add_argument("--k", type=int, required=True)
     p.add_argument("--seed", type=int, required=True)
-    p.add_argument("--member", required=True, help="the ensemble member of that seed")
+    p.add_argument("--member", required=True, help="the member of that seed (a method that supports a permuted init)")
     p.add_argument("--data", required=True)
     p.add_argument("--variant", default="base")
     p.add_argument("--checkpoint", default=None, help="resume file, written periodically and removed at the end")
@@ -130,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
 
     p = sub.add_parser("figure", help="a study's figure from its table: sigma, pruning, not_k, not_path")
-    p.add_argument("--kind", required=True, choices=sorted(FIGURES))
+    p.add_argument("--kind", required=True, help="the study: sigma, pruning, not_k, not_path")
     p.add_argument("--table", required=True)
     p.add_argument("--variant", default=None)
     p.add_argument("--png", required=True)
@@ -164,83 +157,77 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _not_path(args, cfg, device):
+    if not len(args.a) == len(args.b) == len(args.alignments):
+        raise ValueError(f"--a, --b and --alignments must name as many files each, got {len(args.a)}, "
+                         f"{len(args.b)} and {len(args.alignments)}")
+    from .jobs.studies import not_path_job
+
+    not_path_job(args.method, list(zip(args.a, args.b, args.alignments)), args.out, n_points=cfg["barrier"]["n_points"],
+                 variant=args.variant, max_sweeps=cfg["alignment"]["max_sweeps"])
+
+
+def _validate_config(args, cfg, device):
+    from .config import load_config
+
+    print(json.dumps(load_config(args.path), indent=2))
+
+
+def _job(module: str, function: str):
+    """A job function, imported only when its command runs (light commands stay light)."""
+    import importlib
+
+    return getattr(importlib.import_module(f"workflow.jobs.{module}"), function)
+
+
+# command -> (args, config with defaults, device) -> None
+COMMANDS = {
+    "prepare-data": lambda a, c, d: _job("data", "prepare_data")(c["data"], a.out),
+    "train": lambda a, c, d: _job("train", "train_posterior")(a.method, a.data, a.seed, c, a.out,
+                                                              checkpoint=a.checkpoint, device=d, base_path=a.base),
+    "align": lambda a, c, d: _job("align", "align_pair")(a.kind, a.a, a.b, c, a.out, seeds=a.seeds),
+    "barrier": lambda a, c, d: _job("metrics", "barrier_curve")(a.alignment, a.a, a.b, a.data, c, a.out, device=d,
+                                                                variant=a.variant, seeds=a.seeds),
+    "summarize-barriers": lambda a, c, d: _job("metrics", "summarize_barriers")(a.curves, a.variants, a.out_curves,
+                                                                                a.out_csv, a.out_md),
+    "rebasin": lambda a, c, d: _job("rebasin", "rebasin_job")(a.method, a.posteriors, a.data, c, a.reference,
+                                                              a.out_qd, a.out_qr, seeds=a.seeds),
+    "table1": lambda a, c, d: _job("rebasin", "table1_job")(a.posteriors, a.rebasin, a.data, c, a.out_csv, a.out_md,
+                                                            a.out_tex, a.out_diagnostics, device=d),
+    "basin": lambda a, c, d: _job("studies", "basin_job")(a.reference, a.sources, a.outs, a.out_csv,
+                                                          variant=a.variant, max_sweeps=c["alignment"]["max_sweeps"]),
+    "sigma-histograms": lambda a, c, d: _job("studies", "sigma_histogram_job")(a.rebasin, a.gaussians, a.out_csv,
+                                                                               variant=a.variant),
+    "pruning": lambda a, c, d: _job("studies", "pruning_job")(a.rebasin, a.gaussians, a.merged, a.data, a.out_csv,
+                                                              fractions=c["pruning"]["fractions"], variant=a.variant,
+                                                              device=d, memory_mb=c["compute"]["memory_mb"]),
+    "not-k": lambda a, c, d: _job("studies", "not_k_job")(a.k, a.seed, a.member, a.data, c, a.out, variant=a.variant,
+                                                          device=d, checkpoint=a.checkpoint),
+    "not-path": _not_path,
+    "concat-tables": lambda a, c, d: _job("studies", "concat_tables")(a.tables, a.out),
+    "figure": lambda a, c, d: _job("figures", "study_figure")(a.kind, a.table, a.png, a.pdf, variant=a.variant),
+    "figure-barriers": lambda a, c, d: _job("figures", "barrier_figure")(a.curves, a.method, a.png, a.pdf,
+                                                                         variant=a.variant),
+    "figure-sweep": lambda a, c, d: _job("figures", "sweep_figure")(a.table, a.method, a.png, a.pdf, base=a.base),
+    "validate-config": _validate_config,
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if getattr(args, "threads", None):
-        torch.set_num_threads(args.threads)
-    from . import jobs, studies  # after logging is set up
+    from .artifacts import ArtifactError
+    from .config import fill_defaults, merge_configs
     from .data import DatasetError
 
-    if hasattr(args, "config"):
-        from .config import merge_configs
+    cfg = fill_defaults(merge_configs(args.config, args.runtime)) if hasattr(args, "config") else fill_defaults({})
+    if getattr(args, "threads", None):
+        import torch
 
-        args.config = merge_configs(args.config, args.runtime)
-    device = getattr(args, "config", {}).get("compute", {}).get("device", "auto")
+        torch.set_num_threads(args.threads)
     try:
-        if args.command == "prepare-data":
-            jobs.prepare_data(args.config["data"], args.out)
-        elif args.command == "train":
-            jobs.train_posterior(args.method, args.data, args.seed, args.config, args.out,
-                                 checkpoint=args.checkpoint, device=device)
-        elif args.command == "align":
-            jobs.align_pair(args.kind, args.a, args.b, args.config, args.out, seeds=args.seeds)
-        elif args.command == "barrier":
-            jobs.barrier_curve(args.alignment, args.a, args.b, args.data, args.config, args.out, device=device,
-                               variant=args.variant, seeds=args.seeds)
-        elif args.command == "rebasin":
-            jobs.rebasin_job(args.method, args.posteriors, args.data, args.config, args.reference, args.out_qd,
-                             args.out_qr, seeds=args.seeds)
-        elif args.command == "table1":
-            jobs.table1_job(args.hmc, args.ensemble, args.vi, args.rebasin, args.data, args.config, args.out_csv,
-                            args.out_md, args.out_tex, args.out_diagnostics, device=device)
-        elif args.command == "hmc-basin":
-            studies.hmc_basin_job(args.reference, args.sources, args.outs, args.out_csv, variant=args.variant,
-                                  max_sweeps=args.config.get("alignment", {}).get("max_sweeps", 100))
-        elif args.command == "sigma-histograms":
-            studies.sigma_histogram_job(args.rebasin, args.vi, args.out_csv, variant=args.variant)
-        elif args.command == "pruning":
-            if "fractions" not in args.config.get("pruning", {}):
-                raise ValueError("pruning needs the fractions to keep: --config '{\"pruning\": {\"fractions\": [...]}}'")
-            studies.pruning_job(args.rebasin, args.vi, args.merged, args.data, args.out_csv,
-                                fractions=args.config["pruning"]["fractions"], variant=args.variant, device=device)
-        elif args.command == "not-k":
-            studies.not_k_job(args.k, args.seed, args.member, args.data, args.config, args.out, variant=args.variant,
-                              device=device, checkpoint=args.checkpoint)
-        elif args.command == "not-path":
-            if not len(args.a) == len(args.b) == len(args.alignments):
-                raise ValueError(f"--a, --b and --alignments must name as many files each, got {len(args.a)}, "
-                                 f"{len(args.b)} and {len(args.alignments)}")
-            studies.not_path_job(args.method, list(zip(args.a, args.b, args.alignments)), args.out,
-                                 n_points=args.config.get("barrier", {}).get("n_points", 21), variant=args.variant,
-                                 max_sweeps=args.config.get("alignment", {}).get("max_sweeps", 100))
-        elif args.command == "concat-tables":
-            studies.concat_tables(args.tables, args.out)
-        elif args.command == "figure":
-            import pandas as pd
-
-            from . import figures
-
-            getattr(figures, FIGURES[args.kind])(pd.read_csv(args.table), args.png, args.pdf, variant=args.variant)
-        elif args.command == "summarize-barriers":
-            jobs.summarize_barriers(args.curves, args.variants, args.out_curves, args.out_csv, args.out_md)
-        elif args.command == "figure-barriers":
-            import pandas as pd
-
-            from .figures import barrier_curves_figure
-
-            barrier_curves_figure(pd.read_csv(args.curves), args.method, args.png, args.pdf, variant=args.variant)
-        elif args.command == "figure-sweep":
-            import pandas as pd
-
-            from .figures import barrier_sweep_figure
-
-            barrier_sweep_figure(pd.read_csv(args.table), args.method, args.png, args.pdf, base=args.base)
-        elif args.command == "validate-config":
-            from .config import load_config
-
-            print(json.dumps(load_config(args.path), indent=2))
-    except (ValueError, KeyError, OSError, FloatingPointError, DatasetError) as err:
+        COMMANDS[args.command](args, cfg, cfg["compute"]["device"])
+    except (ValueError, KeyError, OSError, FloatingPointError, DatasetError, ArtifactError) as err:
         # known failure kinds: one clear line instead of a traceback
         logging.getLogger("workflow").error("%s failed: %s", args.command, err)
         return 1

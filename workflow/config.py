@@ -7,6 +7,7 @@ tests use the same function, so a config means the same everywhere.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import re
 import itertools
@@ -22,8 +23,32 @@ class ConfigError(ValueError):
 
 
 def load_schema() -> dict:
+    return copy.deepcopy(_schema())
+
+
+@functools.cache
+def _schema() -> dict:
+    """The config schema: schemas/config.schema.yaml, with the registries' branches filled in (the
+    allowed architectures and methods, and one config section per method)."""
+    from . import architectures, methods
+
     text = resources.files("workflow").joinpath("schemas/config.schema.yaml").read_text()
-    return yaml.safe_load(text)
+    schema = yaml.safe_load(text)
+    props = schema["properties"]
+    props["model"]["properties"]["architecture"]["enum"] = architectures.names()
+    props["methods"]["items"]["enum"] = methods.names()
+    for name, section in methods.section_schemas().items():
+        if name in props:
+            raise ValueError(f"method {name!r} clashes with the config section of the same name")
+        props[name] = section
+    return schema
+
+
+def architecture_schema(name: str) -> dict:
+    """The schema branch of one architecture's arguments (the model section less 'architecture')."""
+    from . import architectures
+
+    return {"type": "object", "additionalProperties": False, "properties": architectures.entry(name).args}
 
 
 def _with_defaults(validator_class):
@@ -93,26 +118,68 @@ def validate_config(config: dict) -> dict:
     messages = [_describe(e) for e in errors] + [f"config key {k}: {v!r} is not a finite number"
                                                  for k, v in _non_finite(config)]
     if not messages:
+        messages += _check_model_args(config["model"], base)
+    if not messages:
         messages += _cross_checks(config)
     if messages:
         raise ConfigError("invalid config:\n  " + "\n  ".join(messages))
     return config
 
 
+def _check_model_args(model: dict, base) -> list[str]:
+    """The model section's arguments against its architecture's own branch (defaults filled in place)."""
+    from . import architectures
+
+    arch = model["architecture"]
+    args = {k: v for k, v in model.items() if k != "architecture"}
+    allowed = list(architectures.entry(arch).args)
+    unknown = sorted(set(args) - set(allowed))
+    if unknown:
+        return [f"config key model: architecture {arch!r} takes no argument {', '.join(map(repr, unknown))}; "
+                f"allowed: {', '.join(allowed) or 'none'}"]
+    args = coerce_strings(args, architecture_schema(arch))  # --config model.hidden=[8] arrives as strings
+    validator = _with_defaults(base)(architecture_schema(arch))
+    errors = sorted(validator.iter_errors(args), key=lambda e: list(map(str, e.absolute_path)))
+    model.update(args)
+    return [f"config key model.{_describe(e).removeprefix('config key ')} (architecture {arch})" for e in errors]
+
+
 def _cross_checks(config: dict) -> list[str]:
     """Constraints between keys that the schema cannot state."""
+    from . import methods
+
     messages = []
     n_seeds = len(config["seeds"])
-    chains = config["hmc"].get("chains")
-    if chains is not None and chains > n_seeds:
-        messages.append(f"config key hmc.chains: {chains} chains asked for, but seeds lists only {n_seeds}")
+    for m in methods.names():
+        key = methods.seed_limit_key(m)
+        limit = config[m].get(key) if key else None
+        if limit is not None and limit > n_seeds:
+            messages.append(f"config key {m}.{key}: {limit} asked for, but seeds lists only {n_seeds}")
     if config["not_study"]["seeds"] > n_seeds:
         messages.append(f"config key not_study.seeds: {config['not_study']['seeds']} seeds asked for, but seeds "
                         f"lists only {n_seeds}")
     basin, references = config["rebasin"]["basin_reference"], config["rebasin"]["references"]
-    if basin is not None and basin not in references and "hmc" in config["methods"]:
+    if basin is not None and basin not in references and methods.reference_method(config["methods"]):
         messages.append(f"config key rebasin.basin_reference: {basin!r} is not among rebasin.references {references}")
     return messages
+
+
+def fill_defaults(sections: dict) -> dict:
+    """A copy of some config sections (a job's --config) with the schema's defaults filled in, so job
+    code reads every key directly; sections it does not hold stay absent."""
+    schema = load_schema()
+    props = schema["properties"]
+    out = copy.deepcopy(sections)
+    for name, sub in props.items():  # sections with a default of their own ({}), e.g. compute
+        if name not in out and isinstance(sub.get("default"), dict):
+            out[name] = copy.deepcopy(sub["default"])
+    validator = _with_defaults(jsonschema.validators.validator_for(schema))
+    for name, value in out.items():
+        if name in props and isinstance(value, dict):
+            list(validator(props[name]).iter_errors(value))  # fills defaults in place
+            if name == "model" and value.get("architecture") in props["model"]["properties"]["architecture"]["enum"]:
+                list(validator(architecture_schema(value["architecture"])).iter_errors(value))
+    return out
 
 
 def basin_reference(config: dict) -> str:
@@ -151,11 +218,17 @@ def model_args(config: dict) -> dict:
 
 
 def method_seeds(config: dict, method: str) -> list[int]:
-    """The seeds a method runs on: all of them, except that HMC may be limited to ``hmc.chains`` chains
-    (validate_config checks that there are that many seeds)."""
+    """The seeds a method runs on: all of them, or the first N where the method has a seed limit
+    (hmc.chains); a method fitted around another runs on that one's seeds."""
+    from . import methods
+
+    around = methods.fitted_around(method)
+    if around is not None:
+        return method_seeds(config, around)
     seeds = list(config["seeds"])
-    chains = config.get("hmc", {}).get("chains") if method == "hmc" else None
-    return seeds[:chains] if chains is not None else seeds
+    key = methods.seed_limit_key(method)
+    limit = config.get(method, {}).get(key) if key else None
+    return seeds[:limit] if limit is not None else seeds
 
 
 def seed_pairs(config: dict, method: str | None = None) -> list[tuple[int, int]]:
@@ -167,7 +240,12 @@ def seed_pairs(config: dict, method: str | None = None) -> list[tuple[int, int]]
 # ---------------------------------------------------------------- sweeps
 
 BASE_VARIANT = "base"
-_SWEEPABLE_TOP = ("data", "model", "prior", "ensemble", "vi", "hmc", "alignment", "barrier", "rebasin")
+
+
+def _sweepable_top() -> tuple[str, ...]:
+    from . import methods
+
+    return ("data", "model", "prior", *methods.names(), "alignment", "barrier", "rebasin")
 
 
 def _format_value(value) -> str:
@@ -184,18 +262,22 @@ def variant_name(overrides: dict) -> str:
     return "_".join(f"{k}-{_format_value(v)}" for k, v in sorted(overrides.items()))
 
 
-# keys that decide which jobs exist (read once for the whole workflow), so they cannot differ by variant
-_UNSWEEPABLE = ("hmc.chains", "rebasin.references", "rebasin.basin_reference")
+def _unsweepable() -> tuple[str, ...]:
+    """Keys that decide which jobs exist (read once for the whole workflow): they cannot differ by variant."""
+    from . import methods
+
+    limits = tuple(f"{m}.{methods.seed_limit_key(m)}" for m in methods.names() if methods.seed_limit_key(m))
+    return (*limits, "rebasin.references", "rebasin.basin_reference")
 
 
 def _set_dotted(config: dict, key: str, value) -> None:
     parts = key.split(".")
-    if len(parts) != 2 or parts[0] not in _SWEEPABLE_TOP:
+    if len(parts) != 2 or parts[0] not in _sweepable_top():
         raise ConfigError(f"config key sweep: {key!r} cannot be swept; use a dotted key under one of "
-                          f"{', '.join(_SWEEPABLE_TOP)} (e.g. model.hidden, prior.std, vi.temperature)")
-    if key in _UNSWEEPABLE:
+                          f"{', '.join(_sweepable_top())} (e.g. model.hidden, prior.std, vi.temperature)")
+    if key in _unsweepable():
         raise ConfigError(f"config key sweep: {key!r} cannot be swept: it decides which jobs run for every "
-                          f"variant ({', '.join(_UNSWEEPABLE)} are fixed per experiment)")
+                          f"variant ({', '.join(_unsweepable())} are fixed per experiment)")
     config.setdefault(parts[0], {})[parts[1]] = copy.deepcopy(value)
 
 
@@ -253,14 +335,24 @@ def sweep_table(config: dict, variants: dict) -> dict:
 
 # ---------------------------------------------------------------- what a job's result depends on
 
-# Settings that change how a job runs but not what it computes: kept out of the config a job is
-# rerun for (and so out of Snakemake's params trigger), passed to it separately.
-RUNTIME_KEYS = {"compute": None, "data": ("root", "download"), "ensemble": ("checkpoint_every",),
-                "vi": ("checkpoint_every",), "hmc": ("checkpoint_every",)}
-# Settings that choose which jobs run, not what one job computes (how many HMC chains, which
-# alignment kinds, ks and seeds of the NoT study, which reference's basin): in neither
-NOT_RESULT_KEYS = {"hmc": ("chains",), "alignment": ("kinds",), "not_study": ("ks", "seeds"),
-                   "rebasin": ("basin_reference",)}
+def runtime_keys() -> dict:
+    """Settings that change how a job runs but not what it computes: kept out of the config a job is
+    rerun for (and so out of Snakemake's params trigger), passed to it separately."""
+    from . import methods
+
+    keys = {"compute": None, "data": ("root", "download")}
+    keys.update({m: methods.runtime_keys(m) for m in methods.names() if methods.runtime_keys(m)})
+    return keys
+
+
+def not_result_keys() -> dict:
+    """Settings that choose which jobs run, not what one job computes (a method's seed limit, which
+    alignment kinds, ks and seeds of the NoT study, which reference's basin): in neither."""
+    from . import methods
+
+    keys = {"alignment": ("kinds",), "not_study": ("ks", "seeds"), "rebasin": ("basin_reference",)}
+    keys.update({m: (methods.seed_limit_key(m),) for m in methods.names() if methods.seed_limit_key(m)})
+    return keys
 
 
 def result_config(config: dict, sections) -> dict:
@@ -275,10 +367,10 @@ def result_config(config: dict, sections) -> dict:
             continue
         if s not in config:
             continue
-        keys = RUNTIME_KEYS.get(s, ())
+        keys = runtime_keys().get(s, ())
         if keys is None:
             continue
-        keys = (*keys, *NOT_RESULT_KEYS.get(s, ()))
+        keys = (*keys, *not_result_keys().get(s, ()))
         out[s] = {k: v for k, v in config[s].items() if k not in keys} if isinstance(config[s], dict) else config[s]
     return out
 
@@ -286,7 +378,7 @@ def result_config(config: dict, sections) -> dict:
 def runtime_config(config: dict) -> dict:
     """The runtime settings (device, threads, checkpoint interval, data root, download)."""
     out = {}
-    for s, keys in RUNTIME_KEYS.items():
+    for s, keys in runtime_keys().items():
         if s in config:
             out[s] = dict(config[s]) if keys is None else {k: config[s][k] for k in keys if k in config[s]}
     return out

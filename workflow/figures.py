@@ -31,17 +31,25 @@ def save_figure(fig, png: str | os.PathLike, pdf: str | os.PathLike) -> None:
 ALIGNMENT_LABELS = {"naive": "naive", "weight": "weight matching", "w2": "W2 (means + stds)"}
 
 
-def _hue_order(raw: pd.Series, method: str) -> list[str]:
+def _is_gaussian(frame: pd.DataFrame) -> bool:
+    """Gaussian posteriors are measured in W2 (the tables' distance_kind): their paths are geodesics and
+    weight matching of their means is the means-only baseline."""
+    if "posterior_kind" in frame:
+        return (frame["posterior_kind"] == "gaussian").any()
+    return "distance_kind" in frame and (frame["distance_kind"] == "w2").any()
+
+
+def _hue_order(raw: pd.Series, gaussian: bool) -> list[str]:
     """naive, weight, w2, then anything else, as displayed labels."""
     present = set(raw)
     order = [a for a in ("naive", "weight", "w2") if a in present] + sorted(present - {"naive", "weight", "w2"})
-    return list(_labelled(pd.DataFrame({"alignment": order}), method)["alignment"])
+    return list(_labelled(pd.DataFrame({"alignment": order}), gaussian)["alignment"])
 
 
-def _labelled(frame: pd.DataFrame, method: str) -> pd.DataFrame:
+def _labelled(frame: pd.DataFrame, gaussian: bool) -> pd.DataFrame:
     frame = frame.copy()
     labels = dict(ALIGNMENT_LABELS)
-    if method == "vi":
+    if gaussian:
         labels["weight"] = "means only"
     frame["alignment"] = frame["alignment"].map(lambda a: labels.get(a, a))
     return frame
@@ -55,8 +63,9 @@ def barrier_curves_figure(curves: pd.DataFrame, method: str, png, pdf, variant: 
     if sub.empty:
         raise ValueError(f"no barrier curves for method {method!r} (variant {variant!r}); found methods "
                          f"{sorted(curves['method'].unique())}")
-    order = _hue_order(sub["alignment"], method)
-    sub = _labelled(sub, method)
+    gaussian = _is_gaussian(sub)
+    order = _hue_order(sub["alignment"], gaussian)
+    sub = _labelled(sub, gaussian)
     sns.set_theme(**STYLE)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
     split = sub["split"].iloc[0] if "split" in sub else "test"
@@ -66,7 +75,7 @@ def barrier_curves_figure(curves: pd.DataFrame, method: str, png, pdf, variant: 
         ax.set_xlabel("interpolation t")
         ax.set_ylabel(label)
     n_pairs = sub["pair"].nunique()
-    path = "W2 geodesic between Gaussians" if method == "vi" else "linear path between solutions"
+    path = "W2 geodesic between Gaussians" if gaussian else "linear path between solutions"
     where = f" [{variant}]" if variant and variant != "base" else ""
     fig.suptitle(f"{method}{where}: {path}, mean ± sd over {n_pairs} pairs")
     save_figure(fig, png, pdf)
@@ -85,8 +94,9 @@ def barrier_sweep_figure(table: pd.DataFrame, method: str, png, pdf, base: dict 
         raise ValueError(f"no swept values for method {method!r} in the barrier table (columns: {list(table.columns)})")
     sns.set_theme(**STYLE)
     fig, axes = plt.subplots(len(keys), 2, figsize=(10, 3.6 * len(keys)), squeeze=False, constrained_layout=True)
-    order = _hue_order(sub["alignment"], method)
-    sub = _labelled(sub, method)
+    gaussian = _is_gaussian(sub)
+    order = _hue_order(sub["alignment"], gaussian)
+    sub = _labelled(sub, gaussian)
     for row, key in zip(axes, keys):
         part = sub[sub[key].notna()].copy()
         at_base = part
@@ -116,22 +126,23 @@ def _require(table: pd.DataFrame, columns, what: str) -> None:
 
 
 def sigma_histogram_figure(table: pd.DataFrame, png, pdf, variant: str | None = None) -> None:
-    """Distribution of sigma per fit, one panel per sample method (q_d against q_r), VI's q in each."""
-    _require(table, ["label", "method", "bin_left", "bin_right", "fraction", "median_sigma"], "sigma")
-    methods = [m for m in ("hmc", "ensemble") if m in set(table["method"])]
-    panels = methods or ["vi"]
+    """Distribution of sigma per fit, one panel per sample method (q_d against q_r), every Gaussian
+    method's q (fit 'q') drawn dotted in each."""
+    _require(table, ["label", "method", "fit", "bin_left", "bin_right", "fraction", "median_sigma"], "sigma")
+    rebased = list(dict.fromkeys(table.loc[table["fit"].isin(["q_d", "q_r"]), "method"]))
+    panels = rebased or [None]
     sns.set_theme(**STYLE)
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False, constrained_layout=True)
     for ax, method in zip(axes[0], panels):
-        part = table[(table["method"] == method) | (table["method"] == "vi")]
+        part = table[(table["method"] == method) | (table["fit"] == "q")]
         for label, g in part.groupby("label", sort=False):
             centres = np.sqrt(g["bin_left"] * g["bin_right"])  # geometric: the bins are log-spaced
             ax.plot(centres, g["fraction"], drawstyle="steps-mid", label=f"{label} (median {g['median_sigma'].iloc[0]:.3g})",
-                    linestyle=":" if method != "vi" and label.startswith("VI") else "-")
+                    linestyle=":" if method is not None and g["fit"].iloc[0] == "q" else "-")
         ax.set_xscale("log")
         ax.set_xlabel("sigma of a weight")
         ax.set_ylabel("fraction of weights")
-        ax.set_title({"hmc": "HMC samples", "ensemble": "ensemble members", "vi": "VI"}[method])
+        ax.set_title(f"{method} samples" if method is not None else "Gaussian posteriors")
         ax.legend(fontsize=8)
     where = f" [{variant}]" if variant and variant != "base" else ""
     fig.suptitle(f"Per-weight sigma before (q_d) and after (q_r) rebasin{where}")
@@ -194,8 +205,9 @@ def not_path_figure(table: pd.DataFrame, png, pdf, variant: str | None = None) -
                              constrained_layout=True)
     for row, method in zip(axes, methods):
         part = table[table["method"] == method]
-        order = _hue_order(part["alignment"], method)
-        part = _labelled(part, method)
+        gaussian = _is_gaussian(part)
+        order = _hue_order(part["alignment"], gaussian)
+        part = _labelled(part, gaussian)
         for ax, col, end in ((row[0], "not_to_a", "A"), (row[1], "not_to_b", "B")):
             sns.lineplot(data=part, x="t", y=col, hue="alignment", hue_order=order, errorbar="sd", marker="o",
                          markersize=4, ax=ax)

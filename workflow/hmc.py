@@ -188,9 +188,9 @@ def _save_checkpoint(path: Path, state: dict) -> None:
         torch.save(state, tmp)
 
 
-def run_hmc(potential: Potential, init: torch.Tensor, settings: HmcSettings, *, seed: int,
+def run_hmc(potential: Potential | None, init: torch.Tensor, settings: HmcSettings, *, seed: int,
             checkpoint: str | os.PathLike | None = None, identity: dict | None = None,
-            desc: str = "HMC") -> HmcResult:
+            desc: str = "HMC", grad_fn: GradFn | None = None) -> HmcResult:
     """One HMC chain from ``init`` (a flat vector): ``n_warmup`` adaptation iterations, then
     ``n_samples * thinning`` iterations of which every ``thinning``-th is kept.
 
@@ -199,14 +199,20 @@ def run_hmc(potential: Potential, init: torch.Tensor, settings: HmcSettings, *, 
     (its own generator draws the momenta and acceptance uniforms). A checkpoint is resumed only if
     it was made for the same seed, settings, initial position, dtype, device and ``identity`` (e.g.
     the job's config and data); otherwise it is ignored with a warning.
+    ``grad_fn`` (position -> (U, dU/dx)) replaces autograd through ``potential``, e.g. to sum a
+    full-batch gradient over data chunks.
     """
     if init.ndim != 1:
         raise ValueError(f"init must be a flat parameter vector, got shape {tuple(init.shape)}")
     n_post = settings.n_samples * settings.thinning
     total = settings.n_warmup + n_post
 
-    def grad_fn(v):
-        return value_and_grad(potential, v)
+    if grad_fn is None:
+        if potential is None:
+            raise ValueError("run_hmc needs a potential or a grad_fn")
+
+        def grad_fn(v):
+            return value_and_grad(potential, v)
 
     x = init.detach().clone()
     u, grad = grad_fn(x)

@@ -1,4 +1,8 @@
-"""Full-batch HMC for a Bayesian neural network: U(w) = -log p(D|w) - log p(w), prior N(0, sigma_p^2)."""
+"""Full-batch HMC for a Bayesian neural network: U(w) = -log p(D|w) - log p(w), prior N(0, sigma_p^2).
+
+The potential and its gradient are sums over the whole data set, accumulated chunk by chunk, so
+memory does not grow with the data set; the sum is the same full-batch potential (exact HMC).
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ from .training import reset_parameters
 
 
 def bnn_potential(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, prior_std: float, like: dict):
-    """U(theta) on the flat parameter vector: summed NLL over the whole data set plus the Gaussian prior."""
+    """U(theta) on the flat parameter vector in one pass over the data (differentiable)."""
 
     def potential(theta: torch.Tensor) -> torch.Tensor:
         logits = functional_call(model, unflatten(theta, like), (x,))
@@ -23,16 +27,49 @@ def bnn_potential(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, prio
     return potential
 
 
+def chunked_value_and_grad(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, prior_std: float, like: dict,
+                           chunk: int):
+    """(U, dU/dtheta) summed over data chunks of ``chunk`` examples: only one chunk's graph is alive at a time."""
+
+    def grad_fn(theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        theta = theta.detach()
+        total = torch.zeros((), dtype=theta.dtype, device=theta.device)
+        grad = torch.zeros_like(theta)
+        with torch.enable_grad():
+            for i in range(0, len(x), chunk):
+                t = theta.clone().requires_grad_(True)
+                logits = functional_call(model, unflatten(t, like), (x[i:i + chunk],))
+                nll = torch.nn.functional.cross_entropy(logits, y[i:i + chunk], reduction="sum")
+                (g,) = torch.autograd.grad(nll, t)
+                total = total + nll.detach()
+                grad += g
+        total = total + (theta ** 2).sum() / (2.0 * prior_std ** 2)
+        grad += theta / prior_std ** 2
+        return total, grad
+
+    return grad_fn
+
+
 def sample_bnn(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, settings: HmcSettings, *,
                prior_std: float, seed: int, device: torch.device, checkpoint: str | os.PathLike | None = None,
-               identity: dict | None = None) -> tuple[dict[str, np.ndarray], HmcResult]:
-    """One chain started at the architecture's usual initialisation for ``seed``; samples [n_samples, *shape]."""
+               identity: dict | None = None, data_chunk: int | None = None) -> tuple[dict[str, np.ndarray], HmcResult]:
+    """One chain started at the architecture's usual initialisation for ``seed``; samples [n_samples, *shape].
+
+    ``data_chunk`` examples per pass of the potential (None: all at once). It bounds memory; being a
+    different summation order, it changes the chain at the rounding level, so it is a setting of the
+    result, not of the machine."""
     reset_parameters(model, seed)
     model.to(device)
     like = {k: v.detach() for k, v in model.named_parameters()}
-    potential = bnn_potential(model, x.to(device), y.to(device), prior_std, like)
-    result = run_hmc(potential, flatten(like), settings, seed=seed, checkpoint=checkpoint, identity=identity,
-                     desc=f"HMC seed {seed}")
+    x, y = x.to(device), y.to(device)
+    chunk = len(x) if data_chunk is None else int(data_chunk)
+    if chunk >= len(x):  # one pass: plain autograd through the potential
+        result = run_hmc(bnn_potential(model, x, y, prior_std, like), flatten(like), settings, seed=seed,
+                         checkpoint=checkpoint, identity=identity, desc=f"HMC seed {seed}")
+    else:
+        result = run_hmc(None, flatten(like), settings, seed=seed, checkpoint=checkpoint, identity=identity,
+                         desc=f"HMC seed {seed}",
+                         grad_fn=chunked_value_and_grad(model, x, y, prior_std, like, chunk))
     # split the [draws, dim] matrix by columns once, the same layout flatten() made
     columns = np.split(result.samples, np.cumsum([v.numel() for v in like.values()])[:-1], axis=1)
     samples = {k: c.reshape(len(c), *v.shape) for (k, v), c in zip(like.items(), columns)}

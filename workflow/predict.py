@@ -1,23 +1,25 @@
-"""Prediction with many weight samples at once, and the marginalized loss and error.
+"""Prediction under many weight samples, within a memory budget, and the marginalized loss and error.
 
 Marginalized loss (Rossi et al.): L(q) = -(1/N) sum_n log((1/S) sum_s p(y_n | x_n, w_s)), computed
 with log-sum-exp over the S samples; the error is that of the averaged predictive's argmax.
 
-Prediction over many samples is the hot path of every metric. MLPs take a dedicated path: the
-first layer of all samples is one large matmul (the input is shared), later layers one batched
-matmul each; other architectures go through ``vmap(functional_call)``.
+Samples come from a :class:`SampleSource` (a stack of draws, or a diagonal Gaussian that draws its
+noise chunk by chunk), so neither all S weight sets nor all S x N activations are ever held at
+once: points and samples go through in chunks sized to ``memory_mb``. An architecture may provide a
+fast batched path (its ``sample_logits`` hook); any other goes through ``vmap(functional_call)``.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 from typing import Mapping
 
 import numpy as np
 import torch
 from torch.func import functional_call, vmap
 
-from .models import MLP
+DEFAULT_MEMORY_MB = 1024  # the schema's compute.memory_mb default; jobs pass the configured value
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -37,91 +39,174 @@ def to_torch(params: Mapping[str, np.ndarray], device: torch.device | str = "cpu
     return {k: torch.as_tensor(np.asarray(v), dtype=torch.float32, device=device) for k, v in params.items()}
 
 
-# elements of the largest intermediate [samples, points, width] per chunk: small enough to stay in
-# cache, so the activations and bias additions between matmuls are not bound by memory bandwidth
-_CHUNK_ELEMENTS = 2 ** 20
+# ---------------------------------------------------------------- sample sources
 
 
-def _activate_(model: MLP, h: torch.Tensor) -> torch.Tensor:
-    return torch.relu_(h) if isinstance(model.act, torch.nn.ReLU) else model.act(h)
+class SampleSource:
+    """S weight sets, handed out in chunks [stop - start, *shape] per parameter."""
+
+    n: int
+    names: list[str]
+    numel: int  # parameters per sample
+
+    def chunk(self, start: int, stop: int, device) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
 
 
-def mlp_sample_logits(model: MLP, stack: Mapping[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-    """Logits [S, N, C] of an MLP under S stacked parameter sets, in cache-sized chunks of samples."""
-    n_hidden = len(model.hidden)
-    n_samples = stack["hidden.0.weight"].shape[0]
-    widest = max(stack[f"hidden.{i}.weight"].shape[1] for i in range(n_hidden))
-    chunk = max(1, min(n_samples, _CHUNK_ELEMENTS // (len(x) * widest)))
-    xf = x.flatten(1)
-    out = []
-    for s0 in range(0, n_samples, chunk):
-        w0, b0 = stack["hidden.0.weight"][s0:s0 + chunk], stack["hidden.0.bias"][s0:s0 + chunk]
-        s, h0, d = w0.shape
-        # shared input: one (N, D) x (D, s*H) matmul for the first layer of every sample, bias fused
-        h = torch.addmm(b0.reshape(-1), xf, w0.reshape(s * h0, d).T).view(len(x), s, h0)
-        h = _activate_(model, h).transpose(0, 1)
-        for i in range(1, n_hidden + 1):
-            name = f"hidden.{i}" if i < n_hidden else "out"
-            w, b = stack[f"{name}.weight"][s0:s0 + chunk], stack[f"{name}.bias"][s0:s0 + chunk]
-            h = torch.baddbmm(b[:, None, :], h, w.transpose(1, 2))
-            if i < n_hidden:
-                h = _activate_(model, h)
-        out.append(h)
-    return torch.cat(out)
+class Stacked(SampleSource):
+    """Draws already at hand ([S, *shape] numpy arrays or tensors), converted chunk by chunk."""
+
+    def __init__(self, stack: Mapping[str, np.ndarray | torch.Tensor]):
+        self.stack = dict(stack)
+        self.names = list(self.stack)
+        self.n = int(next(iter(self.stack.values())).shape[0])
+        self.numel = sum(int(np.prod(v.shape[1:])) for v in self.stack.values())
+
+    def chunk(self, start, stop, device):
+        return {k: torch.as_tensor(v[start:stop], dtype=torch.float32).to(device) for k, v in self.stack.items()}
+
+
+class Gaussian(SampleSource):
+    """S draws mean + std * eps of a diagonal Gaussian; eps of draw s comes from its own seed, so every
+    chunking gives the same draws, and two Gaussians with the same ``seed`` share their noise (common
+    random numbers along a path)."""
+
+    def __init__(self, mean: Mapping, std: Mapping, n: int, seed: int):
+        self.mean, self.std = dict(mean), dict(std)
+        self.names = list(self.mean)
+        self.n, self.seed = int(n), int(seed)
+        self.numel = sum(int(np.prod(np.shape(v))) for v in self.mean.values())
+
+    def noise(self, start: int, stop: int) -> dict[str, torch.Tensor]:
+        eps = {k: [] for k in self.names}
+        for s in range(start, stop):
+            gen = torch.Generator().manual_seed(int(np.random.SeedSequence([self.seed, s]).generate_state(1)[0]))
+            for k in self.names:
+                eps[k].append(torch.randn(tuple(np.shape(self.mean[k])), generator=gen))
+        return {k: torch.stack(v) for k, v in eps.items()}
+
+    def chunk(self, start, stop, device):
+        eps = self.noise(start, stop)
+        return {k: (torch.as_tensor(np.asarray(self.mean[k]), dtype=torch.float32).to(device)
+                    + torch.as_tensor(np.asarray(self.std[k]), dtype=torch.float32).to(device) * eps[k].to(device))
+                for k in self.names}
+
+
+def as_source(samples) -> SampleSource:
+    return samples if isinstance(samples, SampleSource) else Stacked(samples)
+
+
+# ---------------------------------------------------------------- batched forward
+
+
+def _hook(model: torch.nn.Module, name: str):
+    """An architecture hook, looked up in the registered module that defines the model's class."""
+    from . import architectures
+
+    modname = type(model).__module__
+    if modname not in {e.module for e in architectures.REGISTRY.values()}:
+        return None
+    return getattr(sys.modules[modname], name, None)
+
+
+def batched_logits(model: torch.nn.Module, stack: Mapping[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """Logits [S, N, C] of the model under S stacked parameter sets."""
+    fast = _hook(model, "sample_logits")
+    if fast is not None:
+        return fast(model, stack, x)
+    return vmap(lambda p, xb: functional_call(model, p, (xb,)), in_dims=(0, None))(dict(stack), x)
+
+
+_ELEMENTS_CACHE: dict = {}
+
+
+def activation_elements(model: torch.nn.Module, input_shape) -> int:
+    """Elements of activations held at once per example and sample, estimated from one forward pass:
+    four times the largest module output (its input, output, a residual and a normalisation temporary)."""
+    key = (id(model), tuple(input_shape))
+    if key not in _ELEMENTS_CACHE:
+        largest = [int(np.prod(input_shape))]
+
+        def record(_, __, out):
+            if torch.is_tensor(out):
+                largest[0] = max(largest[0], out[0].numel())
+
+        handles = [m.register_forward_hook(record) for m in model.modules() if not list(m.children())]
+        try:
+            with torch.no_grad():
+                p = next(model.parameters())
+                model(torch.zeros(1, *input_shape, dtype=p.dtype, device=p.device))
+        finally:
+            for h in handles:
+                h.remove()
+        _ELEMENTS_CACHE[key] = 4 * largest[0]
+    return _ELEMENTS_CACHE[key]
+
+
+def chunk_sizes(model, source: SampleSource, x: torch.Tensor, memory_mb: float) -> tuple[int, int]:
+    """(samples per chunk, points per chunk) such that the chunk's weights and activations fit the budget."""
+    budget = float(memory_mb) * 2 ** 20 / 4  # float32 elements
+    per_point = activation_elements(model, tuple(x.shape[1:]))
+    points = int(min(len(x), max(1, budget // (2 * per_point))))
+    samples = int(min(source.n, max(1, budget // (source.numel + points * per_point))))
+    return samples, points
+
+
+def _chunks(model, samples, x, memory_mb):
+    """Yield (sample slice, point slice, log-softmax [s, n, C]) over every chunk."""
+    source = as_source(samples)
+    s_chunk, n_chunk = chunk_sizes(model, source, x, memory_mb)
+    for s0 in range(0, source.n, s_chunk):
+        stack = source.chunk(s0, min(source.n, s0 + s_chunk), x.device)
+        for i in range(0, len(x), n_chunk):
+            yield slice(s0, s0 + s_chunk), slice(i, i + n_chunk), torch.log_softmax(
+                batched_logits(model, stack, x[i:i + n_chunk]), dim=-1)
 
 
 @torch.no_grad()
-def sample_log_probs(model: torch.nn.Module, stack: Mapping[str, torch.Tensor], x: torch.Tensor,
-                     batch_size: int = 4096) -> torch.Tensor:
-    """Per-sample log-softmax outputs [S, N, C] for a stack of S parameter sets ([S, *shape] each)."""
-    if isinstance(model, MLP):
-        def forward(xb):
-            return mlp_sample_logits(model, stack, xb)
-    else:
-        batched = vmap(lambda p, xb: functional_call(model, p, (xb,)), in_dims=(0, None))
-
-        def forward(xb):
-            return batched(dict(stack), xb)
-    outs = [torch.log_softmax(forward(x[i:i + batch_size]), dim=-1) for i in range(0, len(x), batch_size)]
-    return torch.cat(outs, dim=1)
-
-
-def predictive_log_probs(sample_logp: torch.Tensor) -> torch.Tensor:
-    """log of the sample-averaged predictive, [N, C], from per-sample log-probs [S, N, C]."""
-    return torch.logsumexp(sample_logp, dim=0) - math.log(sample_logp.shape[0])
-
-
-@torch.no_grad()
-def predictive(model: torch.nn.Module, stack: Mapping[str, torch.Tensor], x: torch.Tensor,
-               sample_chunk: int = 128) -> torch.Tensor:
-    """log of the predictive averaged over all S samples, [N, C]; samples go in chunks to bound memory."""
-    n_samples = next(iter(stack.values())).shape[0]
+def log_predictive(model: torch.nn.Module, samples, x: torch.Tensor, *,
+                   memory_mb: float = DEFAULT_MEMORY_MB) -> torch.Tensor:
+    """log of the predictive averaged over all S samples, [N, C], float32 (accumulated in float64)."""
+    source = as_source(samples)
     acc = None
-    for i in range(0, n_samples, sample_chunk):
-        part = torch.logsumexp(sample_log_probs(model, {k: v[i:i + sample_chunk] for k, v in stack.items()}, x), 0)
-        acc = part if acc is None else torch.logaddexp(acc, part)
-    return acc - math.log(n_samples)
+    for _, pts, logp in _chunks(model, source, x, memory_mb):
+        part = torch.logsumexp(logp.double(), 0)
+        if acc is None:
+            acc = torch.full((len(x), part.shape[-1]), -math.inf, dtype=torch.float64, device=x.device)
+        acc[pts] = torch.logaddexp(acc[pts], part)
+    return (acc - math.log(source.n)).float()
+
+
+@torch.no_grad()
+def sample_log_probs(model: torch.nn.Module, samples, x: torch.Tensor, *,
+                     memory_mb: float = DEFAULT_MEMORY_MB) -> torch.Tensor:
+    """Per-sample log-softmax outputs [S, N, C] (for few samples: pruned copies, one chain's draws)."""
+    source = as_source(samples)
+    out = None
+    for smp, pts, logp in _chunks(model, source, x, memory_mb):
+        if out is None:
+            out = torch.empty(source.n, len(x), logp.shape[-1], dtype=logp.dtype, device=x.device)
+        out[smp, pts] = logp
+    return out
 
 
 def loss_error(logp: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
     """(NLL, error rate) of a predictive given as log-probabilities [N, C]."""
-    return -logp.gather(1, y[:, None]).mean().item(), (logp.argmax(1) != y).float().mean().item()
+    return -logp.double().gather(1, y[:, None]).mean().item(), (logp.argmax(1) != y).float().mean().item()
 
 
-def marginal_loss_error(model: torch.nn.Module, stack: Mapping[str, torch.Tensor], x: torch.Tensor,
-                        y: torch.Tensor) -> tuple[float, float]:
+def marginal_loss_error(model: torch.nn.Module, samples, x: torch.Tensor, y: torch.Tensor, *,
+                        memory_mb: float = DEFAULT_MEMORY_MB) -> tuple[float, float]:
     """(marginalized NLL, error rate of the averaged predictive) on (x, y)."""
-    return loss_error(predictive(model, stack, x), y)
+    return loss_error(log_predictive(model, samples, x, memory_mb=memory_mb), y)
 
 
-def standard_normal_like(mean: Mapping[str, np.ndarray | torch.Tensor], n_samples: int, seed: int,
-                         device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
-    """Fixed noise eps [S, *shape] per parameter: common random numbers for every point of a path."""
-    gen = torch.Generator().manual_seed(seed)
-    return {k: torch.randn(n_samples, *np.shape(v), generator=gen).to(device) for k, v in mean.items()}
-
-
-def gaussian_samples(mean: Mapping[str, torch.Tensor], std: Mapping[str, torch.Tensor],
-                     eps: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """w_s = mean + std * eps_s for every parameter."""
-    return {k: mean[k] + std[k] * eps[k] for k in mean}
+@torch.no_grad()
+def sample_label_log_probs(model: torch.nn.Module, samples, x: torch.Tensor, y: torch.Tensor, *,
+                           memory_mb: float = DEFAULT_MEMORY_MB) -> torch.Tensor:
+    """log p(y_n | x_n, w_s) per sample and point, [S, N] (chain diagnostics on predictive quantities)."""
+    source = as_source(samples)
+    out = torch.empty(source.n, len(x), device=x.device)
+    for smp, pts, logp in _chunks(model, source, x, memory_mb):
+        out[smp, pts] = logp.gather(2, y[pts][None, :, None].expand(logp.shape[0], -1, 1))[..., 0]
+    return out

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,16 +31,72 @@ log = logging.getLogger(__name__)
 Objective = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, dict[str, float]]]
 
 
+OPTIMIZERS = ("adam", "sgd")
+LR_SCHEDULES = ("constant", "cosine")
+AUGMENTATIONS = ("none", "crop", "crop_flip")
+
+
 @dataclass
-class MapSettings:
+class OptimSettings:
+    """How the optimisation-based methods step: shared by MAP and VI."""
+
     epochs: int = 30
     batch_size: int = 128
     lr: float = 1e-3
-    prior_std: float = 1.0
+    optimizer: str = "adam"  # adam, or sgd with momentum
+    momentum: float = 0.9  # sgd only
+    lr_schedule: str = "constant"  # or cosine decay to 0 over the epochs
+    augment: str = "none"  # random crop with zero padding (crop), and a horizontal flip (crop_flip)
     checkpoint_every: int = 5  # epochs; 0 disables checkpoints
 
+    def check_optim(self) -> None:
+        check_positive(self, ints=("epochs", "batch_size"), floats=("lr",))
+        for key, allowed in (("optimizer", OPTIMIZERS), ("lr_schedule", LR_SCHEDULES), ("augment", AUGMENTATIONS)):
+            if getattr(self, key) not in allowed:
+                raise ValueError(f"{key} {getattr(self, key)!r} is not one of {allowed}")
+        if not 0.0 <= float(self.momentum) < 1.0:
+            raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
+
+
+@dataclass
+class MapSettings(OptimSettings):
+    prior_std: float = 1.0
+
     def __post_init__(self):
-        check_positive(self, ints=("epochs", "batch_size"), floats=("lr", "prior_std"))
+        self.check_optim()
+        check_positive(self, floats=("prior_std",))
+
+
+def make_optimizer(params, settings: OptimSettings) -> torch.optim.Optimizer:
+    if settings.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=settings.lr, momentum=settings.momentum)
+    return torch.optim.Adam(params, lr=settings.lr)
+
+
+def epoch_lr(settings: OptimSettings, epoch: int) -> float:
+    """Learning rate of an epoch: constant, or cosine decay (a function of the epoch alone, so resumes agree)."""
+    if settings.lr_schedule == "cosine":
+        return settings.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / settings.epochs))
+    return settings.lr
+
+
+def augment_batch(x: torch.Tensor, mode: str, gen: torch.Generator) -> torch.Tensor:
+    """Random crop after zero padding by an eighth of the image side (4 pixels at 32), and for
+    'crop_flip' a horizontal flip with probability 1/2; per example, random numbers from ``gen``."""
+    if mode == "none":
+        return x
+    n, _, h, w = x.shape
+    pad = max(1, round(h / 8))
+    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
+    oy = torch.randint(0, 2 * pad + 1, (n,), generator=gen).to(x.device)
+    ox = torch.randint(0, 2 * pad + 1, (n,), generator=gen).to(x.device)
+    rows = (oy[:, None] + torch.arange(h, device=x.device))[:, :, None]  # [n, h, 1]
+    cols = (ox[:, None] + torch.arange(w, device=x.device))[:, None, :]  # [n, 1, w]
+    out = padded.permute(0, 2, 3, 1)[torch.arange(n, device=x.device)[:, None, None], rows, cols].permute(0, 3, 1, 2)
+    if mode == "crop_flip":
+        flip = (torch.rand(n, generator=gen) < 0.5).to(x.device)[:, None, None, None]
+        out = torch.where(flip, out.flip(-1), out)
+    return out.contiguous()
 
 
 def check_positive(settings, ints=(), floats=()) -> None:
@@ -96,13 +153,14 @@ def data_digest(*tensors: torch.Tensor) -> str:
 def run_training(module: torch.nn.Module, objective: Objective, x: torch.Tensor, y: torch.Tensor, settings, *,
                  seed: int, checkpoint: str | os.PathLike | None = None, desc: str = "train",
                  identity: dict | None = None) -> TrainResult:
-    """Adam over ``module``'s parameters for ``settings.epochs`` epochs of shuffled minibatches.
+    """``settings.optimizer`` over ``module``'s parameters for ``settings.epochs`` epochs of shuffled,
+    optionally augmented minibatches.
 
     A checkpoint is resumed only if it was made for the same seed, settings, data, parameter shapes
     and ``identity`` (e.g. the job's config); otherwise it is ignored with a warning.
     """
     n = len(x)
-    opt = torch.optim.Adam(module.parameters(), lr=settings.lr)
+    opt = make_optimizer(module.parameters(), settings)
     gen = torch.Generator().manual_seed(seed)  # data order
     fingerprint = {"seed": seed, "class": type(settings).__name__,
                    "settings": {k: v for k, v in vars(settings).items() if k != "checkpoint_every"},
@@ -124,11 +182,13 @@ def run_training(module: torch.nn.Module, objective: Objective, x: torch.Tensor,
             log.info("resumed from %s at epoch %d", ckpt, start)
 
     for epoch in tqdm(range(start, settings.epochs), desc=desc, disable=None):
+        for group in opt.param_groups:
+            group["lr"] = epoch_lr(settings, epoch)
         order = torch.randperm(n, generator=gen).to(x.device)
         sums: dict[str, float] = {}
         for i in range(0, n, settings.batch_size):
             idx = order[i:i + settings.batch_size]
-            loss, metrics = objective(x[idx], y[idx])
+            loss, metrics = objective(augment_batch(x[idx], settings.augment, gen), y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -16,28 +16,24 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
-from .models import MLP
-from .training import check_positive, reset_parameters, run_training
+from .training import OptimSettings, check_positive, reset_parameters, run_training
 
 SIGMA_PARAMS = ("softplus", "exp")
 
 
 @dataclass
-class ViSettings:
+class ViSettings(OptimSettings):
     epochs: int = 50
-    batch_size: int = 128
-    lr: float = 1e-3
     mc_samples: int = 1  # weight samples per step
     temperature: float = 1.0
     sigma_init: float = 0.05
     sigma_param: str = "softplus"
     local_reparam: bool = False
     prior_std: float = 1.0
-    checkpoint_every: int = 5
 
     def __post_init__(self):
-        check_positive(self, ints=("epochs", "batch_size", "mc_samples"),
-                       floats=("lr", "temperature", "sigma_init", "prior_std"))
+        self.check_optim()
+        check_positive(self, ints=("mc_samples",), floats=("temperature", "sigma_init", "prior_std"))
         if self.sigma_param not in SIGMA_PARAMS:
             raise ValueError(f"sigma_param {self.sigma_param!r} is not one of {SIGMA_PARAMS}")
 
@@ -84,21 +80,17 @@ def sampled_logits(model: nn.Module, q: MeanField, x: torch.Tensor, n_samples: i
     return vmap(lambda p: functional_call(model, p, (x,)))(stack)
 
 
-def local_reparam_logits(model: MLP, q: MeanField, x: torch.Tensor, n_samples: int) -> torch.Tensor:
-    """Logits [S, B, C] sampling each linear layer's pre-activations (local reparameterisation)."""
-    if not isinstance(model, MLP):
-        raise ValueError("local reparameterisation is implemented for the mlp architecture only")
-    params = dict(zip(q.names, zip(q.mu, q.sigmas())))
-    layers = [f"hidden.{i}" for i in range(len(model.hidden))] + ["out"]
-    h = x.flatten(1).expand(n_samples, *x.flatten(1).shape)
-    for i, name in enumerate(layers):
-        (w_mu, w_s), (b_mu, b_s) = params[f"{name}.weight"], params[f"{name}.bias"]
-        mean = h @ w_mu.T + b_mu
-        var = (h ** 2) @ (w_s ** 2).T + b_s ** 2
-        h = mean + var.sqrt() * torch.randn_like(mean)
-        if i < len(layers) - 1:
-            h = model.act(h)
-    return h
+def local_reparam_logits(model: nn.Module, q: MeanField, x: torch.Tensor, n_samples: int) -> torch.Tensor:
+    """Logits [S, B, C] sampling pre-activations instead of weights (local reparameterisation), through
+    the architecture's ``local_reparam_logits`` hook."""
+    from .predict import _hook
+
+    hook = _hook(model, "local_reparam_logits")
+    if hook is None:
+        raise ValueError(f"local reparameterisation is not available for {type(model).__name__}; set "
+                         "vi.local_reparam: false")
+    sigmas = q.sigmas()
+    return hook(model, dict(zip(q.names, q.mu)), dict(zip(q.names, sigmas)), x, n_samples)
 
 
 def train_vi(model: nn.Module, x: torch.Tensor, y: torch.Tensor, settings: ViSettings, *, seed: int,

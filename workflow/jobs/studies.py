@@ -1,17 +1,16 @@
-"""Weight-space studies of Xiao et al. (2023), one function per workflow job.
+"""Stage studies: the weight-space studies of Xiao et al. (2023), one function per job.
 
-- ``hmc_basin_job``: Gaussians of other methods (the ensemble's q_r, every VI posterior) aligned
-  into the basin of HMC's q_r by the W2 alignment, with distances and correlations of the means
-  and standard deviations before and after.
-- ``sigma_histogram_job``: histograms of the standard deviations of q_d, q_r and VI.
+- ``basin_job``: Gaussians of other methods (every other sample method's q_r, every Gaussian
+  method's posteriors) aligned into the basin of the reference method's q_r by the W2 alignment,
+  with distances and correlations of the means and standard deviations before and after.
+- ``sigma_histogram_job``: histograms of the standard deviations of q_d, q_r and every Gaussian method.
 - ``pruning_job``: accuracy of the mean network against the fraction of weights kept, keeping
-  the lowest sigma; "merged" prunes the ensemble's mean (in HMC's basin) by HMC's sigma.
+  the lowest sigma; "merged" prunes another method's mean (in the reference's basin) by the
+  reference's sigma.
 - ``not_k_job``: one network trained from its seed's initial weights permuted by k random
   transpositions, compared with the unpermuted member: NoT found, distance and barrier.
 - ``not_path_job``: NoT from every point of the path between two solutions to each endpoint,
   before and after alignment.
-
-Like jobs.py, nothing here knows about Snakemake.
 """
 
 from __future__ import annotations
@@ -22,36 +21,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import artifacts, barriers
-from .artifacts import Alignment, ArtifactError, Posterior
-from .atomic import write_csv
-from .config import result_config
-from .jobs import (METHOD_LABELS, _check_compatible, check_posterior, fit_label, l2_distance, load_prepared,
-                   permute_posterior, representative, w2_distance)
-from .matching import weight_matching
-from .models import build_model
-from .permutations import (compose, number_of_transpositions, random_transpositions, apply_permutation)
-from .predict import loss_error, marginal_loss_error, resolve_device, sample_log_probs, to_torch
-from .pruning import pruned_stack
-from .training import MapSettings, train_map
+from .. import artifacts, barriers, methods
+from ..artifacts import Alignment, ArtifactError, l2_distance, w2_distance
+from ..atomic import write_csv
+from ..matching import weight_matching
+from ..permutations import apply_permutation, compose, number_of_transpositions, random_transpositions
+from ..prepared import load_prepared
+from .inputs import check_posterior, read_posterior
+from .rebasin import fit_label, parse_fit_key
 
 log = logging.getLogger(__name__)
-
-
-def parse_fit_key(key: str) -> tuple[str, str, str]:
-    """'<method>/<reference>/<fit>' -> (method, reference, fit), with a clear error otherwise."""
-    parts = key.split("/")
-    if len(parts) != 3 or parts[2] not in ("q_d", "q_r") or parts[0] not in METHOD_LABELS:
-        raise ValueError(f"rebasin key {key!r} is not '<hmc|ensemble>/<reference>/<q_d|q_r>'")
-    return parts[0], parts[1], parts[2]
-
-
-def _read_gaussian(path, data=None) -> Posterior:
-    post = artifacts.read_posterior(path)
-    if post.kind != "gaussian":
-        raise ArtifactError(f"{path}: expected a Gaussian posterior (a rebasin fit or VI), found {post.kind}")
-    check_posterior(post, path, data=data)
-    return post
 
 
 def _flat(params) -> np.ndarray:
@@ -65,60 +44,65 @@ def _corr(a, b) -> float:
     return float(np.corrcoef(a, b)[0, 1])
 
 
-# ---------------------------------------------------------------- other methods in HMC's basin
+def _read_gaussian(path, data=None):
+    return read_posterior(path, data=data, kind="gaussian", what="this study (a rebasin fit or a Gaussian method)")
 
 
-def hmc_basin_job(reference_path, sources: dict, out_alignments: dict, out_csv, *, variant: str = "base",
-                  max_sweeps: int = 100) -> None:
-    """Align every Gaussian in ``sources`` (label -> path) into the basin of HMC's q_r (``reference_path``)
-    by W2 alignment (means and standard deviations share the permutation); write one alignment file
-    per label (``out_alignments``) and a table of W2 distances and of correlations before and after."""
+# ---------------------------------------------------------------- other methods in the reference's basin
+
+
+def basin_job(reference_path, sources: dict, out_alignments: dict, out_csv, *, variant: str = "base",
+              max_sweeps: int = 100) -> None:
+    """Align every Gaussian in ``sources`` (label -> path) into the basin of the reference method's q_r
+    (``reference_path``) by W2 alignment (means and standard deviations share the permutation); write one
+    alignment file per label (``out_alignments``) and a table of W2 distances and correlations before and after."""
+    from .align import align
+
     if set(sources) != set(out_alignments):
         raise ValueError(f"sources and outputs name different labels: {sorted(set(sources) ^ set(out_alignments))}")
     ref = _read_gaussian(reference_path)
-    _, spec = build_model(ref.architecture, ref.input_shape, ref.n_classes, **ref.architecture_args)
     rows = []
     for label, path in sorted(sources.items()):
         src = _read_gaussian(path)
-        _check_compatible(ref, src, f"aligning {path} into the basin of {reference_path}")
-        result = weight_matching(ref.mean, src.mean, spec, seed=src.seed, max_sweeps=max_sweeps,
-                                 extra_channels=[(ref.std, src.std, 1.0)])
-        aligned = permute_posterior(src, spec, result.perms)
+        ref.check_compatible(src, f"aligning {path} into the basin of {reference_path}")
+        result, aligned = align(ref, src, "w2", seed=src.seed, max_sweeps=max_sweeps)
         before = w2_distance(ref.mean, ref.std, src.mean, src.std)
         after = w2_distance(ref.mean, ref.std, aligned.mean, aligned.std)
-        nots = {g: number_of_transpositions(p) for g, p in result.perms.items()}
-        artifacts.write_alignment(out_alignments[label], Alignment(
-            alignment="w2", method=src.method, seed_a=ref.seed, seed_b=src.seed, perms=result.perms,
-            objective_trace=np.asarray(result.objective_trace), aligned=aligned, source_a=str(reference_path),
-            source_b=str(path), sweeps=result.sweeps, converged=result.converged, distance_kind="w2",
-            distance_before=before, distance_after=after))
+        al = Alignment(alignment="w2", method=src.method, seed_a=ref.seed, seed_b=src.seed, perms=result.perms,
+                       objective_trace=np.asarray(result.objective_trace), aligned=aligned,
+                       source_a=str(reference_path), source_b=str(path), sweeps=result.sweeps,
+                       converged=result.converged, distance_kind="w2", distance_before=before, distance_after=after)
+        artifacts.write_alignment(out_alignments[label], al)
         rows.append({"variant": variant, "source": label, "method": src.method, "seed": src.seed,
-                     "w2_before": before, "w2_after": after, "not_total": sum(nots.values()),
+                     "reference_method": ref.method, "w2_before": before, "w2_after": after,
+                     "not_total": sum(al.not_per_group.values()),
                      "units_total": sum(len(p) for p in result.perms.values()),
                      "mean_corr_before": _corr(ref.mean, src.mean), "mean_corr_after": _corr(ref.mean, aligned.mean),
                      "std_corr_before": _corr(ref.std, src.std), "std_corr_after": _corr(ref.std, aligned.std)})
-        log.info("%s into HMC's basin: W2 %.4g -> %.4g, NoT %d; corr of sigma %.3f -> %.3f", label, before, after,
-                 rows[-1]["not_total"], rows[-1]["std_corr_before"], rows[-1]["std_corr_after"])
+        log.info("%s into %s's basin: W2 %.4g -> %.4g, NoT %d; corr of sigma %.3f -> %.3f", label, ref.method,
+                 before, after, rows[-1]["not_total"], rows[-1]["std_corr_before"], rows[-1]["std_corr_after"])
     write_csv(out_csv, pd.DataFrame(rows))
 
 
 # ---------------------------------------------------------------- sigma histograms
 
 
-def sigma_histogram_job(rebasin_paths: dict, vi_paths, out_csv, *, variant: str = "base", bins: int = 50) -> None:
-    """Histograms of sigma (log-spaced bins shared by all fits) of every q_d and q_r, and of VI's q
-    (all VI seeds pooled); tidy: one row per (label, bin)."""
+def sigma_histogram_job(rebasin_paths: dict, gaussian_paths: dict, out_csv, *, variant: str = "base",
+                        bins: int = 50) -> None:
+    """Histograms of sigma (log-spaced bins shared by all fits) of every q_d and q_r, and of every Gaussian
+    method's q (``gaussian_paths``: method -> its posteriors, seeds pooled); tidy: one row per (label, bin)."""
     stds = {}
     for key, path in sorted(rebasin_paths.items()):
         method, reference, fit = parse_fit_key(key)
         label = fit_label(method, fit, reference)
         if label not in stds:  # q_d does not depend on the reference
             stds[label] = (method, fit, reference if fit == "q_r" else "", _flat(_read_gaussian(path).std))
-    if vi_paths:
-        pooled = np.concatenate([_flat(_read_gaussian(p).std) for p in vi_paths])
-        stds["VI q"] = ("vi", "q", "", pooled)
+    for method, paths in gaussian_paths.items():
+        if paths:
+            stds[f"{methods.label(method)} q"] = (method, "q", "",
+                                                   np.concatenate([_flat(_read_gaussian(p).std) for p in paths]))
     if not stds:
-        raise ValueError("sigma histograms need at least one rebasin fit or VI posterior")
+        raise ValueError("sigma histograms need at least one rebasin fit or Gaussian posterior")
     positive = np.concatenate([s[s > 0] for *_, s in stds.values()])
     if positive.size == 0:
         raise ValueError("every sigma is zero: nothing to histogram")
@@ -139,12 +123,16 @@ def sigma_histogram_job(rebasin_paths: dict, vi_paths, out_csv, *, variant: str 
 # ---------------------------------------------------------------- pruning by sigma
 
 
-def pruning_job(rebasin_paths: dict, vi_paths, merged: tuple | None, data_path, out_csv, *, fractions,
-                variant: str = "base", device: str = "auto") -> None:
-    """Test accuracy and NLL of the mean network of every q_r, q_d and VI's q (first seed), keeping the
-    given fractions of its parameters with the lowest sigma; ``merged`` = (HMC q_r path, alignment file
-    of the ensemble's q_r in HMC's basin) adds the ensemble mean pruned by HMC's sigma, and the same mean
-    pruned by magnitude (keeping the largest |mu|) as a baseline."""
+def pruning_job(rebasin_paths: dict, gaussian_paths: dict, merged: list, data_path, out_csv, *, fractions,
+                variant: str = "base", device: str = "auto", memory_mb: float = 1024) -> None:
+    """Test accuracy and NLL of the mean network of every q_r, q_d and Gaussian method's q (its first
+    seed: ``gaussian_paths`` method -> path), keeping the given fractions of its parameters with the
+    lowest sigma. ``merged``: pairs (reference q_r path, alignment file of another method's q_r in the
+    reference's basin), each adding that mean pruned by the reference's sigma, and the same mean pruned
+    by magnitude (keeping the largest |mu|) as a baseline."""
+    from ..predict import loss_error, resolve_device, sample_log_probs
+    from ..pruning import pruned_stack
+
     fractions = sorted({float(f) for f in fractions}, reverse=True)
     data = load_prepared(data_path)
     dev = resolve_device(device)
@@ -153,26 +141,27 @@ def pruning_job(rebasin_paths: dict, vi_paths, merged: tuple | None, data_path, 
         method, reference, fit = parse_fit_key(key)
         post = _read_gaussian(path)  # the rebasin job checked its samples' data
         curves.setdefault(fit_label(method, fit, reference), (post, post.mean, post.std, "sigma"))
-    if vi_paths:
-        post = _read_gaussian(vi_paths[0], data)
-        curves[f"VI q (seed {post.seed})"] = (post, post.mean, post.std, "sigma")
-    if merged:
-        hmc_path, basin_path = merged
-        hmc = _read_gaussian(hmc_path)
-        ens = artifacts.read_alignment(basin_path).aligned
-        _check_compatible(hmc, ens, f"merging {basin_path} with {hmc_path}")
-        curves["merged: Ens. mean + HMC sigma"] = (ens, ens.mean, hmc.std, "sigma")
-        curves["Ens. mean by magnitude"] = (ens, ens.mean, {k: -np.abs(v) for k, v in ens.mean.items()}, "|mu|")
+    for method, path in gaussian_paths.items():
+        post = _read_gaussian(path, data)
+        curves[f"{methods.label(method)} q (seed {post.seed})"] = (post, post.mean, post.std, "sigma")
+    for ref_path, basin_path in merged:
+        ref = _read_gaussian(ref_path)
+        other = artifacts.read_alignment(basin_path).aligned
+        ref.check_compatible(other, f"merging {basin_path} with {ref_path}")
+        name, ref_name = methods.label(other.method), methods.label(ref.method)
+        curves[f"merged: {name} mean + {ref_name} sigma"] = (other, other.mean, ref.std, "sigma")
+        curves[f"{name} mean by magnitude"] = (other, other.mean, {k: -np.abs(v) for k, v in other.mean.items()},
+                                               "|mu|")
     if not curves:
-        raise ValueError("pruning needs at least one rebasin fit or VI posterior")
+        raise ValueError("pruning needs at least one rebasin fit or Gaussian posterior")
     first = next(iter(curves.values()))[0]
-    model, _ = build_model(first.architecture, first.input_shape, first.n_classes, **first.architecture_args)
+    model, _ = first.build_model()
     model.to(dev)
     x, y = data["x_test"].to(dev), data["y_test"].to(dev)
     rows = []
     for label, (_, mean, score, criterion) in curves.items():
         # every pruned copy is a network of its own: one batched pass, then loss and error per copy
-        logp = sample_log_probs(model, to_torch(pruned_stack(mean, score, fractions), dev), x)
+        logp = sample_log_probs(model, pruned_stack(mean, score, fractions), x, memory_mb=memory_mb)
         for f, logp_f in zip(fractions, logp):
             nll, err = loss_error(logp_f, y)
             rows.append({"variant": variant, "label": label, "criterion": criterion, "fraction_retained": f,
@@ -185,55 +174,60 @@ def pruning_job(rebasin_paths: dict, vi_paths, merged: tuple | None, data_path, 
 # ---------------------------------------------------------------- NoT studies
 
 
-def _barrier(model, a, b, x, y, ts) -> tuple[float, float]:
-    curve = barriers.linear_path(model, a, b, x, y, ts)
+def _barrier(model, a, b, x, y, ts, memory_mb) -> tuple[float, float]:
+    curve = barriers.linear_path(model, a, b, x, y, ts, memory_mb=memory_mb)
     return barriers.barrier_height(curve["t"], curve["loss"]), barriers.barrier_height(curve["t"], curve["error"])
 
 
 def not_k_job(k: int, seed: int, member_path, data_path, cfg: dict, out_csv, *, variant: str = "base",
               device: str = "auto", checkpoint=None) -> None:
     """Train from seed ``seed``'s initial weights permuted by ``k`` random transpositions (minibatch order
-    reshuffled unless not_study.data_order is 'same'), then compare with the unpermuted ensemble member
-    of that seed (``member_path``): the NoT weight matching finds, how far that is from the planted
+    reshuffled unless not_study.data_order is 'same') with the member's own method, then compare with the
+    unpermuted member (``member_path``): the NoT weight matching finds, how far that is from the planted
     permutation, and L2 distance and loss / error barriers before and after alignment."""
+    from ..predict import Stacked, marginal_loss_error, resolve_device
+
     data = load_prepared(data_path)
-    member = artifacts.read_posterior(member_path)
-    check_posterior(member, member_path, seed=seed, data=data)
-    if member.method != "ensemble":
-        raise ArtifactError(f"{member_path}: the NoT study compares with an ensemble member, found {member.method}")
-    study = cfg.get("not_study", {})
+    member = read_posterior(member_path, seed=seed, data=data)
+    mod = methods.load(member.method)
+    if not getattr(mod, "PERMUTED_INIT", False) or member.kind != "samples":
+        raise ArtifactError(f"{member_path}: the NoT study retrains a method that starts from a permuted "
+                            f"initialisation ({', '.join(m for m in methods.names() if getattr(methods.load(m), 'PERMUTED_INIT', False))}); "
+                            f"found {member.method}")
+    study = cfg["not_study"]
     dev = resolve_device(device)
-    model, spec = build_model(member.architecture, member.input_shape, member.n_classes, **member.architecture_args)
+    model, spec = member.build_model()
     sizes = spec.group_sizes({n: p.detach().numpy() for n, p in model.named_parameters()})
-    rng = np.random.default_rng(np.random.SeedSequence([study.get("seed", 0), seed, k]))
+    rng = np.random.default_rng(np.random.SeedSequence([study["seed"], seed, k]))
     planted = random_transpositions(sizes, k, rng)
-    same_order = study.get("data_order", "reshuffled") == "same"
-    settings = MapSettings(prior_std=cfg.get("prior", {}).get("std", 1.0), **cfg.get("ensemble", {}))
+    same_order = study["data_order"] == "same"
     # a checkpoint resumes only this run: the same member's settings, k, planted permutation and order
-    identity = {"not_k": k, "planted": {g: p.tolist() for g, p in planted.items()}, "same_order": same_order,
-                **result_config(cfg, ("data", "model", "prior"))}
-    result = train_map(model, data["x_train"], data["y_train"], settings, seed=seed, device=dev,
-                       init_permutation=(spec, planted), data_seed=None if same_order else seed + 100_000,
-                       checkpoint=checkpoint, identity=identity)
+    request = methods.FitRequest(
+        method=member.method, architecture=member.architecture, architecture_args=member.architecture_args, data=data,
+        seed=seed, config=cfg, device=dev, checkpoint=checkpoint, init_permutation=(spec, planted),
+        data_seed=None if same_order else seed + 100_000,
+        extra_identity={"not_k": k, "planted": {g: p.tolist() for g, p in planted.items()}, "same_order": same_order})
+    result = mod.fit(request)
     if checkpoint and Path(checkpoint).exists():
         Path(checkpoint).unlink()  # the result supersedes it
-    a = {k_: v[0, 0] for k_, v in member.samples.items()}
-    b = result.params
-    match = weight_matching(a, b, spec, seed=seed, max_sweeps=cfg.get("alignment", {}).get("max_sweeps", 100))
+    a = member.representative()
+    b = result.representative()
+    match = weight_matching(a, b, spec, seed=seed, max_sweeps=cfg["alignment"]["max_sweeps"])
     b_aligned = apply_permutation(b, spec, match.perms)
     # planted P then found Q: the identity when matching undoes exactly the planted permutation
     residual = {g: compose(planted[g], match.perms[g]) for g in planted}
-    ts = barriers.t_grid(cfg.get("barrier", {}).get("n_points", 21))
-    split = cfg.get("barrier", {}).get("split", "test")
+    ts = barriers.t_grid(cfg["barrier"]["n_points"])
+    split = cfg["barrier"]["split"]
+    budget = cfg["compute"]["memory_mb"]
     model.to(dev)
     x, y = data[f"x_{split}"].to(dev), data[f"y_{split}"].to(dev)
 
     def stack(p):
-        return to_torch({k_: v[None] for k_, v in p.items()}, dev)
+        return {k_: np.asarray(v)[None] for k_, v in p.items()}
 
-    naive_loss, naive_err = _barrier(model, stack(a), stack(b), x, y, ts)
-    aligned_loss, aligned_err = _barrier(model, stack(a), stack(b_aligned), x, y, ts)
-    _, err_b = marginal_loss_error(model, stack(b), x, y)
+    naive_loss, naive_err = _barrier(model, stack(a), stack(b), x, y, ts, budget)
+    aligned_loss, aligned_err = _barrier(model, stack(a), stack(b_aligned), x, y, ts, budget)
+    _, err_b = marginal_loss_error(model, Stacked(stack(b)), x, y, memory_mb=budget)
     row = {"variant": variant, "k": k, "seed": seed, "data_order": "same" if same_order else "reshuffled",
            "split": split,
            "not_planted": sum(number_of_transpositions(p) for p in planted.values()),
@@ -259,16 +253,17 @@ def not_path_job(method: str, pairs, out_csv, *, n_points: int = 21, variant: st
         al = artifacts.read_alignment(path_al)
         if (al.seed_a, al.seed_b) != (a.seed, b.seed):
             raise ArtifactError(f"{path_al}: aligns seed {al.seed_b} onto {al.seed_a}, not {b.seed} onto {a.seed}")
-        _check_compatible(a, b, f"path between {path_a} and {path_b}")
-        _, spec = build_model(a.architecture, a.input_shape, a.n_classes, **a.architecture_args)
-        ra = representative(a)
-        ends = {"naive": representative(b), al.alignment: representative(al.aligned)}
+        a.check_compatible(b, f"path between {path_a} and {path_b}")
+        _, spec = a.build_model()
+        ra = a.representative()
+        ends = {"naive": b.representative(), al.alignment: al.aligned.representative()}
         for alignment, rb in ends.items():
             for t in ts:
                 wt = {k: (1.0 - t) * np.float64(ra[k]) + t * rb[k] for k in ra}
                 to_a = weight_matching(ra, wt, spec, seed=0, max_sweeps=max_sweeps).perms
                 to_b = weight_matching(rb, wt, spec, seed=0, max_sweeps=max_sweeps).perms
-                rows.append({"variant": variant, "method": method, "pair": f"{a.seed}-{b.seed}",
+                rows.append({"variant": variant, "method": method, "posterior_kind": a.kind,
+                             "pair": f"{a.seed}-{b.seed}",
                              "alignment": alignment, "aligned": alignment != "naive", "t": float(t),
                              "not_to_a": sum(number_of_transpositions(p) for p in to_a.values()),
                              "not_to_b": sum(number_of_transpositions(p) for p in to_b.values()),

@@ -1,0 +1,102 @@
+"""Architecture registry: the one place that knows which network families exist.
+
+Each entry names the module that implements the family and the JSON-schema properties of its
+config arguments (the ``model`` section less ``architecture``; defaults live here and nowhere
+else). The module provides:
+
+- ``build(input_shape, n_classes, **args) -> torch.nn.Module``
+- ``permutation_spec(model) -> PermutationSpec``: the hidden-unit permutations that leave the
+  function unchanged
+
+and, optionally, hooks that other code uses when present (and replaces by generic code when not):
+
+- ``sample_logits(model, stack, x) -> [S, N, C]``: fast prediction under S stacked parameter sets
+- ``hidden_activations(model, params, x) -> {group: [rows, units]}``: activations each
+  permutation group reorders (activation matching)
+- ``local_reparam_logits(model, mean, std, x, n_samples) -> [S, N, C]``: VI's local
+  reparameterisation
+
+Registering a new family is its module plus one entry below. This module imports no torch, so
+the config can be validated (and the workflow's job graph built) without it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from types import ModuleType
+
+
+@dataclass(frozen=True)
+class ArchitectureEntry:
+    name: str
+    module: str  # implements build, permutation_spec and optional hooks
+    description: str
+    args: dict = field(default_factory=dict)  # JSON-schema properties of the config arguments
+
+
+ACTIVATIONS = ["relu", "tanh", "gelu", "elu", "sigmoid", "leaky_relu", "silu"]
+
+REGISTRY: dict[str, ArchitectureEntry] = {e.name: e for e in (
+    ArchitectureEntry(
+        "mlp", "workflow.architectures.mlp",
+        "fully connected network; one permutation group per hidden layer",
+        args={
+            "hidden": {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 1,
+                       "default": [128], "description": "widths of the hidden layers"},
+            "activation": {"type": "string", "enum": ACTIVATIONS, "default": "relu",
+                           "description": "elementwise activation"},
+        }),
+    ArchitectureEntry(
+        "resnet20", "workflow.architectures.resnet",
+        "ResNet20 with LayerNorm (exactly permutation invariant), as in Git Re-Basin; input channels and size "
+        "come from the data",
+        args={
+            "width": {"type": "integer", "minimum": 1, "default": 1,
+                      "description": "width multiplier: 16, 32, 64 channels times this in the three block groups"},
+        }),
+)}
+
+
+def names() -> list[str]:
+    return list(REGISTRY)
+
+
+def entry(name: str) -> ArchitectureEntry:
+    if name not in REGISTRY:
+        raise ValueError(f"unknown architecture {name!r}; allowed: {', '.join(REGISTRY)}")
+    return REGISTRY[name]
+
+
+def module(name: str) -> ModuleType:
+    return importlib.import_module(entry(name).module)
+
+
+def hook(name: str, hook_name: str):
+    """An optional hook of the architecture, or None."""
+    return getattr(module(name), hook_name, None)
+
+
+def resolve_args(name: str, args: dict) -> dict:
+    """The architecture's arguments with defaults filled; unknown keys name the allowed ones."""
+    spec = entry(name).args
+    unknown = sorted(set(args) - set(spec))
+    if unknown:
+        raise ValueError(f"architecture {name!r} takes no argument(s) {', '.join(unknown)}; "
+                         f"allowed: {', '.join(spec) or 'none'}")
+    return {k: args.get(k, s.get("default")) for k, s in spec.items()}
+
+
+def build_model(name: str, input_shape, n_classes: int, **args):
+    """(model, permutation spec) of a registered architecture; bad names or arguments raise ValueError."""
+    mod = module(name)
+    args = resolve_args(name, args)
+    try:
+        model = mod.build(tuple(int(s) for s in input_shape), int(n_classes), **args)
+    except TypeError as err:
+        raise ValueError(f"bad arguments {args} for architecture {name!r}: {err}") from err
+    return model, mod.permutation_spec(model)
+
+
+def get_params(model) -> dict:
+    return {k: v.detach().clone() for k, v in model.named_parameters()}

@@ -1,0 +1,217 @@
+"""ResNet20 with LayerNorm (as in Git Re-Basin, Ainsworth et al.), NCHW input of any size.
+
+stem: conv3x3 -> LN -> relu; three block groups of three basic blocks (16w, 32w, 64w channels,
+strides 1, 2, 2); global average pool; linear head. A basic block is conv3x3 -> LN -> relu ->
+conv3x3 -> LN, plus a shortcut (identity, or conv1x1 with the stride -> LN where the shape
+changes), then relu. Convolutions have no bias (a LayerNorm follows each one).
+
+LayerNorm normalises every pixel over the channel axis only (flax ``nn.LayerNorm()`` on NHWC), so
+permuting channels commutes with it and the network function is exactly permutation invariant
+(BatchNorm's running statistics would be buffers outside the spec).
+
+Permutations (Git Re-Basin's resnet20 spec): one per residual stream of each block group (the
+stem/shortcut output and every block output of that group share the basis, since they are added)
+and one inner permutation per block (conv1's output channels).
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Mapping
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..permutations import PermutationSpec
+
+EPS = 1e-5
+BASE_CHANNELS = (16, 32, 64)
+STRIDES = (1, 2, 2)
+BLOCKS_PER_GROUP = 3
+
+
+class ChannelLayerNorm(nn.Module):
+    """LayerNorm of each pixel over the channels of an NCHW tensor, per-channel scale and bias."""
+
+    def __init__(self, channels: int, eps: float = EPS):
+        super().__init__()
+        self.channels, self.eps = channels, eps
+        self.weight = nn.Parameter(torch.empty(channels))
+        self.bias = nn.Parameter(torch.empty(channels))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.ones_(self.weight)
+        nn.init.zeros_(self.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # channel-last view so that F.layer_norm normalises over C only
+        y = F.layer_norm(x.movedim(1, -1), (self.channels,), self.weight, self.bias, self.eps)
+        return y.movedim(-1, 1)
+
+    def extra_repr(self) -> str:
+        return f"{self.channels}, eps={self.eps}"
+
+
+class ConvNorm(nn.Module):
+    """conv (no bias) -> ChannelLayerNorm: the stem and the projection shortcuts."""
+
+    def __init__(self, c_in: int, c_out: int, kernel_size: int, stride: int = 1):
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, c_out, kernel_size, stride=stride, padding=kernel_size // 2, bias=False)
+        self.norm = ChannelLayerNorm(c_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.conv(x))
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, c_in: int, c_out: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
+        self.norm1 = ChannelLayerNorm(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
+        self.norm2 = ChannelLayerNorm(c_out)
+        # None (not nn.Identity) so that identity blocks are told apart without isinstance checks
+        self.shortcut = ConvNorm(c_in, c_out, 1, stride) if stride != 1 or c_in != c_out else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.relu(self.norm1(self.conv1(x)))
+        h = self.norm2(self.conv2(h))
+        return F.relu(h + (x if self.shortcut is None else self.shortcut(x)))
+
+
+class ResNet20(nn.Module):
+    def __init__(self, input_shape: tuple[int, int, int], n_classes: int, width: int = 1):
+        super().__init__()
+        self.input_shape, self.n_classes, self.width = tuple(input_shape), n_classes, width
+        channels = [c * width for c in BASE_CHANNELS]
+        self.stem = ConvNorm(input_shape[0], channels[0], 3)
+        groups, c_in = [], channels[0]
+        for c_out, stride in zip(channels, STRIDES):
+            groups.append(nn.Sequential(*(BasicBlock(c_in if b == 0 else c_out, c_out, stride if b == 0 else 1)
+                                          for b in range(BLOCKS_PER_GROUP))))
+            c_in = c_out
+        self.groups = nn.ModuleList(groups)
+        self.head = nn.Linear(channels[-1], n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.relu(self.stem(x.reshape(x.shape[0], *self.input_shape)))
+        for group in self.groups:
+            h = group(h)
+        return self.head(h.mean(dim=(2, 3)))
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def build(input_shape: tuple[int, ...], n_classes: int, *, width: int = 1) -> ResNet20:
+    if not _is_int(width) or width < 1:
+        raise ValueError(f"resnet20 width must be a positive integer (1, 2, 4, ...), got {width!r}")
+    shape = tuple(input_shape)
+    if len(shape) != 3 or not all(_is_int(s) and s >= 1 for s in shape):
+        raise ValueError(f"resnet20 input_shape must be (channels, height, width) with 3 positive integers, "
+                         f"got {input_shape!r}")
+    if not _is_int(n_classes) or n_classes < 2:
+        raise ValueError(f"resnet20 n_classes must be an integer >= 2, got {n_classes!r}")
+    return ResNet20(tuple(int(s) for s in shape), int(n_classes), int(width))
+
+
+# ---------------------------------------------------------------- permutation spec
+
+# Each helper maps parameter name -> permutation group per axis (None: not permuted), as Git
+# Re-Basin's axes_to_perm; _spec_from_axes inverts that into the groups' member lists.
+
+def _conv(name: str, p_in, p_out) -> dict:
+    return {f"{name}.weight": (p_out, p_in, None, None)}  # [out, in, kh, kw]
+
+
+def _norm(name: str, p) -> dict:
+    return {f"{name}.weight": (p,), f"{name}.bias": (p,)}
+
+
+def _dense(name: str, p_in, p_out) -> dict:
+    return {f"{name}.weight": (p_out, p_in), f"{name}.bias": (p_out,)}
+
+
+def _easy_block(name: str, p, inner: str) -> dict:
+    return {**_conv(f"{name}.conv1", p, inner), **_norm(f"{name}.norm1", inner),
+            **_conv(f"{name}.conv2", inner, p), **_norm(f"{name}.norm2", p)}
+
+
+def _shortcut_block(name: str, p_in, p_out, inner: str) -> dict:
+    return {**_conv(f"{name}.conv1", p_in, inner), **_norm(f"{name}.norm1", inner),
+            **_conv(f"{name}.conv2", inner, p_out), **_norm(f"{name}.norm2", p_out),
+            **_conv(f"{name}.shortcut.conv", p_in, p_out), **_norm(f"{name}.shortcut.norm", p_out)}
+
+
+def _spec_from_axes(axes_to_perm: Mapping[str, tuple]) -> PermutationSpec:
+    groups: dict[str, list] = {}
+    for name, perms in axes_to_perm.items():
+        for axis, p in enumerate(perms):
+            if p is not None:
+                groups.setdefault(p, []).append((name, axis))
+    return PermutationSpec({g: tuple(m) for g, m in groups.items()})
+
+
+def _stream(g: int) -> str:
+    return f"P_stream{g}"
+
+
+def _inner(g: int, b: int) -> str:
+    return f"P_g{g}b{b}_inner"
+
+
+def permutation_spec(model: ResNet20) -> PermutationSpec:
+    """Stream groups P_stream{g}, inner groups P_g{g}b{b}_inner; read off the model's blocks."""
+    stream = _stream(0)
+    axes = {**_conv("stem.conv", None, stream), **_norm("stem.norm", stream)}
+    for g, group in enumerate(model.groups):
+        for b, block in enumerate(group):
+            name = f"groups.{g}.{b}"
+            if block.shortcut is None:
+                axes.update(_easy_block(name, stream, _inner(g, b)))
+            else:  # a projection shortcut starts a new residual stream
+                axes.update(_shortcut_block(name, stream, _stream(g), _inner(g, b)))
+                stream = _stream(g)
+    axes.update(_dense("head", stream, None))
+    return _spec_from_axes(axes)
+
+
+# ---------------------------------------------------------------- hooks
+
+def hidden_activations(model: ResNet20, params: Mapping[str, np.ndarray], x: torch.Tensor) -> dict[str, np.ndarray]:
+    """Per permutation group, the activations it permutes as float64 [rows, units] (rows = examples x
+    positions): streams get the post-relu stem output (stream 0) and every block output of the group
+    stacked; inner groups the post-relu conv1 -> LN activation of their block."""
+    from torch.func import functional_call
+
+    x = torch.as_tensor(x)
+    p64 = {k: torch.as_tensor(np.asarray(v.detach().cpu() if hasattr(v, "detach") else v),
+                              dtype=torch.float64, device=x.device) for k, v in params.items()}
+    acts: dict[str, list[torch.Tensor]] = {}
+
+    def record(group: str, relu: bool):
+        def hook(_module, _inputs, out):
+            out = F.relu(out) if relu else out
+            acts.setdefault(group, []).append(out.movedim(1, -1).reshape(-1, out.shape[1]))
+        return hook
+
+    handles = [model.stem.register_forward_hook(record(_stream(0), True))]
+    stream = _stream(0)
+    for g, group in enumerate(model.groups):
+        for b, block in enumerate(group):
+            if block.shortcut is not None:
+                stream = _stream(g)
+            handles.append(block.register_forward_hook(record(stream, False)))  # block output is post-relu
+            handles.append(block.norm1.register_forward_hook(record(_inner(g, b), True)))
+    try:
+        with torch.no_grad():
+            functional_call(model, p64, (x.to(torch.float64),))
+    finally:
+        for h in handles:
+            h.remove()
+    return {g: torch.cat(a).cpu().numpy() for g, a in acts.items()}

@@ -1,0 +1,36 @@
+"""Stage figures: figures from the small aggregate tables (never from posteriors)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+# study table kind -> figure function in workflow.figures
+STUDY_FIGURES = {"sigma": "sigma_histogram_figure", "pruning": "pruning_figure", "not_k": "not_k_figure",
+                 "not_path": "not_path_figure"}
+
+
+def _read(path) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        raise ValueError(f"{path}: not a readable table ({err})") from err
+
+
+def study_figure(kind: str, table_path, png, pdf, *, variant: str | None = None) -> None:
+    from .. import figures
+
+    if kind not in STUDY_FIGURES:
+        raise ValueError(f"unknown study figure {kind!r}; allowed: {', '.join(STUDY_FIGURES)}")
+    getattr(figures, STUDY_FIGURES[kind])(_read(table_path), png, pdf, variant=variant)
+
+
+def barrier_figure(curves_path, method: str, png, pdf, *, variant: str | None = None) -> None:
+    from ..figures import barrier_curves_figure
+
+    barrier_curves_figure(_read(curves_path), method, png, pdf, variant=variant)
+
+
+def sweep_figure(table_path, method: str, png, pdf, *, base: dict | None = None) -> None:
+    from ..figures import barrier_sweep_figure
+
+    barrier_sweep_figure(_read(table_path), method, png, pdf, base=base)

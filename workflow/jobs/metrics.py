@@ -1,0 +1,107 @@
+"""Stage metrics: loss and error along the path between two posteriors, and the barrier summary."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+
+from .. import artifacts, barriers, tables
+from ..artifacts import ArtifactError
+from ..atomic import write_csv, write_text
+from ..config import table_cell
+from ..prepared import load_prepared
+from .inputs import check_posterior, read_posterior
+
+log = logging.getLogger(__name__)
+
+
+def barrier_curve(alignment: str, path_a, path_b, data_path, cfg: dict, out, *, device: str = "auto",
+                  variant: str = "base", seeds: tuple[int, int] | None = None) -> None:
+    """Loss and error along the path from A to B ('naive') or to B aligned (B is then an alignment file).
+
+    Sample sets (and point estimates) follow the linear path; Gaussians the W2 geodesic with the same
+    Monte Carlo noise at every t and for every alignment of the pair."""
+    from ..predict import resolve_device
+
+    data = load_prepared(data_path)
+    a = read_posterior(path_a, seed=seeds[0] if seeds else None, data=data)
+    if alignment == "naive":
+        b = artifacts.read_posterior(path_b)
+        dist_kind, dist = a.distance_to(b)
+        meta = {"distance_kind": dist_kind, "distance": dist, "not_total": np.nan, "units_total": np.nan}
+    else:
+        al = artifacts.read_alignment(path_b)
+        if al.alignment != alignment:
+            raise ArtifactError(f"{path_b}: holds a {al.alignment!r} alignment, expected {alignment!r}")
+        if al.seed_a != a.seed:
+            raise ArtifactError(f"{path_b}: aligns onto seed {al.seed_a}, but {path_a} is seed {a.seed}")
+        b = al.aligned
+        if al.seed_b != b.seed:
+            raise ArtifactError(f"{path_b}: inconsistent alignment file (seed_b {al.seed_b}, aligned posterior seed {b.seed})")
+        meta = {"distance_kind": al.distance_kind, "distance": al.distance_after,
+                "not_total": sum(al.not_per_group.values()), "units_total": sum(len(p) for p in al.perms.values())}
+    check_posterior(b, path_b, seed=seeds[1] if seeds else None, data=data)
+    a.check_compatible(b, f"path between {path_a} and {path_b}")
+    bcfg = cfg["barrier"]
+    split = bcfg["split"]
+    dev = resolve_device(device)
+    model, _ = a.build_model()
+    model.to(dev)
+    ts = barriers.t_grid(bcfg["n_points"])
+    x, y = data[f"x_{split}"].to(dev), data[f"y_{split}"].to(dev)
+    budget = cfg["compute"]["memory_mb"]
+    if a.kind == "gaussian":
+        # the same noise for every alignment of this pair and every t: curves differ by the path alone
+        noise_seed = int(np.random.SeedSequence([bcfg["seed"], a.seed, b.seed]).generate_state(1)[0])
+        curve = barriers.gaussian_path(model, a.mean, a.std, b.mean, b.std, bcfg["mc_samples"], noise_seed, x, y, ts,
+                                       memory_mb=budget)
+    else:
+        curve = barriers.linear_path(model, a.flat_samples(), b.flat_samples(), x, y, ts, memory_mb=budget)
+    front = {"variant": variant, "method": a.method, "alignment": alignment, "aligned": alignment != "naive",
+             "pair": f"{a.seed}-{b.seed}", "seed_a": a.seed, "seed_b": b.seed}
+    for i, (k, v) in enumerate(front.items()):
+        curve.insert(i, k, v)
+    curve["split"] = split
+    for k, v in meta.items():
+        curve[k] = v
+    write_csv(out, curve)
+
+
+def summarize_barriers(curve_paths, variants: dict, out_curves, out_csv, out_md) -> None:
+    """All curves in one table; one barrier row per (variant, method, alignment, pair) with the swept
+    values as columns (``variants``: variant -> {dotted key: value}); Markdown mean ± sd over pairs."""
+    curves = pd.concat([pd.read_csv(p) for p in curve_paths], ignore_index=True)
+    summary = barriers.summarize(curves)
+    pair_meta = curves.groupby(["variant", "method", "alignment", "pair"], sort=False)[
+        ["distance_kind", "distance", "not_total", "units_total"]].first().reset_index()
+    summary = summary.merge(pair_meta, on=["variant", "method", "alignment", "pair"], how="left")
+    for col in ("not_total", "units_total"):  # integers, empty for the naive rows
+        summary[col] = summary[col].astype("Int64")
+    swept = sorted({k for overrides in variants.values() for k in overrides})
+    for key in swept:
+        summary[key] = summary["variant"].map(lambda v, key=key: table_cell(variants.get(v, {}).get(key)))
+    write_csv(out_curves, curves)
+    write_csv(out_csv, summary)
+    agg = summary.groupby(["variant", "method", "alignment"], sort=False).agg(
+        pairs=("pair", "count"), loss_barrier_mean=("loss_barrier", "mean"), loss_barrier_sd=("loss_barrier", "std"),
+        error_barrier_mean=("error_barrier", "mean"), error_barrier_sd=("error_barrier", "std"),
+        distance_kind=("distance_kind", "first"), distance=("distance", "mean"),
+        not_total=("not_total", "mean")).reset_index()
+    naive = agg[agg["alignment"] == "naive"].set_index(["variant", "method"])["loss_barrier_mean"]
+    agg["ratio"] = [r.loss_barrier_mean / naive.get((r.variant, r.method), np.nan) for r in agg.itertuples()]
+
+    def mean_sd(mean, sd, pairs):
+        return f"{mean:.4f} ± {sd:.4f}" if pairs > 1 else f"{mean:.4f} (one pair)"
+
+    wide = pd.DataFrame({
+        "method": agg["method"].tolist(), "alignment": agg["alignment"].tolist(), "pairs": agg["pairs"].tolist(),
+        "loss barrier (mean ± sd)": [mean_sd(*r) for r in zip(agg.loss_barrier_mean, agg.loss_barrier_sd, agg.pairs)],
+        "loss barrier / naive": [f"{r:.3f}" for r in agg["ratio"]],
+        "error barrier (mean ± sd)": [mean_sd(*r) for r in zip(agg.error_barrier_mean, agg.error_barrier_sd,
+                                                                agg.pairs)],
+        "distance (mean)": [f"{k} {d:.3f}" for k, d in zip(agg["distance_kind"], agg["distance"])],
+        "NoT (mean)": ["-" if pd.isna(n) else f"{n:.1f}" for n in agg["not_total"]],
+    }, index=pd.Index(agg["variant"], name="variant"))
+    write_text(out_md, tables.markdown(wide, index_name="variant"))

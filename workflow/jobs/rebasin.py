@@ -1,0 +1,168 @@
+"""Stage rebasin: Gaussians fitted to a method's samples before (q_d) and after (q_r) aligning them
+into one basin, and Xiao et al.'s Table 1 of every predictive against the reference method's."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pandas as pd
+
+from .. import artifacts, methods, tables
+from ..artifacts import Posterior
+from ..atomic import write_csv, write_text
+from ..prepared import load_prepared
+from .inputs import pooled_samples, read_posterior, read_sample_sets
+
+log = logging.getLogger(__name__)
+
+FITS = ("q_d", "q_r")
+
+
+def fit_label(method: str, fit: str, reference: str | None = None) -> str:
+    """Column and legend label of a fitted Gaussian, as in Table 1: 'HMC q_d', 'Ens. q_r (first ref.)'."""
+    return f"{methods.label(method)} {fit}" + (f" ({reference} ref.)" if fit == "q_r" else "")
+
+
+def parse_fit_key(key: str) -> tuple[str, str, str]:
+    """'<method>/<reference>/<fit>' -> (method, reference, fit), with a clear error otherwise."""
+    parts = key.split("/")
+    if len(parts) != 3 or parts[2] not in FITS or parts[0] not in methods.names() \
+            or methods.kind(parts[0]) != "samples":
+        raise ValueError(f"rebasin key {key!r} is not '<sample method>/<reference>/<q_d|q_r>' (sample methods: "
+                         f"{', '.join(methods.of_kind(methods.names(), 'samples'))})")
+    return parts[0], parts[1], parts[2]
+
+
+def rebasin_job(method: str, paths, data_path, cfg: dict, reference: str, out_qd, out_qr, *, seeds=None) -> None:
+    """Fit q_d (samples as they are) and q_r (after aligning every sample to one reference)."""
+    from .. import architectures
+    from ..rebasin import fit_diagonal_gaussian, rebase
+
+    data = load_prepared(data_path)
+    posts = read_sample_sets(paths, seeds, data)
+    samples = pooled_samples(posts)
+    first = posts[0]
+    model, spec = first.build_model()
+    rcfg = cfg["rebasin"]
+    activations = None
+    if rcfg["matching"] == "activation":
+        hook = architectures.hook(first.architecture, "hidden_activations")
+        if hook is None:
+            raise ValueError(f"rebasin.matching 'activation' needs the hidden_activations hook, which architecture "
+                             f"{first.architecture!r} does not provide; use 'weight'")
+        x_act = data["x_train"][: rcfg["activation_points"]]
+
+        def activations(params):
+            return hook(model, params, x_act)
+    result = rebase(samples, spec, reference=reference, matching=rcfg["matching"], activations=activations,
+                    max_iterations=rcfg["max_iterations"])
+    n = len(next(iter(samples.values())))
+    log.info("%s rebasin (%s reference, %s matching): %d samples, %d reference updates, changed %s", method,
+             reference, rcfg["matching"], n, result.iterations, result.changed)
+    info = {"reference": reference, "matching": rcfg["matching"], "n_samples": int(n),
+            "reference_updates": result.iterations, "sources": json.dumps([str(p) for p in paths])}
+    for fit, arrays, out in (("q_d", samples, out_qd), ("q_r", result.aligned, out_qr)):
+        mean, std = fit_diagonal_gaussian(arrays)
+        artifacts.write_posterior(out, Posterior(
+            kind="gaussian", method=method, architecture=first.architecture,
+            architecture_args=first.architecture_args, dataset=first.dataset, input_shape=first.input_shape,
+            n_classes=first.n_classes, seed=first.seed, mean=mean, std=std, config=cfg,
+            diagnostic_attrs={"fit": fit, **info}))
+
+
+TABLE1_METRICS = ("agreement with HMC", "TV to HMC", "test accuracy %", "test accuracy % of mean network", "test NLL")
+
+
+def table1_columns(posterior_paths: dict, rebasin_paths: dict) -> list[tuple[str, str, object]]:
+    """(label, what, source) per column, in the paper's order: for every sample method (the reference
+    first) its samples, q_d and q_r per reference; then every Gaussian method's q (its first seed)."""
+    selected = list(posterior_paths)
+    ref = methods.reference_method(selected)
+    sample_methods = [ref] + [m for m in methods.of_kind(selected, "samples") if m != ref]
+    cols = []
+    for m in sample_methods:
+        cols.append((f"{methods.label(m)} samples", "samples", posterior_paths[m]))
+        fits = sorted((k for k in rebasin_paths if k.startswith(f"{m}/")), key=lambda k: (k.split("/")[2], k))
+        for key in fits:
+            _, reference, fit = parse_fit_key(key)
+            label = fit_label(m, fit, reference)
+            if label not in [c[0] for c in cols]:  # q_d does not depend on the reference
+                cols.append((label, "fit", rebasin_paths[key]))
+    for m in methods.of_kind(selected, "gaussian"):
+        cols.append((f"{methods.label(m)} q", "gaussian", posterior_paths[m][0]))
+    return cols
+
+
+def table1_job(posterior_paths: dict, rebasin_paths: dict, data_path, cfg: dict, out_csv, out_md, out_tex,
+               out_diag, *, device: str = "auto") -> None:
+    """Xiao et al.'s Table 1: every predictive against the reference method's (agreement, TV), accuracies
+    and NLL. ``posterior_paths``: method -> its posteriors (seed order); ``rebasin_paths``:
+    '<method>/<reference>/<fit>' -> Gaussian fit. The reference chains' split R-hat and ESS of p(y|x)
+    on the test points go to ``out_diag``."""
+    from ..compare import accuracy, agreement, total_variation
+    from ..hmc import effective_sample_size, split_rhat
+    from ..predict import log_predictive, resolve_device, sample_label_log_probs
+
+    ref = methods.reference_method(list(posterior_paths))
+    if ref is None:
+        raise ValueError(f"Table 1 compares with a reference method ({', '.join(m for m in methods.names() if methods.is_reference(m))}); "
+                         f"none among {sorted(posterior_paths)}")
+    data = load_prepared(data_path)
+    dev = resolve_device(device)
+    x, y = data["x_test"].to(dev), data["y_test"].to(dev)
+    budget, n_mc, seed = cfg["compute"]["memory_mb"], cfg["table"]["mc_samples"], cfg["table"]["seed"]
+    reference_posts = read_sample_sets(posterior_paths[ref], data=data, what="Table 1")
+    model, _ = reference_posts[0].build_model()
+    model.to(dev)
+    columns = {}
+    for label, what, source in table1_columns(posterior_paths, rebasin_paths):
+        if what == "samples":
+            posts = reference_posts if source is posterior_paths[ref] else read_sample_sets(source, data=data,
+                                                                                              what="Table 1")
+            reference_posts[0].check_compatible(posts[0], f"Table 1 column {label}")
+            logp, logp_mean = log_predictive(model, _pooled_source(posts), x, memory_mb=budget), None
+        else:
+            # rebasin fits were checked against the data by their own job
+            post = read_posterior(source, data=data if what == "gaussian" else None, kind="gaussian", what="Table 1")
+            reference_posts[0].check_compatible(post, f"Table 1 column {label}", same_kind=False)
+            logp = log_predictive(model, post.sample_source(n_mc, seed), x, memory_mb=budget)
+            logp_mean = log_predictive(model, post.mean_network(), x, memory_mb=budget)
+        columns[label] = (logp, logp_mean)
+    p_ref = columns[f"{methods.label(ref)} samples"][0].exp().cpu().numpy()
+    y_np = y.cpu().numpy()
+    rows = []
+    for label, (logp, logp_mean) in columns.items():
+        p = logp.exp().cpu().numpy()
+        values = {"agreement with HMC": agreement(p, p_ref), "TV to HMC": total_variation(p, p_ref),
+                  "test accuracy %": 100 * accuracy(p, y_np),
+                  "test accuracy % of mean network": (100 * accuracy(logp_mean.cpu().numpy(), y_np)
+                                                      if logp_mean is not None else np.nan),
+                  # from log-probabilities: -log of a float32 probability underflows for confident errors
+                  "test NLL": float(-logp.double().gather(1, y[:, None]).mean())}
+        rows += [{"metric": m, "column": label, "value": values[m]} for m in TABLE1_METRICS]
+    table = pd.DataFrame(rows)
+    write_csv(out_csv, table)
+    wide = table.pivot(index="metric", columns="column", values="value").reindex(
+        index=list(TABLE1_METRICS), columns=list(columns))
+    write_text(out_md, tables.markdown(wide, index_name="metric"))
+    write_text(out_tex, tables.latex(wide, index_name="metric"))
+    # convergence of the chains, judged on predictive quantities (unchanged by permutations)
+    chains = np.stack([sample_label_log_probs(model, post.sample_source(0, 0), x, y, memory_mb=budget).exp().cpu().numpy()
+                       for post in reference_posts])  # [chains, draws, N]
+    diag = {"method": ref, "chains": len(reference_posts), "draws_per_chain": chains.shape[1]}
+    if chains.shape[1] >= 4:
+        rhat, ess = split_rhat(chains), effective_sample_size(chains)
+        diag.update(rhat_max=float(np.nanmax(rhat)), rhat_median=float(np.nanmedian(rhat)),
+                    ess_min=float(np.nanmin(ess)), ess_median=float(np.nanmedian(ess)))
+    for p in reference_posts:
+        diag[f"acceptance_seed{p.seed}"] = float(p.diagnostic_attrs.get("acceptance_rate", np.nan))
+        diag[f"divergences_seed{p.seed}"] = int(p.diagnostic_attrs.get("divergences", 0))
+    write_csv(out_diag, pd.DataFrame([diag]))
+
+
+def _pooled_source(posts):
+    from ..predict import Stacked
+
+    return Stacked(pooled_samples(posts))

@@ -1,0 +1,49 @@
+"""Stage train: one posterior per (method, seed), through the method registry."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from .. import artifacts, methods
+from ..config import model_args
+from ..prepared import load_prepared
+from .inputs import read_posterior
+
+log = logging.getLogger(__name__)
+
+
+def train_posterior(method: str, data_path, seed: int, cfg: dict, out, *, checkpoint=None, device: str = "auto",
+                    base_path=None) -> None:
+    """Fit one posterior with the method's ``fit`` and record train / test NLL and error of its predictive.
+
+    ``base_path``: the posterior this method is fitted around (its FITTED_AROUND method, same seed)."""
+    from ..predict import marginal_loss_error, resolve_device
+
+    mod = methods.load(method)
+    around = getattr(mod, "FITTED_AROUND", None)
+    if around and not base_path:
+        raise ValueError(f"method {method!r} is fitted around a {around} posterior of the same seed: pass --base")
+    data = load_prepared(data_path)
+    dev = resolve_device(device)
+    base = read_posterior(base_path, seed=seed, data=data) if base_path else None
+    request = methods.FitRequest(method=method, architecture=cfg["model"]["architecture"],
+                                 architecture_args=model_args(cfg), data=data, seed=seed, config=cfg, device=dev,
+                                 checkpoint=checkpoint, base=base)
+    post = mod.fit(request)
+    if post.kind != mod.KIND:
+        raise ValueError(f"method {method!r} declares kind {mod.KIND!r} but its fit returned {post.kind!r}")
+    model, _ = post.build_model()
+    model.to(dev)
+    n_mc = cfg[method].get("eval_samples", 100)
+    metrics = {}
+    for split in ("train", "test"):
+        nll, err = marginal_loss_error(model, post.sample_source(n_mc, seed), data[f"x_{split}"].to(dev),
+                                       data[f"y_{split}"].to(dev), memory_mb=cfg["compute"]["memory_mb"])
+        metrics.update({f"{split}_nll": nll, f"{split}_error": err})
+    log.info("%s seed %d: train NLL %.4f err %.4f | test NLL %.4f err %.4f", method, seed, metrics["train_nll"],
+             metrics["train_error"], metrics["test_nll"], metrics["test_error"])
+    post.diagnostic_attrs = {**post.diagnostic_attrs, **metrics, "device": str(dev)}
+    artifacts.write_posterior(out, post)
+    if checkpoint and Path(checkpoint).exists():
+        Path(checkpoint).unlink()  # the artifact supersedes it
