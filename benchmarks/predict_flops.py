@@ -15,7 +15,7 @@ import time
 import torch
 from torch.func import functional_call, vmap
 
-from workflow.models import build_model
+from workflow.architectures import build_model
 from workflow.predict import sample_log_probs
 
 CASES = {  # name: (input shape, hidden widths, classes, test points, samples)

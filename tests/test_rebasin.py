@@ -78,3 +78,33 @@ def test_agreement_and_total_variation_by_hand():
         agreement(p[:2], ref)
     with pytest.raises(ValueError, match="sum to 1"):
         total_variation(p * 2, ref)
+
+
+def test_iterated_reference_leaves_the_sample_out_of_its_own_reference(monkeypatch):
+    """MergeMany's leave-one-out: after the first pass, sample i is matched to the mean of the other
+    aligned samples, never to a mean that contains itself."""
+    import workflow.rebasin as rebasin_module
+    from workflow.permutations import apply_permutation
+
+    _, spec, _, samples = permuted_copies(n=4, noise=0.05, seed=5)
+    calls = []
+    real = rebasin_module.weight_matching
+
+    def spy(ref, sample, spec_, **kw):
+        calls.append((ref, sample))
+        return real(ref, sample, spec_, **kw)
+
+    monkeypatch.setattr(rebasin_module, "weight_matching", spy)
+    result = rebase(samples, spec, reference="iterated", max_iterations=2)
+    n = 4
+    assert len(calls) == 2 * n
+    first_perms = [real(calls[0][0], calls[i][1], spec, seed=i).perms for i in range(n)]
+    aligned = [apply_permutation(calls[i][1], spec, first_perms[i]) for i in range(n)]
+    for i in range(n):
+        ref, sample = calls[n + i]
+        others = {k: np.mean([aligned[j][k] for j in range(n) if j != i], axis=0) for k in ref}
+        with_self = {k: np.mean([aligned[j][k] for j in range(n)], axis=0) for k in ref}
+        for k in ref:
+            np.testing.assert_allclose(ref[k], others[k], atol=1e-12)
+        assert any(not np.allclose(ref[k], with_self[k]) for k in ref)
+    assert result.iterations == 2

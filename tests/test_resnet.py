@@ -65,6 +65,19 @@ def test_outputs_unchanged_in_float32():
                                atol=1e-5, rtol=0)
 
 
+def test_layer_norm_normalises_each_pixel_over_channels_only():
+    """Git Re-Basin's flax nn.LayerNorm() on NHWC: statistics over C per pixel (invariance alone cannot tell
+    this from other channel-wise norms)."""
+    x = torch.randn(2, 5, 3, 4, dtype=torch.float64)
+    norm = resnet.ChannelLayerNorm(5).double()
+    with torch.no_grad():
+        norm.weight.copy_(torch.linspace(0.5, 2.0, 5))
+        norm.bias.copy_(torch.linspace(-1.0, 1.0, 5))
+        mu, var = x.mean(1, keepdim=True), x.var(1, unbiased=False, keepdim=True)
+        want = (x - mu) / torch.sqrt(var + 1e-5) * norm.weight[:, None, None] + norm.bias[:, None, None]
+        torch.testing.assert_close(norm(x), want)
+
+
 def expected_axes(name, param):
     """The channel axes a parameter has: conv [out, in, kh, kw] both (the stem's input channels are the
     data's), LayerNorm its only axis, the head its input axis, the head's bias none."""

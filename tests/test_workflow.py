@@ -70,7 +70,7 @@ def test_table1_compares_every_predictive_with_hmc(finished_run):
         assert t.loc["test accuracy % of mean network", f"{m} q_r (first ref.)"] > \
             t.loc["test accuracy % of mean network", f"{m} q_d"]
     assert (tables / "table1_base.tex").read_text().startswith("\\begin{tabular}")
-    diag = pd.read_csv(tables / "hmc_diagnostics_base.csv").iloc[0]
+    diag = pd.read_csv(tables / "chain_diagnostics_base.csv").iloc[0]
     assert diag["chains"] == 3 and diag["draws_per_chain"] == 10 and diag["rhat_median"] > 0.5
     q_r = read_posterior(finished_run / "results" / "tiny" / "base" / "rebasin" / "hmc" / "iterated" / "q_r.h5")
     assert q_r.kind == "gaussian" and q_r.diagnostic_attrs["n_samples"] == 30
@@ -82,10 +82,10 @@ def test_weight_space_studies_write_their_tables_and_figures(finished_run):
         assert not pd.read_csv(results / "tables" / f"{study}_base.csv").empty, study
         for ext in ("png", "pdf"):
             assert (results / "figures" / f"{study}_base.{ext}").stat().st_size > 1000, (study, ext)
-    basin = pd.read_csv(results / "tables" / "hmc_basin_base.csv").set_index("source")
+    basin = pd.read_csv(results / "tables" / "basin_base.csv").set_index("source")
     assert set(basin.index) == {"ensemble", "vi-seed0", "vi-seed1", "vi-seed2"}
     assert (basin["w2_after"] <= basin["w2_before"]).all()
-    assert read_alignment(results / "base" / "hmc_basin" / "ensemble.h5").aligned.method == "ensemble"
+    assert read_alignment(results / "base" / "basin" / "ensemble.h5").aligned.method == "ensemble"
     not_k = pd.read_csv(results / "tables" / "not_k_base.csv")
     assert sorted(not_k["k"]) == [0, 4, 16] and set(not_k["seed"]) == {0}
     assert (not_k["not_planted"] <= not_k["k"]).all()

@@ -49,7 +49,7 @@ class SampleSource:
     names: list[str]
     numel: int  # parameters per sample
 
-    def chunk(self, start: int, stop: int, device) -> dict[str, torch.Tensor]:
+    def chunk(self, start: int, stop: int, device, dtype=torch.float32) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
 
@@ -62,8 +62,8 @@ class Stacked(SampleSource):
         self.n = int(next(iter(self.stack.values())).shape[0])
         self.numel = sum(int(np.prod(v.shape[1:])) for v in self.stack.values())
 
-    def chunk(self, start, stop, device):
-        return {k: torch.as_tensor(v[start:stop], dtype=torch.float32).to(device) for k, v in self.stack.items()}
+    def chunk(self, start, stop, device, dtype=torch.float32):
+        return {k: torch.as_tensor(v[start:stop]).to(device=device, dtype=dtype) for k, v in self.stack.items()}
 
 
 class Gaussian(SampleSource):
@@ -85,10 +85,11 @@ class Gaussian(SampleSource):
                 eps[k].append(torch.randn(tuple(np.shape(self.mean[k])), generator=gen))
         return {k: torch.stack(v) for k, v in eps.items()}
 
-    def chunk(self, start, stop, device):
+    def chunk(self, start, stop, device, dtype=torch.float32):
         eps = self.noise(start, stop)
-        return {k: (torch.as_tensor(np.asarray(self.mean[k]), dtype=torch.float32).to(device)
-                    + torch.as_tensor(np.asarray(self.std[k]), dtype=torch.float32).to(device) * eps[k].to(device))
+        return {k: (torch.as_tensor(np.asarray(self.mean[k])).to(device=device, dtype=dtype)
+                    + torch.as_tensor(np.asarray(self.std[k])).to(device=device, dtype=dtype)
+                    * eps[k].to(device=device, dtype=dtype))
                 for k in self.names}
 
 
@@ -156,8 +157,9 @@ def _chunks(model, samples, x, memory_mb):
     """Yield (sample slice, point slice, log-softmax [s, n, C]) over every chunk."""
     source = as_source(samples)
     s_chunk, n_chunk = chunk_sizes(model, source, x, memory_mb)
+    dtype = next(model.parameters()).dtype  # the network's precision (float32 unless a test asks for float64)
     for s0 in range(0, source.n, s_chunk):
-        stack = source.chunk(s0, min(source.n, s0 + s_chunk), x.device)
+        stack = source.chunk(s0, min(source.n, s0 + s_chunk), x.device, dtype)
         for i in range(0, len(x), n_chunk):
             yield slice(s0, s0 + s_chunk), slice(i, i + n_chunk), torch.log_softmax(
                 batched_logits(model, stack, x[i:i + n_chunk]), dim=-1)

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import nn
-from torch.func import functional_call, vmap
 
 from .training import OptimSettings, check_positive, reset_parameters, run_training
 
@@ -76,8 +75,9 @@ class MeanField(nn.Module):
 
 def sampled_logits(model: nn.Module, q: MeanField, x: torch.Tensor, n_samples: int) -> torch.Tensor:
     """Logits [S, B, C] under S weight samples (plain reparameterisation)."""
-    stack = q.sample(n_samples)
-    return vmap(lambda p: functional_call(model, p, (x,)))(stack)
+    from .predict import batched_logits
+
+    return batched_logits(model, q.sample(n_samples), x)
 
 
 def local_reparam_logits(model: nn.Module, q: MeanField, x: torch.Tensor, n_samples: int) -> torch.Tensor:

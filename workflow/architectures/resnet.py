@@ -23,6 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.func import functional_call
 
 from ..permutations import PermutationSpec
 
@@ -215,3 +216,10 @@ def hidden_activations(model: ResNet20, params: Mapping[str, np.ndarray], x: tor
         for h in handles:
             h.remove()
     return {g: torch.cat(a).cpu().numpy() for g, a in acts.items()}
+
+
+def sample_logits(model: ResNet20, stack: Mapping[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """Logits [S, N, C] under S stacked parameter sets, one set at a time: on the CPU a plain
+    convolution per set ran about 4x faster than vmap's batched convolutions (ResNet20 x1, 28x28)."""
+    n = next(iter(stack.values())).shape[0]
+    return torch.stack([functional_call(model, {k: v[s] for k, v in stack.items()}, (x,)) for s in range(n)])
