@@ -79,6 +79,8 @@ def test_every_method_module_declares_the_registry_surface():
         mod = methods.load(name)
         assert mod.KIND in methods.KINDS and mod.LABEL and mod.DESCRIPTION and callable(mod.fit)
         assert isinstance(mod.SETTINGS, dict)
+        if mod.KIND == "gaussian":
+            assert "eval_samples" in mod.SETTINGS, name
         for key in methods.runtime_keys(name):
             assert key in mod.SETTINGS, (name, key)
         around = methods.fitted_around(name)

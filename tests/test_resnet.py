@@ -65,15 +65,15 @@ def test_outputs_unchanged_in_float32():
                                atol=1e-5, rtol=0)
 
 
-def test_layer_norm_normalises_each_pixel_over_channels_only():
-    """Git Re-Basin's flax nn.LayerNorm() on NHWC: statistics over C per pixel (invariance alone cannot tell
-    this from other channel-wise norms)."""
+def test_layer_norm_normalises_each_example_over_channels_and_pixels():
+    """Statistics over (C, H, W) per example, per-channel affine (invariance alone cannot tell this from
+    other channel-wise norms)."""
     x = torch.randn(2, 5, 3, 4, dtype=torch.float64)
     norm = resnet.ChannelLayerNorm(5).double()
     with torch.no_grad():
         norm.weight.copy_(torch.linspace(0.5, 2.0, 5))
         norm.bias.copy_(torch.linspace(-1.0, 1.0, 5))
-        mu, var = x.mean(1, keepdim=True), x.var(1, unbiased=False, keepdim=True)
+        mu, var = x.mean((1, 2, 3), keepdim=True), x.var((1, 2, 3), unbiased=False, keepdim=True)
         want = (x - mu) / torch.sqrt(var + 1e-5) * norm.weight[:, None, None] + norm.bias[:, None, None]
         torch.testing.assert_close(norm(x), want)
 

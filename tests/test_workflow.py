@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -39,21 +40,22 @@ def test_workflow_runs_end_to_end_and_alignment_lowers_the_barrier(finished_run)
     assert set(table["variant"]) == {"base"}
     by = table.groupby(["method", "alignment"])["loss_barrier"].mean()
     assert set(by.index) == {("ensemble", "naive"), ("ensemble", "weight"), ("vi", "naive"), ("vi", "weight"),
-                             ("vi", "w2"), ("hmc", "naive"), ("hmc", "weight")}
-    for method, kind in [("ensemble", "weight"), ("vi", "weight"), ("vi", "w2")]:
+                             ("vi", "w2"), ("hmc", "naive"), ("hmc", "weight"), ("laplace", "naive"),
+                             ("laplace", "weight"), ("laplace", "w2")}
+    for method, kind in [("ensemble", "weight"), ("vi", "weight"), ("vi", "w2"), ("laplace", "w2")]:
         assert by[method, kind] < 0.5 * by[method, "naive"], (method, kind)
     aligned = table[table.alignment != "naive"]
     assert (aligned["not_total"] > 0).all() and (aligned["not_total"] < aligned["units_total"]).all()
     vi = table[table.method == "vi"].set_index(["alignment", "pair"])["distance"]
     for pair in ("0-1", "0-2", "1-2"):
         assert vi["w2", pair] < vi["naive", pair]  # alignment lowers the W2 distance
-    for method in ("ensemble", "vi", "hmc"):
+    for method in ("ensemble", "vi", "hmc", "laplace"):
         for ext in ("png", "pdf"):
             assert (results / "figures" / f"barrier_{method}_base.{ext}").stat().st_size > 1000
     assert not list((results / "figures").glob("sweep_*"))  # no sweep, no sweep figure
     curves = pd.read_csv(results / "tables" / "barrier_curves.csv")
     assert {"variant", "pair", "t", "loss", "error", "aligned", "alignment", "distance"} <= set(curves.columns)
-    assert len(curves) == 3 * 7 * 7
+    assert len(curves) == 3 * 7 * 10  # pairs x points x (2 + 3 + 2 + 3 curves)
 
 
 def test_table1_compares_every_predictive_with_hmc(finished_run):
@@ -62,7 +64,7 @@ def test_table1_compares_every_predictive_with_hmc(finished_run):
     assert list(t.columns) == sorted(t.columns)  # pivot sorts; the Markdown keeps the paper's order
     md = (tables / "table1_base.md").read_text().splitlines()[0]
     assert md.index("HMC samples") < md.index("HMC q_d") < md.index("HMC q_r (first ref.)") < md.index("Ens. samples")
-    assert md.index("Ens. q_r (iterated ref.)") < md.index("VI q")
+    assert md.index("Ens. q_r (iterated ref.)") < md.index("VI q") < md.index("Laplace q")
     agree = t.loc["agreement with HMC"]
     assert agree["HMC samples"] == 1.0 and t.loc["TV to HMC", "HMC samples"] == 0.0
     for m in ("HMC", "Ens."):  # rebasin lifts the fitted Gaussian above the unaligned fit
@@ -83,7 +85,8 @@ def test_weight_space_studies_write_their_tables_and_figures(finished_run):
         for ext in ("png", "pdf"):
             assert (results / "figures" / f"{study}_base.{ext}").stat().st_size > 1000, (study, ext)
     basin = pd.read_csv(results / "tables" / "basin_base.csv").set_index("source")
-    assert set(basin.index) == {"ensemble", "vi-seed0", "vi-seed1", "vi-seed2"}
+    assert set(basin.index) == {"ensemble", "vi-seed0", "vi-seed1", "vi-seed2", "laplace-seed0", "laplace-seed1",
+                                "laplace-seed2"}
     assert (basin["w2_after"] <= basin["w2_before"]).all()
     assert read_alignment(results / "base" / "basin" / "ensemble.h5").aligned.method == "ensemble"
     not_k = pd.read_csv(results / "tables" / "not_k_base.csv")
@@ -91,9 +94,12 @@ def test_weight_space_studies_write_their_tables_and_figures(finished_run):
     assert (not_k["not_planted"] <= not_k["k"]).all()
     assert (not_k["loss_barrier_aligned"] <= not_k["loss_barrier_naive"] + 1e-6).all()
     pruning = pd.read_csv(results / "tables" / "pruning_base.csv")
-    assert {"merged: Ens. mean + HMC sigma", "HMC q_r (iterated ref.)", "VI q (seed 0)"} <= set(pruning["label"])
+    assert {"merged: Ens. mean + HMC sigma", "HMC q_r (iterated ref.)", "VI q (seed 0)",
+            "Laplace q (seed 0)"} <= set(pruning["label"])
     path = pd.read_csv(results / "tables" / "not_path_base.csv")
-    assert set(path["method"]) == {"ensemble", "vi", "hmc"}
+    assert set(path["method"]) == {"ensemble", "vi", "hmc", "laplace"}
+    sigma = pd.read_csv(results / "tables" / "sigma_base.csv")
+    assert {"VI q", "Laplace q"} <= set(sigma["label"])
 
 
 def test_artifacts_are_valid_and_carry_provenance(finished_run):
@@ -116,6 +122,11 @@ def test_artifacts_are_valid_and_carry_provenance(finished_run):
     assert hmc.samples["out.bias"].shape == (1, 10, 10)  # one chain, 10 kept draws
     assert 0 < hmc.diagnostic_attrs["acceptance_rate"] <= 1 and hmc.diagnostic_attrs["divergences"] >= 0
     assert len(hmc.diagnostics["energy"]) == 10 and len(hmc.diagnostics["accepted"]) == 20
+    laplace = read_posterior(results / "posteriors" / "laplace" / "seed1.h5")
+    assert laplace.kind == "gaussian" and laplace.diagnostic_attrs["prior_precision"] == 1.0
+    for k, v in post.samples.items():  # fitted around the ensemble member of its seed: its mean
+        np.testing.assert_array_equal(laplace.mean[k], v[0, 0])
+        assert np.all(laplace.std[k] > 0) and np.all(laplace.std[k] <= 1.0)  # at most the prior's
     w2 = read_alignment(results / "alignment" / "vi" / "w2" / "1-2.h5")
     assert w2.distance_kind == "w2" and w2.distance_after < w2.distance_before
 

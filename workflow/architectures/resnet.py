@@ -5,9 +5,12 @@ strides 1, 2, 2); global average pool; linear head. A basic block is conv3x3 -> 
 conv3x3 -> LN, plus a shortcut (identity, or conv1x1 with the stride -> LN where the shape
 changes), then relu. Convolutions have no bias (a LayerNorm follows each one).
 
-LayerNorm normalises every pixel over the channel axis only (flax ``nn.LayerNorm()`` on NHWC), so
-permuting channels commutes with it and the network function is exactly permutation invariant
-(BatchNorm's running statistics would be buffers outside the spec).
+LayerNorm normalises each example over all of its channels and pixels, with a per-channel scale
+and bias (GroupNorm with one group), so permuting channels commutes with it and the network
+function is exactly permutation invariant (BatchNorm's running statistics would be buffers outside
+the spec). Git Re-Basin's flax model normalises each pixel over its channels only, which is just
+as invariant, but trained far more slowly here: on MNIST, 150 Adam steps (lr 1e-3, batch 64)
+reached 58% test error with it and 13% with the normalisation over (C, H, W).
 
 Permutations (Git Re-Basin's resnet20 spec): one per residual stream of each block group (the
 stem/shortcut output and every block output of that group share the basis, since they are added)
@@ -34,7 +37,7 @@ BLOCKS_PER_GROUP = 3
 
 
 class ChannelLayerNorm(nn.Module):
-    """LayerNorm of each pixel over the channels of an NCHW tensor, per-channel scale and bias."""
+    """LayerNorm of each example of an NCHW tensor over (C, H, W), with a per-channel scale and bias."""
 
     def __init__(self, channels: int, eps: float = EPS):
         super().__init__()
@@ -48,9 +51,8 @@ class ChannelLayerNorm(nn.Module):
         nn.init.zeros_(self.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # channel-last view so that F.layer_norm normalises over C only
-        y = F.layer_norm(x.movedim(1, -1), (self.channels,), self.weight, self.bias, self.eps)
-        return y.movedim(-1, 1)
+        # statistics over every channel and pixel: a channel permutation leaves them unchanged
+        return F.group_norm(x, 1, self.weight, self.bias, self.eps)
 
     def extra_repr(self) -> str:
         return f"{self.channels}, eps={self.eps}"

@@ -5,7 +5,8 @@ Each method is one module below, light to import (torch only inside ``fit``), de
 - ``KIND``: the artifact it writes, "samples" (draws [chain, draw, ...]) or "gaussian" (mean, std)
 - ``LABEL``: its name in tables and legends ("HMC", "Ens.", "VI", ...)
 - ``DESCRIPTION``
-- ``SETTINGS``: JSON-schema properties of its config section (``<name>:``), defaults included
+- ``SETTINGS``: JSON-schema properties of its config section (``<name>:``), defaults included; a
+  Gaussian method includes ``eval_samples`` (Monte Carlo samples of the metrics in its artifact)
 - ``RUNTIME_KEYS``: settings of that section that change how it runs, not what it computes
 - ``fit(request: FitRequest) -> Posterior``: the same signature for every method
 

@@ -15,6 +15,8 @@ SETTINGS = {
     "prior_precision": {"type": "string", "enum": ["prior", "marglik"], "default": "prior",
                         "description": "prior precision delta: 1 / prior.std^2 (prior), or the maximiser of the "
                                        "Laplace marginal likelihood (marglik)"},
+    "eval_samples": {"type": "integer", "minimum": 1, "default": 100,
+                     "description": "Monte Carlo samples for the accuracy reported in the artifact"},
     "ggn_batch": {"type": "integer", "minimum": 1, "default": 256,
                   "description": "examples per batch of per-example Jacobians (memory: batch x classes x parameters)"},
 }
@@ -42,7 +44,8 @@ def fit(request):
                   for i in range(0, len(x), 1024))
     delta = 1.0 / request.prior_std ** 2
     if request.settings["prior_precision"] == "marglik":
-        delta = optimize_prior_precision(nll, params, ggn, init=delta)
+        # search six decades either side of the prior's precision (and never exclude it)
+        delta = optimize_prior_precision(nll, params, ggn, init=delta, bounds=(delta * 1e-6, delta * 1e6))
     std = laplace_std(ggn, delta)
     post = request.posterior("gaussian", mean={k: v[0, 0] for k, v in base.samples.items()},
                              std={k: v.cpu().numpy().astype(np.float32) for k, v in std.items()})
