@@ -1,4 +1,4 @@
-"""The weight-space studies (workflow.studies) on small synthetic and digits cases, without Snakemake."""
+"""The weight-space studies (workflow.jobs.studies) on small synthetic and digits cases, without Snakemake."""
 
 import dataclasses
 import logging

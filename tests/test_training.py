@@ -105,3 +105,31 @@ def test_checkpoint_of_other_data_or_architecture_is_ignored(tmp_path):
     assert resumed_epoch(data_seed=1) == 0  # other data, same shapes
     assert resumed_epoch(identity={"activation": "tanh"}) == 0  # other job config
     assert resumed_epoch() == 2  # the same job resumes
+
+
+def test_crop_augmentation_shifts_each_image_within_its_padding():
+    from workflow.training import augment_batch
+
+    x = torch.arange(2 * 1 * 8 * 8, dtype=torch.float32).reshape(2, 1, 8, 8) + 1  # no zeros inside
+    out = augment_batch(x, "crop", torch.Generator().manual_seed(0))
+    assert out.shape == x.shape
+    for i in range(2):  # a shifted copy: every non-zero value comes from the same image, in order
+        kept = out[i][out[i] != 0]
+        assert set(kept.tolist()) <= set(x[i].flatten().tolist()) and len(kept) >= 7 * 7
+    again = augment_batch(x, "crop", torch.Generator().manual_seed(0))
+    torch.testing.assert_close(out, again)
+    flipped = augment_batch(x, "crop_flip", torch.Generator().manual_seed(1))
+    assert flipped.shape == x.shape
+    assert augment_batch(x, "none", torch.Generator()) is x
+
+
+def test_cosine_schedule_and_sgd_settings():
+    from workflow.training import MapSettings, epoch_lr
+
+    s = MapSettings(epochs=4, lr=0.1, lr_schedule="cosine", optimizer="sgd", momentum=0.9)
+    assert [round(epoch_lr(s, e), 6) for e in range(4)] == [0.1, 0.085355, 0.05, 0.014645]
+    assert epoch_lr(MapSettings(epochs=4, lr=0.1), 3) == 0.1
+    with pytest.raises(ValueError, match="optimizer 'lbfgs' is not one of"):
+        MapSettings(optimizer="lbfgs")
+    with pytest.raises(ValueError, match="momentum"):
+        MapSettings(optimizer="sgd", momentum=1.0)

@@ -118,14 +118,12 @@ def batched_logits(model: torch.nn.Module, stack: Mapping[str, torch.Tensor], x:
     return vmap(lambda p, xb: functional_call(model, p, (xb,)), in_dims=(0, None))(dict(stack), x)
 
 
-_ELEMENTS_CACHE: dict = {}
-
-
 def activation_elements(model: torch.nn.Module, input_shape) -> int:
     """Elements of activations held at once per example and sample, estimated from one forward pass:
     four times the largest module output (its input, output, a residual and a normalisation temporary)."""
-    key = (id(model), tuple(input_shape))
-    if key not in _ELEMENTS_CACHE:
+    cache = model.__dict__.setdefault("_activation_elements", {})  # per model: ids of dead models get reused
+    key = tuple(input_shape)
+    if key not in cache:
         largest = [int(np.prod(input_shape))]
 
         def record(_, __, out):
@@ -140,8 +138,8 @@ def activation_elements(model: torch.nn.Module, input_shape) -> int:
         finally:
             for h in handles:
                 h.remove()
-        _ELEMENTS_CACHE[key] = 4 * largest[0]
-    return _ELEMENTS_CACHE[key]
+        cache[key] = 4 * largest[0]
+    return cache[key]
 
 
 def chunk_sizes(model, source: SampleSource, x: torch.Tensor, memory_mb: float) -> tuple[int, int]:

@@ -1,0 +1,69 @@
+"""Table 1 (jobs.rebasin.table1_job) on a small synthetic case: columns come from the method registry,
+and the NLL comes from log-probabilities, exact even where a float32 probability underflows."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from workflow.artifacts import Posterior, write_posterior
+from workflow.config import fill_defaults
+from workflow.data import Dataset
+from workflow.jobs.rebasin import table1_columns, table1_job
+from workflow.prepared import write_prepared
+
+from .conftest import make_mlp
+
+ARCH = {"hidden": [16, 12], "activation": "relu"}
+DATA_CFG = {"dataset": "digits", "split_seed": 0, "test_fraction": 0.25, "n_train": None, "n_test": None}
+
+
+def posterior(method, kind, seed, arrays):
+    fields = {"samples": arrays} if kind == "samples" else {"mean": arrays[0], "std": arrays[1]}
+    return Posterior(kind=kind, method=method, architecture="mlp", architecture_args=ARCH, dataset="digits",
+                     input_shape=(1, 4, 4), n_classes=5, seed=seed, config={"data": DATA_CFG}, **fields)
+
+
+@pytest.fixture
+def case(tmp_path):
+    model, _, params = make_mlp(ARCH["hidden"])
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((40, 1, 4, 4)).astype(np.float32)
+    # weights scaled up: confident predictions whose wrong-class probabilities underflow float32
+    big = {k: 40.0 * v for k, v in params.items()}
+    with torch.no_grad():
+        logits = torch.func.functional_call(model, {k: torch.as_tensor(v) for k, v in big.items()},
+                                            (torch.as_tensor(x),))
+    y = ((logits.argmax(1) + torch.arange(40) % 2) % 5).numpy().astype(np.int64)  # half of them wrong
+    ds = Dataset("digits", x, y, x, y, 5)
+    write_prepared(tmp_path / "data.npz", ds, DATA_CFG)
+    draws = {k: np.stack([v, v])[None] for k, v in big.items()}  # one chain of two equal draws
+    write_posterior(tmp_path / "hmc0.h5", posterior("hmc", "samples", 0, draws))
+    std = {k: np.full_like(v, 1e-6) for k, v in big.items()}
+    write_posterior(tmp_path / "vi0.h5", posterior("vi", "gaussian", 0, (big, std)))
+    nll = -torch.log_softmax(logits.double(), 1)[torch.arange(40), torch.as_tensor(y)].mean().item()
+    return tmp_path, nll
+
+
+def test_table1_nll_comes_from_log_probabilities(case):
+    tmp, nll = case
+    assert nll > 50  # the wrong half sits far below float32's smallest probability
+    paths = {"hmc": [tmp / "hmc0.h5"], "vi": [tmp / "vi0.h5"]}
+    cfg = fill_defaults({"table": {"mc_samples": 4}})
+    table1_job(paths, {}, tmp / "data.npz", cfg, tmp / "t.csv", tmp / "t.md", tmp / "t.tex", tmp / "d.csv",
+               device="cpu")
+    t = pd.read_csv(tmp / "t.csv").pivot(index="metric", columns="column", values="value")
+    assert list(t.columns) == ["HMC samples", "VI q"]
+    assert t.loc["test NLL", "HMC samples"] == pytest.approx(nll, rel=1e-5)
+    assert t.loc["test NLL", "VI q"] == pytest.approx(nll, rel=1e-3)  # std 1e-6: the same network
+    assert t.loc["agreement with HMC", "VI q"] == 1.0
+    assert (tmp / "t.md").read_text().startswith("| metric | HMC samples | VI q |")
+
+
+def test_table1_columns_follow_the_registry():
+    paths = {"vi": ["v0"], "ensemble": ["e0", "e1"], "hmc": ["h0"], "laplace": ["l0"]}
+    fits = {f"{m}/{r}/{f}": f"{m}{r}{f}" for m in ("hmc", "ensemble") for r in ("first", "iterated")
+            for f in ("q_d", "q_r")}
+    labels = [c[0] for c in table1_columns(paths, fits)]
+    assert labels == ["HMC samples", "HMC q_d", "HMC q_r (first ref.)", "HMC q_r (iterated ref.)", "Ens. samples",
+                      "Ens. q_d", "Ens. q_r (first ref.)", "Ens. q_r (iterated ref.)", "VI q", "Laplace q"]
