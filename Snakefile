@@ -19,6 +19,7 @@ include: "rules/train.smk"
 include: "rules/align.smk"
 include: "rules/metrics.smk"
 include: "rules/rebasin.smk"
+include: "rules/common_studies.smk"
 include: "rules/studies.smk"
 include: "rules/figures.smk"
 

@@ -1,0 +1,77 @@
+# Helpers of the weight-space studies (rules/studies.smk): which methods take part, from the
+# method registry, and the paths of the studies' inputs and outputs.
+from workflow.config import basin_reference
+
+BASIN_REFERENCE = basin_reference(config)
+# Gaussians aligned into the basin of the reference's q_r: every other sample method's q_r, and
+# every Gaussian method's posterior of every seed (label -> what is aligned)
+BASIN_LABELS = [m for m in SAMPLE_METHODS if m != REFERENCE] + [
+    f"{m}-seed{s}" for m in GAUSSIAN_METHODS for s in seeds_of(m)]
+BASIN = bool(REFERENCE) and bool(BASIN_LABELS)
+# the method the NoT study retrains from permuted initial weights
+NOT_K_METHOD = next((m for m in METHODS if getattr(registry.load(m), "PERMUTED_INIT", False)), None)
+NOT_K = NOT_K_METHOD is not None and bool(config["not_study"]["ks"])
+
+
+def reference_qr(variant):
+    return f"{RESULTS}/{variant}/rebasin/{REFERENCE}/{BASIN_REFERENCE}/q_r.h5"
+
+
+def basin_sources(variant):
+    """label -> Gaussian to align into the reference's basin."""
+    out = {}
+    for label in BASIN_LABELS:
+        if label in SAMPLE_METHODS:
+            out[label] = f"{RESULTS}/{variant}/rebasin/{label}/{BASIN_REFERENCE}/q_r.h5"
+        else:
+            method, seed = label.rsplit("-seed", 1)
+            out[label] = posterior_file(variant, method, seed)
+    return out
+
+
+def basin_outputs(variant):
+    return {label: f"{RESULTS}/{variant}/basin/{label}.h5" for label in BASIN_LABELS}
+
+
+def pruning_merged(variant):
+    """[reference q_r, another sample method's q_r in its basin] per other sample method."""
+    if not BASIN:
+        return []
+    return [[reference_qr(variant), basin_outputs(variant)[m]] for m in SAMPLE_METHODS if m != REFERENCE]
+
+
+def path_alignment_kind(method):
+    """The alignment whose files the NoT path study walks along (weight matching where it applies)."""
+    return kinds_for(method)[0]
+
+
+def not_path_methods():
+    """Methods with at least one pair to walk between and an alignment of it."""
+    return [m for m in pair_methods() if kinds_for(m)]
+
+
+def study_tables(variant):
+    """Tables of the weight-space studies that this config asks for: kind -> path."""
+    kinds = []
+    if SAMPLE_METHODS:
+        kinds += ["sigma", "pruning"]
+    if NOT_K:
+        kinds.append("not_k")
+    if not_path_methods():
+        kinds.append("not_path")
+    return {k: f"{RESULTS}/tables/{k}_{variant}.csv" for k in kinds}
+
+
+def study_files():
+    files = []
+    for variant in VARIANTS:
+        for kind, table in study_tables(variant).items():
+            files += [table] + [f"{RESULTS}/figures/{kind}_{variant}.{ext}" for ext in ("png", "pdf")]
+        if BASIN:
+            files.append(f"{RESULTS}/tables/basin_{variant}.csv")
+    return files
+
+
+wildcard_constraints:
+    k=r"\d+",
+    study="sigma|pruning|not_k|not_path",
