@@ -9,7 +9,7 @@ BASIN_LABELS = [m for m in SAMPLE_METHODS if m != REFERENCE] + [
     f"{m}-seed{s}" for m in GAUSSIAN_METHODS for s in seeds_of(m)]
 BASIN = bool(REFERENCE) and bool(BASIN_LABELS)
 # the method the NoT study retrains from permuted initial weights
-NOT_K_METHOD = next((m for m in METHODS if getattr(registry.load(m), "PERMUTED_INIT", False)), None)
+NOT_K_METHOD = next((m for m in METHODS if registry.permuted_init(m)), None)
 NOT_K = NOT_K_METHOD is not None and bool(config["not_study"]["ks"])
 
 

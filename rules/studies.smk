@@ -91,9 +91,8 @@ rule not_k:
     log:
         f"{LOGS}/{{variant}}/not_study/k{{k}}/seed{{seed}}.log",
     params:
-        cfg=lambda wc: json.dumps(result_config(variant_config(wc.variant), [
-            "data", "model", "prior", NOT_K_METHOD, "alignment", "barrier.n_points", "barrier.split", "not_study"]),
-            sort_keys=True),
+        cfg=job_config("data", "model", "prior", *([NOT_K_METHOD] if NOT_K else []), "alignment",
+                       "barrier.n_points", "barrier.split", "not_study"),
         runtime=job_runtime,
         checkpoint=lambda wc: f"{RESULTS}/{wc.variant}/checkpoints/not_k/k{wc.k}/seed{wc.seed}.pt",
     threads: config["compute"]["threads"]

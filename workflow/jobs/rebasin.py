@@ -3,6 +3,7 @@ into one basin, and Xiao et al.'s Table 1 of every predictive against the refere
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 
@@ -52,10 +53,7 @@ def rebasin_job(method: str, paths, data_path, cfg: dict, reference: str, out_qd
         if hook is None:
             raise ValueError(f"rebasin.matching 'activation' needs the hidden_activations hook, which architecture "
                              f"{first.architecture!r} does not provide; use 'weight'")
-        x_act = data["x_train"][: rcfg["activation_points"]]
-
-        def activations(params):
-            return hook(model, params, x_act)
+        activations = functools.partial(hook, model, x=data["x_train"][: rcfg["activation_points"]])
     result = rebase(samples, spec, reference=reference, matching=rcfg["matching"], activations=activations,
                     max_iterations=rcfg["max_iterations"])
     n = len(next(iter(samples.values())))

@@ -27,7 +27,7 @@ from ..atomic import write_csv
 from ..matching import weight_matching
 from ..permutations import apply_permutation, compose, number_of_transpositions, random_transpositions
 from ..prepared import load_prepared
-from .inputs import check_posterior, read_posterior
+from .inputs import read_posterior
 from .rebasin import fit_label, parse_fit_key
 
 log = logging.getLogger(__name__)
@@ -189,11 +189,10 @@ def not_k_job(k: int, seed: int, member_path, data_path, cfg: dict, out_csv, *, 
 
     data = load_prepared(data_path)
     member = read_posterior(member_path, seed=seed, data=data)
-    mod = methods.load(member.method)
-    if not getattr(mod, "PERMUTED_INIT", False) or member.kind != "samples":
+    if not methods.permuted_init(member.method) or member.kind != "samples":
+        allowed = ", ".join(m for m in methods.names() if methods.permuted_init(m))
         raise ArtifactError(f"{member_path}: the NoT study retrains a method that starts from a permuted "
-                            f"initialisation ({', '.join(m for m in methods.names() if getattr(methods.load(m), 'PERMUTED_INIT', False))}); "
-                            f"found {member.method}")
+                            f"initialisation ({allowed}); found {member.method}")
     study = cfg["not_study"]
     dev = resolve_device(device)
     model, spec = member.build_model()
@@ -207,7 +206,7 @@ def not_k_job(k: int, seed: int, member_path, data_path, cfg: dict, out_csv, *, 
         seed=seed, config=cfg, device=dev, checkpoint=checkpoint, init_permutation=(spec, planted),
         data_seed=None if same_order else seed + 100_000,
         extra_identity={"not_k": k, "planted": {g: p.tolist() for g, p in planted.items()}, "same_order": same_order})
-    result = mod.fit(request)
+    result = methods.load(member.method).fit(request)
     if checkpoint and Path(checkpoint).exists():
         Path(checkpoint).unlink()  # the result supersedes it
     a = member.representative()

@@ -69,6 +69,10 @@ def seed_limit_key(name: str) -> str | None:
     return getattr(load(name), "SEED_LIMIT_KEY", None)
 
 
+def permuted_init(name: str) -> bool:
+    return bool(getattr(load(name), "PERMUTED_INIT", False))
+
+
 def runtime_keys(name: str) -> tuple[str, ...]:
     return tuple(getattr(load(name), "RUNTIME_KEYS", ()))
 

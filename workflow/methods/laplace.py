@@ -28,6 +28,7 @@ def fit(request):
     import torch
 
     from ..laplace_core import diagonal_ggn, laplace_std, log_marginal_likelihood, optimize_prior_precision
+    from ..predict import marginal_loss_error
 
     base = request.base
     if base is None or base.method != FITTED_AROUND or base.kind != "samples":
@@ -38,10 +39,8 @@ def fit(request):
     params = {k: torch.as_tensor(v[0, 0], dtype=torch.float32, device=request.device) for k, v in base.samples.items()}
     x, y = request.data["x_train"].to(request.device), request.data["y_train"].to(request.device)
     ggn = diagonal_ggn(model, params, x, y, batch_size=request.settings["ggn_batch"])
-    with torch.no_grad():
-        nll = sum(float(torch.nn.functional.cross_entropy(torch.func.functional_call(model, params, (x[i:i + 1024],)),
-                                                          y[i:i + 1024], reduction="sum"))
-                  for i in range(0, len(x), 1024))
+    # summed training NLL at w*, through the chunked predictive of the single network
+    nll = marginal_loss_error(model, base.mean_network(), x, y, memory_mb=request.config["compute"]["memory_mb"])[0] * len(x)
     delta = 1.0 / request.prior_std ** 2
     if request.settings["prior_precision"] == "marglik":
         # search six decades either side of the prior's precision (and never exclude it)
