@@ -1,16 +1,27 @@
 # Permutation symmetry in Bayesian neural network posteriors: the workflow's entry point.
 # Loads and validates the config before any job runs, includes one .smk per stage and names
 # the targets. Science lives in the `workflow` package; rules only wire paths.
+import shlex
+import sys
+
 from snakemake.utils import min_version
 
 min_version("9.0")
 
+# The `workflow` package is imported from this checkout, by this file and by every job: jobs run
+# with PYTHONPATH set to the Snakefile's folder. So `--directory elsewhere`, a conda environment of
+# dependencies only (envs/workflow.yaml) and cluster jobs all run this code, installed or not.
+sys.path.insert(0, workflow.basedir)
+# (Snakemake formats the prefix too: braces doubled twice)
+shell.prefix(f"export PYTHONPATH={shlex.quote(workflow.basedir)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
 
-# config.yaml is the default experiment; a --configfile replaces it (it is not layered on top,
-# so every key a config leaves out takes the schema's default, as `validate-config` shows)
+
+# the checkout's config.yaml is the default experiment (also with --directory elsewhere); a
+# --configfile replaces it (it is not layered on top, so every key a config leaves out takes the
+# schema's default, as `validate-config` shows)
 if not workflow.overwrite_configfiles:
 
-    configfile: "config.yaml"
+    configfile: f"{workflow.basedir}/config.yaml"
 
 
 include: "rules/common.smk"

@@ -95,13 +95,16 @@ def job_runtime(wc, threads):
     return json.dumps(runtime_config(cfg), sort_keys=True)
 
 
-def heavy_resources(mem_mb, runtime):
-    """Resources of GPU-capable jobs: memory and runtime grow with each retry (--retries)."""
-    return dict(
-        mem_mb=lambda wc, attempt: mem_mb * attempt,
-        runtime=lambda wc, attempt: runtime * attempt,
-        gpu=config["compute"]["gpu"],
-    )
+def heavy_resources(mem_mb, runtime, gpu=True):
+    """Resources of heavy jobs: memory and runtime grow with each retry (--retries). GPU-capable
+    jobs (gpu=True) request compute.gpu GPUs (of compute.gpu_model, if set) and are passed
+    `--gpus {resources.gpu}`, so they compute on the GPU they were given (workflow/device.py)."""
+    out = dict(mem_mb=lambda wc, attempt: mem_mb * attempt, runtime=lambda wc, attempt: runtime * attempt)
+    if gpu:
+        out["gpu"] = config["compute"]["gpu"]
+        if config["compute"]["gpu"] and config["compute"]["gpu_model"]:
+            out["gpu_model"] = config["compute"]["gpu_model"]
+    return out
 
 
 def posterior_file(variant, method, seed):

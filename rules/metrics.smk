@@ -18,7 +18,8 @@ rule barrier_curve:
     shell:
         "python -m workflow barrier --alignment {wildcards.alignment} --variant {wildcards.variant}"
         " --seeds {wildcards.a} {wildcards.b} --a {input.a:q} --b {input.b:q} --data {input.data:q}"
-        " --config {params.cfg:q} --runtime {params.runtime:q} --threads {threads} --out {output:q} > {log:q} 2>&1"
+        " --config {params.cfg:q} --runtime {params.runtime:q} --threads {threads} --gpus {resources.gpu}"
+        " --out {output:q} > {log:q} 2>&1"
 
 
 rule summarize_barriers:

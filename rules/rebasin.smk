@@ -13,7 +13,7 @@ rule rebasin:
         seeds=lambda wc: " ".join(str(s) for s in seeds_of(wc.method)),
     threads: config["compute"]["threads"]
     resources:
-        **heavy_resources(mem_mb=8000, runtime=120),
+        **heavy_resources(mem_mb=8000, runtime=120, gpu=False),  # matching runs on the CPU
     conda:
         ENV
     shell:
@@ -47,5 +47,5 @@ rule table1:
         ENV
     shell:
         "python -m workflow table1 --posteriors {params.posteriors:q} --rebasin {params.rebasin:q} --data {input.data:q}"
-        " --config {params.cfg:q} --runtime {params.runtime:q} --threads {threads} --out-csv {output.csv:q}"
+        " --config {params.cfg:q} --runtime {params.runtime:q} --threads {threads} --gpus {resources.gpu} --out-csv {output.csv:q}"
         " --out-md {output.md:q} --out-tex {output.tex:q} --out-diagnostics {output.diagnostics:q} > {log:q} 2>&1"

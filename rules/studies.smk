@@ -79,7 +79,7 @@ rule pruning:
     shell:
         "python -m workflow pruning --rebasin {params.rebasin:q} --gaussians {params.gaussians:q} --merged {params.merged:q}"
         " --data {input.data:q} --variant {wildcards.variant} --config {params.cfg:q} --runtime {params.runtime:q}"
-        " --threads {threads} --out-csv {output:q} > {log:q} 2>&1"
+        " --threads {threads} --gpus {resources.gpu} --out-csv {output:q} > {log:q} 2>&1"
 
 
 rule not_k:
@@ -92,7 +92,7 @@ rule not_k:
         f"{LOGS}/{{variant}}/not_study/k{{k}}/seed{{seed}}.log",
     params:
         cfg=job_config("data", "model", "prior", *([NOT_K_METHOD] if NOT_K else []), "alignment",
-                       "barrier.n_points", "barrier.split", "not_study"),
+                       "barrier.n_points", "barrier.split", "not_study", "compute.mixed_precision"),
         runtime=job_runtime,
         checkpoint=lambda wc: f"{RESULTS}/{wc.variant}/checkpoints/not_k/k{wc.k}/seed{wc.seed}.pt",
     threads: config["compute"]["threads"]
@@ -103,7 +103,7 @@ rule not_k:
     shell:
         "python -m workflow not-k --k {wildcards.k} --seed {wildcards.seed} --member {input.member:q}"
         " --data {input.data:q} --variant {wildcards.variant} --config {params.cfg:q} --runtime {params.runtime:q}"
-        " --checkpoint {params.checkpoint:q} --threads {threads} --out {output:q} > {log:q} 2>&1"
+        " --checkpoint {params.checkpoint:q} --threads {threads} --gpus {resources.gpu} --out {output:q} > {log:q} 2>&1"
 
 
 rule summarize_not_k:

@@ -8,7 +8,7 @@ rule train_posterior:
     log:
         f"{LOGS}/{{variant}}/train/{{method}}/seed{{seed}}.log",
     params:
-        cfg=job_config("data", "model", "prior", "{method}"),
+        cfg=job_config("data", "model", "prior", "{method}", "compute.mixed_precision"),
         runtime=job_runtime,
         # undeclared on purpose: Snakemake deletes a failed job's outputs, a checkpoint must survive
         checkpoint=lambda wc: f"{RESULTS}/{wc.variant}/checkpoints/{wc.method}/seed{wc.seed}.pt",
@@ -21,7 +21,7 @@ rule train_posterior:
     shell:
         "python -m workflow train --method {wildcards.method} --seed {wildcards.seed} --data {input.data:q}"
         " {params.base} --config {params.cfg:q} --runtime {params.runtime:q} --checkpoint {params.checkpoint:q}"
-        " --threads {threads} --out {output:q} > {log:q} 2>&1"
+        " --threads {threads} --gpus {resources.gpu} --out {output:q} > {log:q} 2>&1"
 
 
 rule posteriors:

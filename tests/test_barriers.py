@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from workflow.barriers import barrier_height, t_grid
-from workflow.predict import Stacked, log_predictive, marginal_loss_error, resolve_device
+from workflow.predict import Stacked, log_predictive, marginal_loss_error
 
 from .conftest import make_mlp
 
@@ -42,13 +42,6 @@ def test_marginal_loss_of_a_single_network_is_its_nll():
     nll2, _ = marginal_loss_error(model, {k: v.repeat(2, *[1] * (v.ndim - 1)) for k, v in stack.items()}, x, y)
     assert nll2 == pytest.approx(nll, rel=1e-5)
     assert math.isfinite(nll)
-
-
-def test_device_names():
-    assert resolve_device("cpu").type == "cpu"
-    assert resolve_device("auto").type in ("cpu", "cuda")
-    with pytest.raises(ValueError, match="allowed"):
-        resolve_device("quantum")
 
 
 @pytest.mark.parametrize("hidden", [(7,), (9, 5, 11)])

@@ -14,7 +14,8 @@ def test_defaults_are_filled_at_every_level():
     assert cfg["prior"]["std"] == 1.0
     assert cfg["ensemble"]["epochs"] == 30
     assert cfg["data"]["root"] == "data" and cfg["data"]["download"] is False
-    assert cfg["compute"] == {"device": "auto", "gpu": 0, "threads": 1, "memory_mb": 1024}
+    assert cfg["compute"] == {"device": "auto", "gpu": 0, "gpu_model": "", "threads": 1, "memory_mb": 1024,
+                              "deterministic": True, "mixed_precision": "off"}
     assert MINIMAL["data"] == {"dataset": "digits"}  # input untouched
 
 

@@ -330,3 +330,49 @@ def test_bad_settings_are_refused_naming_the_field(field, value):
 
 def test_no_warmup_is_fine_without_adaptation():
     assert HmcSettings(n_warmup=0, adapt_step_size=False).n_warmup == 0
+
+
+# --- device efficiency and mixed precision ---------------------------------------------------
+
+
+class _HostSync(AssertionError):
+    pass
+
+
+@pytest.fixture
+def no_host_sync(monkeypatch):
+    """Makes every tensor -> Python conversion (the host waiting for the device) raise."""
+    def refuse(*_):
+        raise _HostSync("a tensor was read back to the host")
+
+    for name in ("__bool__", "__float__", "__int__", "item", "tolist"):
+        monkeypatch.setattr(torch.Tensor, name, refuse)
+
+
+def test_leapfrog_never_reads_the_device_back(no_host_sync):
+    """A whole trajectory, including one that turns non-finite half-way, runs without a host sync."""
+    x, p = torch.zeros(2, 3), torch.ones(2, 3)
+    grad_fn = lambda v: hmc.value_and_grad(nan_potential, v)  # noqa: E731
+    u, g = grad_fn(x)
+    x1, p1, u1, g1, bad = leapfrog(grad_fn, x, p, g, 0.4, 8)
+    assert bad.shape == (2,)
+
+
+def test_the_metropolis_test_uses_the_exact_energy_when_given():
+    """With mixed precision the gradients may be rough and their potential wrong; ``energy_fn`` decides
+    acceptance, so a chain whose grad_fn reports garbage energies equals the exact chain."""
+    precision = torch.tensor([[2.0, 0.3], [0.3, 1.0]], dtype=torch.float64)
+    potential = gaussian_potential(precision)
+    s = HmcSettings(step_size=0.6, n_leapfrog=4, n_warmup=20, n_samples=50, checkpoint_every=0)
+    exact = run_hmc(potential, torch.zeros(2, dtype=torch.float64), s, seed=1)
+
+    def garbage_energy(v):
+        u, g = hmc.value_and_grad(potential, v)
+        return torch.zeros_like(u) + 123.0 * torch.rand(()), g
+
+    wrong = run_hmc(None, torch.zeros(2, dtype=torch.float64), s, seed=1, grad_fn=garbage_energy)
+    fixed = run_hmc(None, torch.zeros(2, dtype=torch.float64), s, seed=1, grad_fn=garbage_energy,
+                    energy_fn=potential)
+    np.testing.assert_array_equal(fixed.samples, exact.samples)
+    np.testing.assert_array_equal(fixed.energy, exact.energy)
+    assert not np.array_equal(wrong.accepted, exact.accepted)

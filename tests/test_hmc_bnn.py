@@ -55,3 +55,28 @@ def test_a_chain_with_chunked_data_matches_the_unchunked_chain_closely():
     b, _ = sample_bnn(model, x, y, s, prior_std=1.0, seed=3, device=torch.device("cpu"), data_chunk=7)
     for k in a:  # another summation order: equal up to float32 rounding over a few iterations
         np.testing.assert_allclose(a[k], b[k], rtol=1e-4, atol=1e-5)
+
+
+def test_mixed_precision_chain_takes_bf16_gradients_and_an_exact_metropolis_test(monkeypatch):
+    from workflow import device, hmc_bnn
+
+    model, _ = build_model("mlp", (1, 2, 2), 3, hidden=[5])
+    x, y = torch.randn(60, 1, 2, 2), torch.randint(0, 3, (60,))
+    s = HmcSettings(step_size=0.01, n_leapfrog=5, n_warmup=5, n_samples=6, checkpoint_every=0)
+    full, _ = sample_bnn(model, x, y, s, prior_std=1.0, seed=3, device=torch.device("cpu"))
+    energies = []
+    exact = hmc_bnn.chunked_potential
+
+    def spy(*args):
+        fn = exact(*args)
+        return lambda theta: energies.append(fn(theta)) or energies[-1]
+
+    monkeypatch.setattr(hmc_bnn, "chunked_potential", spy)
+    try:
+        device.set_job(mixed_precision="bf16")
+        mixed, res = sample_bnn(model, x, y, s, prior_std=1.0, seed=3, device=torch.device("cpu"))
+    finally:
+        device.set_job()
+    assert energies and all(e.dtype == torch.float32 for e in energies)  # the Metropolis energy: full precision
+    assert res.acceptance_rate > 0 and np.isfinite(res.energy).all()
+    assert any(not np.array_equal(full[k], mixed[k]) for k in full)  # the gradients were bf16

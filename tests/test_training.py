@@ -134,3 +134,29 @@ def test_cosine_schedule_and_sgd_settings():
         MapSettings(optimizer="lbfgs")
     with pytest.raises(ValueError, match="momentum"):
         MapSettings(optimizer="sgd", momentum=1.0)
+
+
+def test_minibatch_metrics_stay_on_the_device(monkeypatch):
+    """Losses are summed on the device; the host reads them once per epoch, not per minibatch."""
+    reads = []
+    for name in ("__float__", "item", "tolist", "__bool__"):
+        original = getattr(torch.Tensor, name)
+        monkeypatch.setattr(torch.Tensor, name, lambda t, *a, _f=original: reads.append(1) or _f(t, *a))
+    s = MapSettings(epochs=2, batch_size=8, lr=0.01, optimizer="sgd")  # 15 minibatches per epoch
+    result = fit(s)
+    assert len(reads) == 2 * len(result.diagnostics)  # loss and nll, once per epoch
+
+
+def test_mixed_precision_training_runs_in_bfloat16():
+    from workflow import device
+
+    s = MapSettings(epochs=30, batch_size=32, lr=0.01)
+    full = fit(s)
+    try:
+        device.set_job(mixed_precision="bf16")
+        mixed = fit(s)
+    finally:
+        device.set_job()
+    assert not np.array_equal(full.params["out.weight"], mixed.params["out.weight"])
+    assert mixed.diagnostics["loss"][-1] < 0.5 * mixed.diagnostics["loss"][0]
+    assert mixed.diagnostics["loss"][-1] == pytest.approx(full.diagnostics["loss"][-1], rel=0.1)

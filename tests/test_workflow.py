@@ -1,5 +1,6 @@
 """End-to-end runs of the Snakemake workflow through its command line on a tiny config."""
 
+import os
 import shutil
 import subprocess
 import sys
@@ -27,7 +28,6 @@ def snakemake(workdir: Path, *args: str, configfile: Path = TINY) -> subprocess.
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("run")
-    shutil.copy(REPO / "config.yaml", workdir / "config.yaml")
     proc = snakemake(workdir)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     return workdir
@@ -109,6 +109,8 @@ def test_artifacts_are_valid_and_carry_provenance(finished_run):
     assert post.samples["hidden.0.weight"].shape == (1, 1, 48, 64)
     assert post.config["model"]["hidden"] == [48] and post.config["name"] == "tiny"
     assert post.diagnostic_attrs["test_error"] < 0.2
+    assert post.provenance["compute"]["device"] == "cpu"  # gpu: 0 -> no GPU given -> the CPU
+    assert post.provenance["compute"]["torch"] and post.provenance["compute"]["deterministic"] is True
     assert not list((results / "checkpoints").rglob("*.pt"))  # removed once the artifact exists
     al = read_alignment(results / "alignment" / "ensemble" / "weight" / "0-2.h5")
     assert al.seed_a == 0 and al.seed_b == 2 and al.converged
@@ -129,6 +131,34 @@ def test_artifacts_are_valid_and_carry_provenance(finished_run):
         assert np.all(laplace.std[k] > 0) and np.all(laplace.std[k] <= 1.0)  # at most the prior's
     w2 = read_alignment(results / "alignment" / "vi" / "w2" / "1-2.h5")
     assert w2.distance_kind == "w2" and w2.distance_after < w2.distance_before
+
+
+def test_jobs_import_the_checkout_from_elsewhere_in_a_venv_without_the_package(tmp_path):
+    """--directory elsewhere, and an environment with the dependencies but not the package (as the
+    conda env of envs/workflow.yaml): jobs import `workflow` through the Snakefile's PYTHONPATH."""
+    import sysconfig
+    import venv
+
+    env_dir = tmp_path / "deps-only"
+    venv.create(env_dir, with_pip=False)
+    site = next((env_dir / "lib").glob("python*/site-packages"))
+    # the test interpreter's packages, as a plain path: the editable install's .pth is not run from there
+    (site / "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    python = env_dir / "bin" / "python"
+    probe = subprocess.run([str(python), "-c", "import snakemake, torch; import workflow"], cwd=tmp_path,
+                           capture_output=True, text=True)
+    if "No module named 'workflow'" not in probe.stderr:
+        pytest.skip(f"the package is importable without the checkout here (not an editable install): {probe.stderr}")
+    workdir = tmp_path / "elsewhere"
+    workdir.mkdir()
+    target = "results/tiny/base/posteriors/ensemble/seed0.h5"
+    cmd = [str(python), "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+           "--configfile", str(TINY), "--cores", "2", target]
+    env = {**os.environ, "PATH": f"{env_dir / 'bin'}:{os.environ['PATH']}"}
+    env.pop("PYTHONPATH", None)
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert read_posterior(workdir / target).seed == 0
 
 
 def test_rerun_with_nothing_changed_runs_nothing(finished_run):

@@ -4,7 +4,9 @@ Posterior file layout (format ``bnn-posterior``, version 1)::
 
     /                      attrs: format, format_version, kind ("samples" | "gaussian"), method,
                                   architecture, architecture_args (JSON), dataset, input_shape,
-                                  n_classes, seed, param_names (JSON), code_revision, created
+                                  n_classes, seed, param_names (JSON), code_revision, created,
+                                  device, gpu_name, torch_version, cuda_version, compute (JSON:
+                                  also cuDNN version, deterministic, mixed_precision)
     /config                JSON text: the resolved config the artifact was made from
     /versions              JSON text: library versions
     /samples/<param>       kind=samples: float32 [chain, draw, *param_shape]
@@ -17,7 +19,8 @@ Alignment file layout (format ``bnn-alignment``, version 1)::
     /                      attrs: format, format_version, alignment (kind), method, seed_a,
                                   seed_b, source_a, source_b, groups (JSON), not_total,
                                   sweeps, converged, distance_kind ("w2" | "l2"),
-                                  distance_before, distance_after, code_revision, created
+                                  distance_before, distance_after, code_revision, created,
+                                  device, gpu_name, torch_version, cuda_version, compute (JSON)
     /perms/<group>         int64 permutation applied to B (new[i] = old[perm[i]]); attr ``not``
     /objective_trace       float64, the matching objective after every group update
     /aligned               a posterior group (layout above): B after the permutation
@@ -202,6 +205,14 @@ def _json_text(group: h5py.Group, name: str, obj) -> None:
     group.create_dataset(name, data=json.dumps(obj, sort_keys=True, default=str), track_times=False)
 
 
+def _compute_attrs(prov: dict) -> dict:
+    """Where the artifact was computed, as attributes: device, gpu_name, torch_version, cuda_version,
+    and the whole record (cuDNN, deterministic, mixed_precision) as JSON."""
+    c = prov["compute"]
+    return {"device": c["device"], "gpu_name": c["gpu_name"], "torch_version": c["torch"],
+            "cuda_version": c["cuda"], "compute": json.dumps(c, sort_keys=True)}
+
+
 def _write_posterior_group(g: h5py.Group, post: Posterior, prov: dict) -> None:
     g.attrs.update({
         "format": POSTERIOR_FORMAT, "format_version": FORMAT_VERSION, "kind": post.kind,
@@ -210,7 +221,7 @@ def _write_posterior_group(g: h5py.Group, post: Posterior, prov: dict) -> None:
         "dataset": post.dataset, "input_shape": np.asarray(post.input_shape, dtype=np.int64),
         "n_classes": int(post.n_classes), "seed": int(post.seed),
         "param_names": json.dumps(post.param_names),
-        "code_revision": prov["code_revision"], "created": prov["created"],
+        "code_revision": prov["code_revision"], "created": prov["created"], **_compute_attrs(prov),
     })
     _json_text(g, "config", post.config)
     _json_text(g, "versions", prov["versions"])
@@ -245,7 +256,7 @@ def write_alignment(path: str | os.PathLike, result: Alignment) -> None:
             "sweeps": int(result.sweeps), "converged": bool(result.converged),
             "distance_kind": result.distance_kind, "distance_before": float(result.distance_before),
             "distance_after": float(result.distance_after),
-            "code_revision": prov["code_revision"], "created": prov["created"],
+            "code_revision": prov["code_revision"], "created": prov["created"], **_compute_attrs(prov),
         })
         perms = f.create_group("perms", track_order=True)
         for gname, perm in result.perms.items():
@@ -298,7 +309,7 @@ def _read_posterior_group(g: h5py.Group, where: str) -> Posterior:
             input_shape=tuple(int(s) for s in a["input_shape"]), n_classes=int(a["n_classes"]),
             seed=int(a["seed"]), config=json.loads(g["config"][()]),
             provenance={"versions": json.loads(g["versions"][()]), "code_revision": str(a["code_revision"]),
-                        "created": str(a["created"])},
+                        "created": str(a["created"]), "compute": json.loads(a.get("compute", "{}"))},
         )
         if kind == "samples":
             post.samples = _read_block(g, "samples", where, names)
@@ -350,7 +361,8 @@ def read_alignment(path: str | os.PathLike) -> Alignment:
                 source_a=str(a["source_a"]), source_b=str(a["source_b"]), sweeps=int(a["sweeps"]),
                 converged=bool(a["converged"]), distance_kind=str(a["distance_kind"]),
                 distance_before=float(a["distance_before"]), distance_after=float(a["distance_after"]),
-                provenance={"code_revision": str(a["code_revision"]), "created": str(a["created"])},
+                provenance={"code_revision": str(a["code_revision"]), "created": str(a["created"]),
+                            "compute": json.loads(a.get("compute", "{}"))},
             )
         except ArtifactError:
             raise

@@ -17,6 +17,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runtime", type=json.loads, default={},
                    help="runtime settings as JSON (device, checkpoint interval, data root), merged into --config")
     p.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
+    p.add_argument("--gpus", type=int, default=0,
+                   help="GPUs the job's rule requested (its gpu resource); with compute.device auto the job "
+                        "computes on CUDA exactly when it was given a GPU (workflow/device.py)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -219,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     from .artifacts import ArtifactError
     from .config import fill_defaults, merge_configs
     from .data import DatasetError
+    from .device import set_job
 
     cfg = fill_defaults(merge_configs(args.config, args.runtime)) if hasattr(args, "config") else fill_defaults({})
     if getattr(args, "threads", None):
@@ -226,7 +230,10 @@ def main(argv: list[str] | None = None) -> int:
 
         torch.set_num_threads(args.threads)
     try:
-        COMMANDS[args.command](args, cfg, cfg["compute"]["device"])
+        compute = cfg["compute"]
+        # the device is decided when a job first computes with torch (device.use_device)
+        set_job(compute["deterministic"], compute["mixed_precision"], gpus=getattr(args, "gpus", 0))
+        COMMANDS[args.command](args, cfg, compute["device"])
     except (ValueError, KeyError, OSError, FloatingPointError, DatasetError, ArtifactError) as err:
         # known failure kinds: one clear line instead of a traceback
         logging.getLogger("workflow").error("%s failed: %s", args.command, err)

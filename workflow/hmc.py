@@ -103,8 +103,8 @@ def leapfrog(grad_fn: GradFn, x: torch.Tensor, p: torch.Tensor, grad: torch.Tens
     """``n_steps`` leapfrog steps from (x, p), given grad = dU/dx at x.
 
     Returns (x, p, U, grad) at the end, and a mask of trajectories that met a non-finite potential
-    or gradient anywhere on the way. Integration stops early once every trajectory has: none of
-    them can be accepted, and a BNN potential is expensive.
+    or gradient anywhere on the way. The mask stays on the device: nothing here waits for the
+    GPU, the caller reads the outcome once per trajectory.
     """
     bad = torch.zeros(x.shape[:-1], dtype=torch.bool, device=x.device)
     u = torch.full(x.shape[:-1], float("nan"), dtype=x.dtype, device=x.device)
@@ -113,8 +113,6 @@ def leapfrog(grad_fn: GradFn, x: torch.Tensor, p: torch.Tensor, grad: torch.Tens
         x = x + step_size * p
         u, grad = grad_fn(x)
         bad = bad | ~torch.isfinite(u) | ~torch.isfinite(grad).all(-1)
-        if bool(bad.all()):
-            break
         p = p - (step_size if i + 1 < n_steps else 0.5 * step_size) * grad
     return x, p, u, grad, bad
 
@@ -132,16 +130,21 @@ class Step:
 
 
 def hmc_step(grad_fn: GradFn, x: torch.Tensor, u: torch.Tensor, grad: torch.Tensor, step_size: float,
-             n_leapfrog: int, generator: torch.Generator) -> Step:
+             n_leapfrog: int, generator: torch.Generator, energy_fn: Potential | None = None) -> Step:
     """One HMC transition from position x (potential u, gradient grad), with a fresh momentum.
 
     Works on one chain (x is [dim]) or independent chains in a batch (x is [chains, dim], the
     potential then returning [chains]). Draws the momentum, then one uniform per chain, from
-    ``generator``: the same generator state gives the same transition.
+    ``generator``: the same generator state gives the same transition. ``energy_fn``, if given,
+    recomputes U at the proposal for the Metropolis test (full precision when the gradients are
+    taken in mixed precision); ``u`` must then come from it too.
     """
     p0 = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
     log_uniform = torch.rand(x.shape[:-1], generator=generator, dtype=torch.float64, device=x.device).log()
     x1, p1, u1, grad1, bad = leapfrog(grad_fn, x, p0, grad, step_size, n_leapfrog)
+    if energy_fn is not None:
+        with torch.no_grad():
+            u1 = energy_fn(x1)
     energy_error = hamiltonian(u1, p1) - hamiltonian(u, p0)
     finite = torch.isfinite(energy_error) & ~bad
     # a non-finite proposal has acceptance probability 0: it is rejected and its NaNs never enter the state
@@ -190,7 +193,7 @@ def _save_checkpoint(path: Path, state: dict) -> None:
 
 def run_hmc(potential: Potential | None, init: torch.Tensor, settings: HmcSettings, *, seed: int,
             checkpoint: str | os.PathLike | None = None, identity: dict | None = None,
-            desc: str = "HMC", grad_fn: GradFn | None = None) -> HmcResult:
+            desc: str = "HMC", grad_fn: GradFn | None = None, energy_fn: Potential | None = None) -> HmcResult:
     """One HMC chain from ``init`` (a flat vector): ``n_warmup`` adaptation iterations, then
     ``n_samples * thinning`` iterations of which every ``thinning``-th is kept.
 
@@ -200,7 +203,9 @@ def run_hmc(potential: Potential | None, init: torch.Tensor, settings: HmcSettin
     it was made for the same seed, settings, initial position, dtype, device and ``identity`` (e.g.
     the job's config and data); otherwise it is ignored with a warning.
     ``grad_fn`` (position -> (U, dU/dx)) replaces autograd through ``potential``, e.g. to sum a
-    full-batch gradient over data chunks.
+    full-batch gradient over data chunks. ``energy_fn`` (position -> U), if given, is the potential
+    of the Metropolis test, e.g. in full precision when ``grad_fn`` runs in mixed precision.
+    The host waits for the device once per trajectory (to read its outcome), never per leapfrog step.
     """
     if init.ndim != 1:
         raise ValueError(f"init must be a flat parameter vector, got shape {tuple(init.shape)}")
@@ -216,6 +221,9 @@ def run_hmc(potential: Potential | None, init: torch.Tensor, settings: HmcSettin
 
     x = init.detach().clone()
     u, grad = grad_fn(x)
+    if energy_fn is not None:
+        with torch.no_grad():
+            u = energy_fn(x)
     if u.shape != ():
         raise ValueError(f"{desc}: the potential must return a scalar, got shape {tuple(u.shape)}")
     if not (torch.isfinite(u) and torch.isfinite(grad).all()):
@@ -249,21 +257,24 @@ def run_hmc(potential: Potential | None, init: torch.Tensor, settings: HmcSettin
 
     bar = tqdm(range(start, total), desc=desc, disable=None)
     for it in bar:
-        step = hmc_step(grad_fn, x, u, grad, step_size, settings.n_leapfrog, gen)
+        step = hmc_step(grad_fn, x, u, grad, step_size, settings.n_leapfrog, gen, energy_fn)
         x, u, grad = step.x, step.u, step.grad
+        # the trajectory's outcome in one transfer: the one host sync of the iteration
+        accept_prob, was_accepted, diverged, u_now = torch.stack(
+            [step.accept_prob.double(), step.accepted.double(), step.diverged.double(), u.double()]).tolist()
         if it < settings.n_warmup:
             if settings.adapt_step_size:
-                da = dual_averaging_update(da, float(step.accept_prob), settings.target_accept)
+                da = dual_averaging_update(da, accept_prob, settings.target_accept)
                 # the last warm-up iteration hands over the averaged step size, fixed from then on
                 step_size = math.exp(da.log_step if it + 1 < settings.n_warmup else da.log_step_bar)
         else:
             j = it - settings.n_warmup
-            accepted[j] = bool(step.accepted)
-            divergences += bool(step.diverged)
+            accepted[j] = bool(was_accepted)
+            divergences += bool(diverged)
             if (j + 1) % settings.thinning == 0:
                 k = j // settings.thinning
                 samples[k] = x.detach().cpu()
-                energy[k] = float(u)
+                energy[k] = u_now
         done = it + 1
         if done % 10 == 0:
             bar.set_postfix(step=f"{step_size:.3g}", div=divergences)

@@ -6,12 +6,14 @@ memory does not grow with the data set; the sum is the same full-batch potential
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import numpy as np
 import torch
 from torch.func import functional_call
 
+from .device import autocast, mixed_precision
 from .hmc import HmcResult, HmcSettings, flatten, run_hmc, unflatten
 from .training import reset_parameters
 
@@ -28,8 +30,10 @@ def bnn_potential(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, prio
 
 
 def chunked_value_and_grad(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, prior_std: float, like: dict,
-                           chunk: int):
-    """(U, dU/dtheta) summed over data chunks of ``chunk`` examples: only one chunk's graph is alive at a time."""
+                           chunk: int, forward_context=contextlib.nullcontext):
+    """(U, dU/dtheta) summed over data chunks of ``chunk`` examples: only one chunk's graph is alive at a time.
+    ``forward_context()`` wraps each forward pass (bfloat16 autocast for mixed precision); the loss
+    and the sums stay in full precision."""
 
     def grad_fn(theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         theta = theta.detach()
@@ -38,8 +42,9 @@ def chunked_value_and_grad(model: torch.nn.Module, x: torch.Tensor, y: torch.Ten
         with torch.enable_grad():
             for i in range(0, len(x), chunk):
                 t = theta.clone().requires_grad_(True)
-                logits = functional_call(model, unflatten(t, like), (x[i:i + chunk],))
-                nll = torch.nn.functional.cross_entropy(logits, y[i:i + chunk], reduction="sum")
+                with forward_context():
+                    logits = functional_call(model, unflatten(t, like), (x[i:i + chunk],))
+                nll = torch.nn.functional.cross_entropy(logits.to(theta.dtype), y[i:i + chunk], reduction="sum")
                 (g,) = torch.autograd.grad(nll, t)
                 total = total + nll.detach()
                 grad += g
@@ -48,6 +53,22 @@ def chunked_value_and_grad(model: torch.nn.Module, x: torch.Tensor, y: torch.Ten
         return total, grad
 
     return grad_fn
+
+
+def chunked_potential(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, prior_std: float, like: dict,
+                      chunk: int):
+    """U(theta) in full precision, summed over data chunks, without a graph: the Metropolis test's energy."""
+
+    @torch.no_grad()
+    def potential(theta: torch.Tensor) -> torch.Tensor:
+        params = unflatten(theta.detach(), like)
+        total = torch.zeros((), dtype=theta.dtype, device=theta.device)
+        for i in range(0, len(x), chunk):
+            logits = functional_call(model, params, (x[i:i + chunk],))
+            total = total + torch.nn.functional.cross_entropy(logits, y[i:i + chunk], reduction="sum")
+        return total + (theta ** 2).sum() / (2.0 * prior_std ** 2)
+
+    return potential
 
 
 def sample_bnn(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, settings: HmcSettings, *,
@@ -63,7 +84,14 @@ def sample_bnn(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, setting
     like = {k: v.detach() for k, v in model.named_parameters()}
     x, y = x.to(device), y.to(device)
     chunk = len(x) if data_chunk is None else int(data_chunk)
-    if chunk >= len(x):  # one pass: plain autograd through the potential
+    if mixed_precision() != "off":
+        # gradients from bfloat16 forward passes; the Metropolis test on the full-precision potential
+        result = run_hmc(None, flatten(like), settings, seed=seed, checkpoint=checkpoint, identity=identity,
+                         desc=f"HMC seed {seed}",
+                         grad_fn=chunked_value_and_grad(model, x, y, prior_std, like, chunk,
+                                                        forward_context=lambda: autocast(device)),
+                         energy_fn=chunked_potential(model, x, y, prior_std, like, chunk))
+    elif chunk >= len(x):  # one pass: plain autograd through the potential
         result = run_hmc(bnn_potential(model, x, y, prior_std, like), flatten(like), settings, seed=seed,
                          checkpoint=checkpoint, identity=identity, desc=f"HMC seed {seed}")
     else:

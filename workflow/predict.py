@@ -22,19 +22,6 @@ from torch.func import functional_call, vmap
 DEFAULT_MEMORY_MB = 1024  # the schema's compute.memory_mb default; jobs pass the configured value
 
 
-def resolve_device(name: str = "auto") -> torch.device:
-    """'auto' picks CUDA when available; anything else must be a device torch knows."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except (RuntimeError, TypeError) as err:
-        raise ValueError(f"unknown device {name!r}; allowed: 'auto', 'cpu', 'cuda', 'cuda:N'") from err
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} was asked for but CUDA is not available here; use 'auto' or 'cpu'")
-    return device
-
-
 def to_torch(params: Mapping[str, np.ndarray], device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
     return {k: torch.as_tensor(np.asarray(v), dtype=torch.float32, device=device) for k, v in params.items()}
 

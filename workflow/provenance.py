@@ -1,4 +1,5 @@
-"""Provenance recorded in every artifact: library versions, code revision, creation time."""
+"""Provenance recorded in every artifact: library versions, code revision, creation time, and where
+it was computed (device, GPU name, torch / CUDA versions, numerical switches)."""
 
 from __future__ import annotations
 
@@ -44,4 +45,7 @@ def creation_time() -> str:
 
 
 def provenance() -> dict:
-    return {"versions": library_versions(), "code_revision": code_revision(), "created": creation_time()}
+    from .device import job_record
+
+    return {"versions": library_versions(), "code_revision": code_revision(), "created": creation_time(),
+            "compute": job_record()}

@@ -24,11 +24,13 @@ import torch
 from tqdm import tqdm
 
 from .atomic import atomic_path
+from .device import autocast
 
 log = logging.getLogger(__name__)
 
 # objective(x_batch, y_batch) -> (loss to minimise, {trace name: value for this batch})
-Objective = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, dict[str, float]]]
+# (x_batch, y_batch) -> (loss, metrics); metrics are tensors, summed on the device over an epoch
+Objective = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, dict[str, torch.Tensor]]]
 
 
 OPTIMIZERS = ("adam", "sgd")
@@ -185,17 +187,19 @@ def run_training(module: torch.nn.Module, objective: Objective, x: torch.Tensor,
         for group in opt.param_groups:
             group["lr"] = epoch_lr(settings, epoch)
         order = torch.randperm(n, generator=gen).to(x.device)
-        sums: dict[str, float] = {}
+        # per-minibatch metrics are summed on the device (float64): the host syncs once per epoch
+        sums: dict[str, torch.Tensor] = {}
         for i in range(0, n, settings.batch_size):
             idx = order[i:i + settings.batch_size]
-            loss, metrics = objective(augment_batch(x[idx], settings.augment, gen), y[idx])
+            with autocast(x.device):  # bfloat16 forward passes when compute.mixed_precision is on
+                loss, metrics = objective(augment_batch(x[idx], settings.augment, gen), y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            for k, v in {"loss": loss.item(), **metrics}.items():
-                sums[k] = sums.get(k, 0.0) + v * len(idx)
+            for k, v in {"loss": loss, **metrics}.items():
+                sums[k] = sums.get(k, 0.0) + v.detach().double() * len(idx)
         for k, v in sums.items():
-            traces.setdefault(k, []).append(v / n)
+            traces.setdefault(k, []).append(float(v) / n)
         if not np.isfinite(traces["loss"][-1]):
             raise FloatingPointError(f"{desc}: training diverged at epoch {epoch + 1} (loss {traces['loss'][-1]}); "
                                      "lower the learning rate")
@@ -239,7 +243,7 @@ def train_map(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, settings
     def objective(xb, yb):
         nll = torch.nn.functional.cross_entropy(model(xb), yb)
         penalty = sum((p ** 2).sum() for p in model.parameters())
-        return nll + prior_scale * penalty, {"nll": nll.item()}
+        return nll + prior_scale * penalty, {"nll": nll}
 
     result = run_training(model, objective, x, y, settings, seed=seed if data_seed is None else data_seed,
                           checkpoint=checkpoint, desc=f"MAP seed {seed}", identity=identity)

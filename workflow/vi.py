@@ -108,7 +108,7 @@ def train_vi(model: nn.Module, x: torch.Tensor, y: torch.Tensor, settings: ViSet
         nll = nn.functional.cross_entropy(logits.flatten(0, 1), yb.repeat(settings.mc_samples))
         kl = q.kl(settings.prior_std)
         loss = nll + settings.temperature * kl / n
-        return loss, {"nll": nll.item(), "kl": kl.item(), "elbo": -(n * nll.item() + kl.item())}
+        return loss, {"nll": nll, "kl": kl, "elbo": -(n * nll.double() + kl.double())}
 
     result = run_training(q, objective, x, y, settings, seed=seed, checkpoint=checkpoint, desc=f"VI seed {seed}",
                           identity=identity)

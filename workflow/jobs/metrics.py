@@ -11,6 +11,7 @@ from .. import artifacts, barriers, tables
 from ..artifacts import ArtifactError
 from ..atomic import write_csv, write_text
 from ..config import table_cell
+from ..device import use_device
 from ..prepared import load_prepared
 from .inputs import check_posterior, read_posterior
 
@@ -23,7 +24,6 @@ def barrier_curve(alignment: str, path_a, path_b, data_path, cfg: dict, out, *, 
 
     Sample sets (and point estimates) follow the linear path; Gaussians the W2 geodesic with the same
     Monte Carlo noise at every t and for every alignment of the pair."""
-    from ..predict import resolve_device
 
     data = load_prepared(data_path)
     a = read_posterior(path_a, seed=seeds[0] if seeds else None, data=data)
@@ -46,7 +46,7 @@ def barrier_curve(alignment: str, path_a, path_b, data_path, cfg: dict, out, *, 
     a.check_compatible(b, f"path between {path_a} and {path_b}")
     bcfg = cfg["barrier"]
     split = bcfg["split"]
-    dev = resolve_device(device)
+    dev = use_device(device)
     model, _ = a.build_model()
     model.to(dev)
     ts = barriers.t_grid(bcfg["n_points"])

@@ -13,6 +13,7 @@ import pandas as pd
 from .. import artifacts, methods, tables
 from ..artifacts import Posterior
 from ..atomic import write_csv, write_text
+from ..device import use_device
 from ..prepared import load_prepared
 from .inputs import pooled_samples, read_posterior, read_sample_sets
 
@@ -101,14 +102,14 @@ def table1_job(posterior_paths: dict, rebasin_paths: dict, data_path, cfg: dict,
     on the test points go to ``out_diag``."""
     from ..compare import accuracy, agreement, total_variation
     from ..hmc import effective_sample_size, split_rhat
-    from ..predict import log_predictive, resolve_device, sample_label_log_probs
+    from ..predict import log_predictive, sample_label_log_probs
 
     ref = methods.reference_method(list(posterior_paths))
     if ref is None:
         raise ValueError(f"Table 1 compares with a reference method ({', '.join(m for m in methods.names() if methods.is_reference(m))}); "
                          f"none among {sorted(posterior_paths)}")
     data = load_prepared(data_path)
-    dev = resolve_device(device)
+    dev = use_device(device)
     x, y = data["x_test"].to(dev), data["y_test"].to(dev)
     budget, n_mc, seed = cfg["compute"]["memory_mb"], cfg["table"]["mc_samples"], cfg["table"]["seed"]
     reference_posts = read_sample_sets(posterior_paths[ref], data=data, what="Table 1")

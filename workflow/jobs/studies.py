@@ -24,6 +24,7 @@ import pandas as pd
 from .. import artifacts, barriers, methods
 from ..artifacts import Alignment, ArtifactError, l2_distance, w2_distance
 from ..atomic import write_csv
+from ..device import use_device
 from ..matching import weight_matching
 from ..permutations import apply_permutation, compose, number_of_transpositions, random_transpositions
 from ..prepared import load_prepared
@@ -130,12 +131,12 @@ def pruning_job(rebasin_paths: dict, gaussian_paths: dict, merged: list, data_pa
     lowest sigma. ``merged``: pairs (reference q_r path, alignment file of another method's q_r in the
     reference's basin), each adding that mean pruned by the reference's sigma, and the same mean pruned
     by magnitude (keeping the largest |mu|) as a baseline."""
-    from ..predict import loss_error, resolve_device, sample_log_probs
+    from ..predict import loss_error, sample_log_probs
     from ..pruning import pruned_stack
 
     fractions = sorted({float(f) for f in fractions}, reverse=True)
     data = load_prepared(data_path)
-    dev = resolve_device(device)
+    dev = use_device(device)
     curves = {}  # label -> (posterior it comes from, mean, score, criterion)
     for key, path in sorted(rebasin_paths.items()):
         method, reference, fit = parse_fit_key(key)
@@ -185,7 +186,7 @@ def not_k_job(k: int, seed: int, member_path, data_path, cfg: dict, out_csv, *, 
     reshuffled unless not_study.data_order is 'same') with the member's own method, then compare with the
     unpermuted member (``member_path``): the NoT weight matching finds, how far that is from the planted
     permutation, and L2 distance and loss / error barriers before and after alignment."""
-    from ..predict import Stacked, marginal_loss_error, resolve_device
+    from ..predict import Stacked, marginal_loss_error
 
     data = load_prepared(data_path)
     member = read_posterior(member_path, seed=seed, data=data)
@@ -194,7 +195,7 @@ def not_k_job(k: int, seed: int, member_path, data_path, cfg: dict, out_csv, *, 
         raise ArtifactError(f"{member_path}: the NoT study retrains a method that starts from a permuted "
                             f"initialisation ({allowed}); found {member.method}")
     study = cfg["not_study"]
-    dev = resolve_device(device)
+    dev = use_device(device)
     model, spec = member.build_model()
     sizes = spec.group_sizes({n: p.detach().numpy() for n, p in model.named_parameters()})
     rng = np.random.default_rng(np.random.SeedSequence([study["seed"], seed, k]))

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from .. import artifacts, methods
 from ..config import model_args
+from ..device import use_device
 from ..prepared import load_prepared
 from .inputs import read_posterior
 
@@ -18,14 +19,14 @@ def train_posterior(method: str, data_path, seed: int, cfg: dict, out, *, checkp
     """Fit one posterior with the method's ``fit`` and record train / test NLL and error of its predictive.
 
     ``base_path``: the posterior this method is fitted around (its FITTED_AROUND method, same seed)."""
-    from ..predict import marginal_loss_error, resolve_device
+    from ..predict import marginal_loss_error
 
     mod = methods.load(method)
     around = getattr(mod, "FITTED_AROUND", None)
     if around and not base_path:
         raise ValueError(f"method {method!r} is fitted around a {around} posterior of the same seed: pass --base")
     data = load_prepared(data_path)
-    dev = resolve_device(device)
+    dev = use_device(device)
     base = read_posterior(base_path, seed=seed, data=data) if base_path else None
     request = methods.FitRequest(method=method, architecture=cfg["model"]["architecture"],
                                  architecture_args=model_args(cfg), data=data, seed=seed, config=cfg, device=dev,
