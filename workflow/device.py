@@ -153,3 +153,10 @@ def job_record() -> dict:
     """The record of the device this job chose (``use_device``); a job that never chose one
     computed on the CPU only."""
     return dict(_RECORD) if _RECORD else compute_record("cpu")
+
+
+def device_label() -> str:
+    """The job's device in one table cell: 'cpu', or 'cuda:0 (NVIDIA H100 80GB HBM3)'; the column
+    `device` of the tables computed with torch."""
+    record = job_record()
+    return f"{record['device']} ({record['gpu_name']})" if record["gpu_name"] else record["device"]

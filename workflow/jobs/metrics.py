@@ -11,7 +11,7 @@ from .. import artifacts, barriers, tables
 from ..artifacts import ArtifactError
 from ..atomic import write_csv, write_text
 from ..config import table_cell
-from ..device import use_device
+from ..device import device_label, use_device
 from ..prepared import load_prepared
 from .inputs import check_posterior, read_posterior
 
@@ -66,6 +66,7 @@ def barrier_curve(alignment: str, path_a, path_b, data_path, cfg: dict, out, *, 
     curve["split"] = split
     for k, v in meta.items():
         curve[k] = v
+    curve["device"] = device_label()
     write_csv(out, curve)
 
 

@@ -13,7 +13,7 @@ import pandas as pd
 from .. import artifacts, methods, tables
 from ..artifacts import Posterior
 from ..atomic import write_csv, write_text
-from ..device import use_device
+from ..device import device_label, use_device
 from ..prepared import load_prepared
 from .inputs import pooled_samples, read_posterior, read_sample_sets
 
@@ -142,7 +142,7 @@ def table1_job(posterior_paths: dict, rebasin_paths: dict, data_path, cfg: dict,
                   "test NLL": float(-logp.double().gather(1, y[:, None]).mean())}
         rows += [{"metric": m, "column": label, "value": values[m]} for m in TABLE1_METRICS]
     table = pd.DataFrame(rows)
-    write_csv(out_csv, table)
+    write_csv(out_csv, table.assign(device=device_label()))
     wide = table.pivot(index="metric", columns="column", values="value").reindex(
         index=list(TABLE1_METRICS), columns=list(columns))
     write_text(out_md, tables.markdown(wide, index_name="metric"))
@@ -158,6 +158,7 @@ def table1_job(posterior_paths: dict, rebasin_paths: dict, data_path, cfg: dict,
     for p in reference_posts:
         diag[f"acceptance_seed{p.seed}"] = float(p.diagnostic_attrs.get("acceptance_rate", np.nan))
         diag[f"divergences_seed{p.seed}"] = int(p.diagnostic_attrs.get("divergences", 0))
+    diag["device"] = device_label()
     write_csv(out_diag, pd.DataFrame([diag]))
 
 

@@ -24,7 +24,7 @@ import pandas as pd
 from .. import artifacts, barriers, methods
 from ..artifacts import Alignment, ArtifactError, l2_distance, w2_distance
 from ..atomic import write_csv
-from ..device import use_device
+from ..device import device_label, use_device
 from ..matching import weight_matching
 from ..permutations import apply_permutation, compose, number_of_transpositions, random_transpositions
 from ..prepared import load_prepared
@@ -166,7 +166,7 @@ def pruning_job(rebasin_paths: dict, gaussian_paths: dict, merged: list, data_pa
         for f, logp_f in zip(fractions, logp):
             nll, err = loss_error(logp_f, y)
             rows.append({"variant": variant, "label": label, "criterion": criterion, "fraction_retained": f,
-                         "test_accuracy": 1.0 - err, "test_nll": nll})
+                         "test_accuracy": 1.0 - err, "test_nll": nll, "device": device_label()})
         log.info("pruning %s: accuracy %.4f kept all, %.4f at %.2f", label, rows[-len(fractions)]["test_accuracy"],
                  rows[-1]["test_accuracy"], fractions[-1])
     write_csv(out_csv, pd.DataFrame(rows))
@@ -235,7 +235,8 @@ def not_k_job(k: int, seed: int, member_path, data_path, cfg: dict, out_csv, *, 
            "not_residual": sum(number_of_transpositions(p) for p in residual.values()),
            "units_total": sum(sizes.values()), "l2_naive": l2_distance(a, b), "l2_aligned": l2_distance(a, b_aligned),
            "loss_barrier_naive": naive_loss, "loss_barrier_aligned": aligned_loss,
-           "error_barrier_naive": naive_err, "error_barrier_aligned": aligned_err, "error": err_b}
+           "error_barrier_naive": naive_err, "error_barrier_aligned": aligned_err, "error": err_b,
+           "device": device_label()}
     log.info("k=%d seed %d: NoT planted %d, found %d, residual %d; loss barrier %.4f -> %.4f", k, seed,
              row["not_planted"], row["not_found"], row["not_residual"], naive_loss, aligned_loss)
     write_csv(out_csv, pd.DataFrame([row]))
