@@ -1,6 +1,7 @@
 """End-to-end runs of the Snakemake workflow through its command line on a tiny config."""
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -172,6 +173,16 @@ def test_rerun_with_nothing_changed_runs_nothing(finished_run):
     proc = snakemake(finished_run, "-n")
     assert proc.returncode == 0
     assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_runtime_compute_keys_rerun_nothing_and_mixed_precision_reruns_training(finished_run):
+    runtime = snakemake(finished_run, "-n", "--config", "compute={gpu: 1, threads: 2, deterministic: false}")
+    assert runtime.returncode == 0 and "Nothing to be done" in runtime.stdout + runtime.stderr
+    mixed = snakemake(finished_run, "-n", "--quiet", "rules", "--config", "compute={mixed_precision: bf16}")
+    out = mixed.stdout + mixed.stderr
+    assert mixed.returncode == 0
+    assert re.search(r"train_posterior\s+12\b", out) and re.search(r"not_k\s+3\b", out), out
+    assert "prepare_data" not in out
 
 
 def test_deleted_output_reruns_only_what_depends_on_it(finished_run):
