@@ -72,3 +72,48 @@ def test_matching_refuses_mismatched_shapes():
     _, _, b = make_mlp((11,))
     with pytest.raises(ValueError, match="shapes"):
         weight_matching(a, b, spec)
+
+
+# ---------------------------------------------------------------- properties (Hypothesis)
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from workflow.architectures import build_model  # noqa: E402
+from workflow.artifacts import w2_distance  # noqa: E402
+
+mlp_cases = st.tuples(st.lists(st.integers(1, 10), min_size=1, max_size=3), st.integers(2, 5),
+                      st.integers(0, 2 ** 31 - 1))
+
+
+def random_mlp(hidden, n_classes, seed):
+    model, spec = build_model("mlp", (1, 2, 2), n_classes, hidden=hidden)
+    rng = np.random.default_rng(seed)
+    return spec, {k: rng.standard_normal(v.shape) for k, v in model.state_dict().items()}, rng
+
+
+@settings(max_examples=40, deadline=None)
+@given(mlp_cases)
+def test_weight_matching_never_lowers_its_objective(case):
+    spec, a, rng = random_mlp(*case)
+    b = {k: rng.standard_normal(v.shape) for k, v in a.items()}
+    result = weight_matching(a, b, spec, seed=int(rng.integers(100)))
+    trace = np.asarray(result.objective_trace)
+    assert np.all(np.diff(trace) >= -1e-9 * np.maximum(1.0, np.abs(trace[:-1])))
+    assert trace[-1] >= objective([(a, b, 1.0)], spec, {g: np.arange(n) for g, n in
+                                                        spec.group_sizes(a).items()}) - 1e-9
+    assert result.converged
+    np.testing.assert_allclose(trace[-1], objective([(a, b, 1.0)], spec, result.perms), rtol=1e-12)
+
+
+@settings(max_examples=40, deadline=None)
+@given(mlp_cases)
+def test_w2_alignment_of_a_gaussian_with_a_permuted_copy_of_itself_is_exact(case):
+    spec, mean, rng = random_mlp(*case)
+    std = {k: np.exp(0.5 * rng.standard_normal(v.shape)) for k, v in mean.items()}
+    perms = random_permutations(spec.group_sizes(mean), rng)
+    mean_b, std_b = apply_permutation(mean, spec, perms), apply_permutation(std, spec, perms)
+    result = weight_matching(mean, mean_b, spec, seed=int(rng.integers(100)), extra_channels=[(std, std_b, 1.0)])
+    aligned_mean, aligned_std = apply_permutation(mean_b, spec, result.perms), apply_permutation(std_b, spec,
+                                                                                                result.perms)
+    assert w2_distance(mean, std, aligned_mean, aligned_std) == pytest.approx(0.0, abs=1e-9)

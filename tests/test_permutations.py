@@ -152,3 +152,78 @@ def test_single_transpositions_fall_in_groups_by_their_pair_counts(rng):
     assert hits / 2000 == pytest.approx(6 / 441, abs=0.01)
     with pytest.raises(ValueError, match=">= 0"):
         random_transpositions(sizes, -1, rng)
+
+
+# ---------------------------------------------------------------- properties (Hypothesis)
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+perm_of = st.integers(1, 60).flatmap(lambda n: st.permutations(range(n)).map(np.array))
+same_size_perms = st.integers(1, 60).flatmap(
+    lambda n: st.tuples(*[st.permutations(range(n)).map(np.array)] * 3))
+
+
+def swaps_to_sort(perm) -> int:
+    """Transpositions selection sort needs to turn ``perm`` into the identity: an independent NoT."""
+    p, swaps = list(perm), 0
+    for i in range(len(p)):
+        while p[i] != i:
+            j = p[i]
+            p[i], p[j] = p[j], p[i]
+            swaps += 1
+    return swaps
+
+
+@given(same_size_perms)
+def test_compose_and_invert_are_inverse(perms):
+    p, q, r = perms
+    identity = np.arange(len(p))
+    np.testing.assert_array_equal(compose(p, invert(p)), identity)
+    np.testing.assert_array_equal(compose(invert(p), p), identity)
+    np.testing.assert_array_equal(invert(invert(p)), p)
+    np.testing.assert_array_equal(invert(compose(p, q)), compose(invert(q), invert(p)))
+    np.testing.assert_array_equal(compose(compose(p, q), r), compose(p, compose(q, r)))
+    # compose means "apply first, then": taking new[i] = old[perm[i]] twice
+    x = np.arange(len(p)) * 10 + 3
+    np.testing.assert_array_equal(x[p][q], x[compose(p, q)])
+
+
+@given(perm_of)
+def test_not_is_n_minus_cycles_and_the_fewest_transpositions(p):
+    assert number_of_transpositions(p) == len(p) - count_cycles(p) == swaps_to_sort(p)
+    assert number_of_transpositions(invert(p)) == number_of_transpositions(p)
+    assert (number_of_transpositions(p) == 0) == np.array_equal(p, np.arange(len(p)))
+
+
+@given(same_size_perms)
+def test_not_is_subadditive_under_composition(perms):
+    p, q, _ = perms
+    assert number_of_transpositions(compose(p, q)) <= number_of_transpositions(p) + number_of_transpositions(q)
+    # and a metric's triangle inequality: d(p, r) = NoT(p^-1 r)
+    d = lambda a, b: number_of_transpositions(compose(invert(a), b))  # noqa: E731
+    assert d(p, perms[2]) <= d(p, q) + d(q, perms[2])
+
+
+mlp_shapes = st.tuples(st.lists(st.integers(1, 12), min_size=1, max_size=4), st.integers(2, 6),
+                       st.integers(0, 2 ** 31 - 1))
+
+
+@settings(max_examples=40, deadline=None)
+@given(mlp_shapes)
+def test_applying_a_permutation_then_its_inverse_is_the_identity_on_every_parameter(case):
+    hidden, n_classes, seed = case
+    _, spec = build_model("mlp", (1, 2, 3), n_classes, hidden=hidden)
+    rng = np.random.default_rng(seed)
+    params = {k: rng.standard_normal(v.shape) for k, v in build_model("mlp", (1, 2, 3), n_classes,
+                                                                         hidden=hidden)[0].state_dict().items()}
+    perms = random_permutations(spec.group_sizes(params), rng)
+    there = apply_permutation(params, spec, perms)
+    back = apply_permutation(there, spec, {g: invert(p) for g, p in perms.items()})
+    for k in params:
+        np.testing.assert_array_equal(back[k], params[k])
+    # batched (chain, draw) copies permute the same way, leading axes left alone
+    stacked = {k: np.stack([v, 2 * v])[:, None] for k, v in params.items()}
+    moved = apply_permutation(stacked, spec, perms, batch_dims=2)
+    for k in params:
+        np.testing.assert_array_equal(moved[k][1, 0], 2 * there[k])
