@@ -80,3 +80,25 @@ def test_mixed_precision_chain_takes_bf16_gradients_and_an_exact_metropolis_test
     assert energies and all(e.dtype == torch.float32 for e in energies)  # the Metropolis energy: full precision
     assert res.acceptance_rate > 0 and np.isfinite(res.energy).all()
     assert any(not np.array_equal(full[k], mixed[k]) for k in full)  # the gradients were bf16
+
+
+def test_the_metropolis_test_rejects_large_steps_and_accepts_small_ones():
+    """Acceptance tracks the leapfrog energy error: near 1 for tiny steps, near 0 for steps far too
+    big (a chain without its Metropolis test would accept them all and drift off)."""
+    torch.manual_seed(0)
+    model, _ = build_model("mlp", (1, 2, 2), 3, hidden=[5])
+    x, y = torch.randn(200, 1, 2, 2), torch.randint(0, 3, (200,))
+
+    def run(step):
+        s = HmcSettings(step_size=step, n_leapfrog=10, n_warmup=0, adapt_step_size=False, n_samples=30,
+                        checkpoint_every=0)
+        return sample_bnn(model, x, y, s, prior_std=1.0, seed=1, device=torch.device("cpu"))
+
+    small, res_small = run(1e-4)
+    big, res_big = run(0.5)
+    assert res_small.acceptance_rate > 0.9
+    assert res_big.acceptance_rate < 0.3
+    # rejected proposals leave the chain where it was: repeated draws; accepted ones move it
+    moves = [np.any(big["out.bias"][i] != big["out.bias"][i - 1]) for i in range(1, 30)]
+    assert sum(moves) <= res_big.accepted.sum()
+    assert np.isfinite(res_big.energy).all() and res_big.energy.max() < 1e4

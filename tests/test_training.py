@@ -56,13 +56,33 @@ def test_killed_training_resumes_to_the_same_result(tmp_path, monkeypatch):
     np.testing.assert_array_equal(resumed.diagnostics["loss"], reference.diagnostics["loss"])
 
 
-def test_checkpoint_of_other_settings_is_ignored(tmp_path):
-    ckpt = tmp_path / "ckpt.pt"
-    s = MapSettings(epochs=6, batch_size=32, lr=0.01, checkpoint_every=2)
+@pytest.mark.parametrize("other", [{"seed": 1}, {"settings": MapSettings(epochs=6, batch_size=32, lr=0.02,
+                                                                         checkpoint_every=2)}])
+def test_a_real_checkpoint_of_another_seed_or_settings_is_ignored(tmp_path, monkeypatch, other):
+    """A complete checkpoint, written by a run that differs only in its seed or one setting, is not
+    resumed: the result equals a fresh run (and the matching run does resume from it)."""
     import workflow.training as training
 
-    training._save_checkpoint(ckpt, {"seed": 0, "settings": {"epochs": 99}, "epoch": 4})
-    assert fit(s, checkpoint=ckpt).resumed_from_epoch == 0
+    s = MapSettings(epochs=6, batch_size=32, lr=0.01, checkpoint_every=2)
+    ckpt = tmp_path / "ckpt.pt"
+    real_save = training._save_checkpoint
+
+    def save_then_die(path, state):
+        real_save(path, state)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "_save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        fit(other.get("settings", s), seed=other.get("seed", 0), checkpoint=ckpt)
+    monkeypatch.setattr(training, "_save_checkpoint", real_save)
+    saved = ckpt.read_bytes()
+    result = fit(s, checkpoint=ckpt)
+    assert result.resumed_from_epoch == 0
+    fresh = fit(s)
+    for k in fresh.params:
+        np.testing.assert_array_equal(result.params[k], fresh.params[k])
+    ckpt.write_bytes(saved)  # the run that wrote it does resume from it
+    assert fit(other.get("settings", s), seed=other.get("seed", 0), checkpoint=ckpt).resumed_from_epoch == 2
 
 
 @pytest.mark.parametrize("kwargs", [{"epochs": 0}, {"lr": 0.0}, {"prior_std": -1.0}, {"batch_size": 0}])
