@@ -376,3 +376,11 @@ def test_the_metropolis_test_uses_the_exact_energy_when_given():
     np.testing.assert_array_equal(fixed.samples, exact.samples)
     np.testing.assert_array_equal(fixed.energy, exact.energy)
     assert not np.array_equal(wrong.accepted, exact.accepted)
+
+
+def test_a_chain_whose_every_proposal_diverges_is_an_error():
+    """It never leaves its start: no posterior sample, so no artifact."""
+    s = HmcSettings(step_size=50.0, n_leapfrog=5, n_warmup=0, n_samples=20, adapt_step_size=False,
+                    checkpoint_every=0)
+    with pytest.raises(FloatingPointError, match="every one of the 20 post-warm-up proposals diverged"):
+        run_hmc(wall_potential, torch.zeros(2), s, seed=0)

@@ -294,6 +294,11 @@ def run_hmc(potential: Potential | None, init: torch.Tensor, settings: HmcSettin
                                     "energy": energy[:kept].copy(), "accepted": accepted[:post].copy(),
                                     "divergences": divergences})
     rate = float(accepted.mean())
+    if n_post and divergences == n_post:
+        # a chain that never left its start is no posterior sample: stop rather than write it
+        raise FloatingPointError(f"{desc}: every one of the {n_post} post-warm-up proposals diverged (non-finite or "
+                                 f"energy error > {DIVERGENCE_THRESHOLD:g}) at step size {step_size:.4g}; lower the "
+                                 "step size, or adapt it in warm-up (adapt_step_size, n_warmup)")
     if divergences:
         log.warning("%s: %d of %d post-warm-up proposals diverged; consider a smaller target step size "
                     "(higher target_accept)", desc, divergences, n_post)

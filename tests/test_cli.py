@@ -1,0 +1,143 @@
+"""Bad input through the command line (`python -m workflow ...`): every class of bad input stops the
+job with exit code 1 and one line naming what is wrong, never a traceback from inside a library.
+The README's bad-input table lists these rows; keep them in step."""
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import pytest
+import yaml
+
+from workflow.artifacts import write_posterior
+
+from .conftest import make_mlp
+from .test_artifacts import gaussian_posterior, samples_posterior
+
+REPO = Path(__file__).resolve().parents[1]
+DIGITS = {"name": "t", "data": {"dataset": "digits", "n_train": 200, "n_test": 100}}
+MLP = {"model": {"architecture": "mlp", "hidden": [8]}}
+
+
+def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "workflow", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=300)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """Good inputs to break: two MLP posteriors of seeds 0 and 3, a prepared digits data file."""
+    d = tmp_path_factory.mktemp("inputs")
+    params = make_mlp()[2]
+    write_posterior(d / "samples0.h5", samples_posterior(params, seed=0))
+    write_posterior(d / "gaussian3.h5", gaussian_posterior(params))
+    proc = cli("prepare-data", "--config", json.dumps(DIGITS), "--out", str(d / "digits.npz"), cwd=d)
+    assert proc.returncode == 0, proc.stderr
+    return d
+
+
+def _truncated(d: Path) -> Path:
+    data = (d / "samples0.h5").read_bytes()
+    (d / "truncated.h5").write_bytes(data[: len(data) // 2])
+    return d / "truncated.h5"
+
+
+def _foreign(d: Path) -> Path:
+    with h5py.File(d / "foreign.h5", "w") as f:
+        f["x"] = [1, 2, 3]
+    return d / "foreign.h5"
+
+
+def _other_architecture(d: Path) -> Path:
+    from workflow.artifacts import Posterior
+
+    params = make_mlp(hidden=(5,))[2]
+    post = gaussian_posterior(params)
+    post = Posterior(**{**post.__dict__, "architecture_args": {"hidden": [5], "activation": "relu"}, "seed": 4})
+    write_posterior(d / "other_arch.h5", post)
+    return d / "other_arch.h5"
+
+
+def _bad_config(d: Path) -> Path:
+    cfg = yaml.safe_load((REPO / "tests" / "configs" / "tiny.yaml").read_text())
+    cfg["model"]["activation"] = "softmax"
+    (d / "bad.yaml").write_text(yaml.safe_dump(cfg))
+    return d / "bad.yaml"
+
+
+def _unknown_key(d: Path) -> Path:
+    cfg = yaml.safe_load((REPO / "tests" / "configs" / "tiny.yaml").read_text())
+    cfg["vi"]["learning_rate"] = 0.1
+    (d / "unknown.yaml").write_text(yaml.safe_dump(cfg))
+    return d / "unknown.yaml"
+
+
+def _blocked_folder(d: Path) -> Path:
+    (d / "a_file").write_text("not a folder")
+    return d / "a_file" / "out.h5"  # a folder that cannot be made (root ignores permissions)
+
+
+def _align(a, b, out="out.h5", seeds=None):
+    return ["align", "--kind", "weight", "--a", str(a), "--b", str(b), "--out", str(out),
+            *(["--seeds", *map(str, seeds)] if seeds else [])]
+
+
+def _train(d, **method):
+    return ["train", "--method", "ensemble", "--seed", "0", "--data", str(d / "digits.npz"), "--out",
+            str(d / "trained.h5"), "--config", json.dumps({**DIGITS, **MLP, "ensemble": {"epochs": 2, **method}})]
+
+
+def _hmc(d, **settings):
+    return ["train", "--method", "hmc", "--seed", "0", "--data", str(d / "digits.npz"), "--out",
+            str(d / "hmc.h5"), "--config", json.dumps({**DIGITS, **MLP, "hmc": {"n_warmup": 0, "n_samples": 2,
+                                                                               "adapt_step_size": False, **settings}})]
+
+
+# (README row, arguments given the input folder, words the one-line error must hold)
+CASES = [
+    ("config: a bad value", lambda d: ["validate-config", str(_bad_config(d))],
+     ["model.activation", "'softmax'", "'relu'"]),
+    ("config: an unknown key", lambda d: ["validate-config", str(_unknown_key(d))],
+     ["vi", "learning_rate"]),
+    ("config: a missing file", lambda d: ["validate-config", str(d / "nowhere.yaml")], ["nowhere.yaml"]),
+    ("data: a missing data root", lambda d: ["prepare-data", "--config", json.dumps(
+        {"name": "t", "data": {"dataset": "mnist", "root": str(d / "no-data")}}), "--out", str(d / "m.npz")],
+     ["no-data", "MNIST"]),
+    ("HDF5: truncated", lambda d: _align(_truncated(d), d / "samples0.h5"), ["truncated.h5"]),
+    ("HDF5: not a posterior", lambda d: _align(_foreign(d), d / "samples0.h5"), ["foreign.h5"]),
+    ("HDF5: not an HDF5 file", lambda d: _align(d / "digits.npz", d / "samples0.h5"), ["digits.npz"]),
+    ("HDF5: wrong kind for the step", lambda d: ["align", "--kind", "w2", "--a", str(d / "samples0.h5"), "--b",
+                                                 str(d / "samples0.h5"), "--out", str(d / "o.h5")],
+     ["'w2'", "gaussian"]),
+    ("HDF5: another architecture", lambda d: _align(d / "gaussian3.h5", _other_architecture(d)),
+     ["other_arch.h5", "architecture"]),
+    ("seeds: a file of another seed", lambda d: _align(d / "samples0.h5", d / "gaussian3.h5", seeds=(0, 1)),
+     ["gaussian3.h5", "seed 3"]),
+    ("training: a NaN loss", lambda d: _train(d, lr=1e12, optimizer="sgd"), ["diverged", "loss nan",
+                                                                              "learning rate"]),
+    ("HMC: a chain whose every proposal diverges", lambda d: _hmc(d, step_size=1e6),
+     ["every one of the 2", "diverged", "step size"]),
+    ("output: a folder that cannot be written", lambda d: _align(d / "samples0.h5", d / "samples0.h5",
+                                                                 out=_blocked_folder(d)),
+     ["a_file"]),
+]
+
+
+@pytest.mark.parametrize("row, args, words", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_gets_one_clear_line(files, row, args, words):
+    proc = cli(*args(files), cwd=files)
+    err = proc.stderr
+    assert proc.returncode != 0, f"{row}: accepted\n{proc.stdout[-500:]}{err[-1500:]}"
+    assert "Traceback" not in err, f"{row}: a traceback\n{err[-3000:]}"
+    # one ERROR record, possibly continued by detail lines (every invalid key, every missing file)
+    lines = err.splitlines()
+    first = next((i for i, line in enumerate(lines) if " ERROR " in line), None)
+    assert first is not None, f"{row}: no error line\n{err[-1500:]}"
+    record = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ [A-Z]+ ")
+    assert not any(record.match(line) for line in lines[first + 1:]), f"{row}: more than one message\n{err[-1500:]}"
+    message = " ".join(lines[first:])
+    for word in words:
+        assert word in message, f"{row}: {word!r} missing from {message!r}"
