@@ -32,7 +32,7 @@ MODULES = {
     "permutations": ["tests/test_permutations.py", "tests/test_matching.py"],
     "matching": ["tests/test_matching.py", "tests/test_rebasin.py"],
     "rebasin": ["tests/test_rebasin.py"],
-    "compare": ["tests/test_rebasin.py", "tests/test_table1.py"],
+    "compare": ["tests/test_compare.py", "tests/test_table1.py"],
     "barriers": ["tests/test_barriers.py", "tests/test_matching.py"],
     "hmc": ["tests/test_hmc.py", "tests/test_hmc_bnn.py"],
 }

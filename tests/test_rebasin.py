@@ -2,7 +2,6 @@ import numpy as np
 import pytest
 import torch
 
-from workflow.compare import accuracy, agreement, total_variation
 from workflow.permutations import apply_permutation, compose, random_permutations
 from workflow.architectures.mlp import hidden_activations
 from workflow.rebasin import activation_matching, fit_diagonal_gaussian, rebase
@@ -89,21 +88,6 @@ def test_rebasin_refuses_unknown_options_and_single_samples():
         rebase(samples, spec, matching="activation")
     with pytest.raises(ValueError, match="at least 2"):
         fit_diagonal_gaussian({k: v[:1] for k, v in samples.items()})
-
-
-def test_agreement_and_total_variation_by_hand():
-    ref = np.array([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.3, 0.3, 0.4]])
-    p = np.array([[0.6, 0.3, 0.1], [0.5, 0.4, 0.1], [0.3, 0.3, 0.4]])
-    assert agreement(p, ref) == pytest.approx(2 / 3)
-    # TV per point: 0.1, 0.4, 0.0 -> mean 0.5/3
-    assert total_variation(p, ref) == pytest.approx(0.5 / 3)
-    assert agreement(ref, ref) == 1.0 and total_variation(ref, ref) == 0.0
-    assert total_variation(np.eye(3), np.eye(3)[[1, 2, 0]]) == pytest.approx(1.0)
-    assert accuracy(p, np.array([0, 1, 2])) == pytest.approx(2 / 3)
-    with pytest.raises(ValueError, match="same shape"):
-        agreement(p[:2], ref)
-    with pytest.raises(ValueError, match="sum to 1"):
-        total_variation(p * 2, ref)
 
 
 def test_iterated_reference_leaves_the_sample_out_of_its_own_reference(monkeypatch):
