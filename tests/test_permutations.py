@@ -227,3 +227,15 @@ def test_applying_a_permutation_then_its_inverse_is_the_identity_on_every_parame
     moved = apply_permutation(stacked, spec, perms, batch_dims=2)
     for k in params:
         np.testing.assert_array_equal(moved[k][1, 0], 2 * there[k])
+
+
+def test_spec_check_counts_axes_after_the_batch_dims():
+    """A survivor of the mutation run asked for this: an axis that exists only among the leading
+    (chain, draw) axes is not a parameter axis."""
+    from workflow.permutations import PermutationSpec
+
+    spec = PermutationSpec({"P": (("w", 1),)})
+    spec.check({"w": np.zeros((3, 4))})
+    spec.check({"w": np.zeros((2, 5, 3, 4))}, batch_dims=2)
+    with pytest.raises(ValueError, match="has no axis 1"):
+        spec.check({"w": np.zeros((2, 5, 3))}, batch_dims=2)

@@ -118,3 +118,11 @@ def test_iterated_reference_leaves_the_sample_out_of_its_own_reference(monkeypat
             np.testing.assert_allclose(ref[k], others[k], atol=1e-12)
         assert any(not np.allclose(ref[k], with_self[k]) for k in ref)
     assert result.iterations == 2
+
+
+def test_fitted_gaussian_has_the_sample_mean_and_the_unbiased_standard_deviation():
+    """A survivor of the mutation run (ddof 1 -> 0) asked for this: q_d / q_r use the unbiased variance."""
+    samples = {"w": np.array([[1.0, 2.0], [3.0, 2.0], [5.0, 8.0]])}
+    mean, std = fit_diagonal_gaussian(samples)
+    np.testing.assert_allclose(mean["w"], [3.0, 4.0])
+    np.testing.assert_allclose(std["w"], [2.0, np.sqrt(12.0)])  # sum of squares / (3 - 1)
