@@ -384,3 +384,11 @@ def test_a_chain_whose_every_proposal_diverges_is_an_error():
                     checkpoint_every=0)
     with pytest.raises(FloatingPointError, match="every one of the 20 post-warm-up proposals diverged"):
         run_hmc(wall_potential, torch.zeros(2), s, seed=0)
+
+
+def test_split_rhat_needs_four_draws_per_chain():
+    """A survivor of the mutation run (half < 2 -> half <= 2) asked for this boundary."""
+    rng = np.random.default_rng(0)
+    assert split_rhat(rng.standard_normal((3, 4))).shape == ()
+    with pytest.raises(ValueError, match="at least 4 draws"):
+        split_rhat(rng.standard_normal((3, 3)))
