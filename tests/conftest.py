@@ -1,6 +1,13 @@
+import os
+
 import numpy as np
 import pytest
 import torch
+from hypothesis import settings
+
+# CI draws the same Hypothesis examples every run (reproducible); elsewhere they vary, to find more
+settings.register_profile("ci", derandomize=True)
+settings.load_profile("ci" if os.environ.get("CI") else "default")
 
 from workflow.architectures import build_model, get_params
 

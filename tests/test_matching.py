@@ -108,7 +108,11 @@ def test_weight_matching_never_lowers_its_objective(case):
 
 @settings(max_examples=40, deadline=None)
 @given(mlp_cases)
-def test_w2_alignment_of_a_gaussian_with_a_permuted_copy_of_itself_is_exact(case):
+def test_w2_alignment_of_a_gaussian_with_a_permuted_copy_of_itself(case):
+    """Exact (distance 0) with one hidden layer, where one assignment problem is solved exactly.
+    With more layers, weight matching is coordinate descent over groups and can stop in a local
+    optimum: Hypothesis found hidden [3, 2, 2], 2 classes, seed 1 (W2 5.18 after, not 0). There
+    it must still not move B away from A."""
     spec, mean, rng = random_mlp(*case)
     std = {k: np.exp(0.5 * rng.standard_normal(v.shape)) for k, v in mean.items()}
     perms = random_permutations(spec.group_sizes(mean), rng)
@@ -116,4 +120,8 @@ def test_w2_alignment_of_a_gaussian_with_a_permuted_copy_of_itself_is_exact(case
     result = weight_matching(mean, mean_b, spec, seed=int(rng.integers(100)), extra_channels=[(std, std_b, 1.0)])
     aligned_mean, aligned_std = apply_permutation(mean_b, spec, result.perms), apply_permutation(std_b, spec,
                                                                                                 result.perms)
-    assert w2_distance(mean, std, aligned_mean, aligned_std) == pytest.approx(0.0, abs=1e-9)
+    after = w2_distance(mean, std, aligned_mean, aligned_std)
+    if len(case[0]) == 1:
+        assert after == pytest.approx(0.0, abs=1e-9)
+    else:
+        assert after <= w2_distance(mean, std, mean_b, std_b) + 1e-9
