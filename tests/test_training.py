@@ -56,25 +56,31 @@ def test_killed_training_resumes_to_the_same_result(tmp_path, monkeypatch):
     np.testing.assert_array_equal(resumed.diagnostics["loss"], reference.diagnostics["loss"])
 
 
-@pytest.mark.parametrize("other", [{"seed": 1}, {"settings": MapSettings(epochs=6, batch_size=32, lr=0.02,
-                                                                         checkpoint_every=2)}])
-def test_a_real_checkpoint_of_another_seed_or_settings_is_ignored(tmp_path, monkeypatch, other):
-    """A complete checkpoint, written by a run that differs only in its seed or one setting, is not
-    resumed: the result equals a fresh run (and the matching run does resume from it)."""
+def kill_at_first_checkpoint(monkeypatch, run):
+    """Runs ``run()`` until it has written its first checkpoint, then kills it (KeyboardInterrupt)."""
     import workflow.training as training
 
-    s = MapSettings(epochs=6, batch_size=32, lr=0.01, checkpoint_every=2)
-    ckpt = tmp_path / "ckpt.pt"
     real_save = training._save_checkpoint
 
     def save_then_die(path, state):
         real_save(path, state)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(training, "_save_checkpoint", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        fit(other.get("settings", s), seed=other.get("seed", 0), checkpoint=ckpt)
-    monkeypatch.setattr(training, "_save_checkpoint", real_save)
+    with monkeypatch.context() as m:
+        m.setattr(training, "_save_checkpoint", save_then_die)
+        with pytest.raises(KeyboardInterrupt):
+            run()
+
+
+@pytest.mark.parametrize("other", [{"seed": 1}, {"settings": MapSettings(epochs=6, batch_size=32, lr=0.02,
+                                                                         checkpoint_every=2)}])
+def test_a_real_checkpoint_of_another_seed_or_settings_is_ignored(tmp_path, monkeypatch, other):
+    """A complete checkpoint, written by a run that differs only in its seed or one setting, is not
+    resumed: the result equals a fresh run (and the matching run does resume from it)."""
+    s = MapSettings(epochs=6, batch_size=32, lr=0.01, checkpoint_every=2)
+    ckpt = tmp_path / "ckpt.pt"
+    kill_at_first_checkpoint(monkeypatch, lambda: fit(other.get("settings", s), seed=other.get("seed", 0),
+                                                      checkpoint=ckpt))
     saved = ckpt.read_bytes()
     result = fit(s, checkpoint=ckpt)
     assert result.resumed_from_epoch == 0
@@ -91,24 +97,11 @@ def test_bad_settings_are_refused(kwargs):
         MapSettings(**kwargs)
 
 
-def test_checkpoint_of_other_data_or_architecture_is_ignored(tmp_path):
+def test_checkpoint_of_other_data_or_architecture_is_ignored(tmp_path, monkeypatch):
     """A killed run's checkpoint must not leak into a run with other data or another model."""
     s = MapSettings(epochs=6, batch_size=32, lr=0.01, checkpoint_every=2)
     ckpt = tmp_path / "ckpt.pt"
-    import workflow.training as training
-
-    real_save = training._save_checkpoint
-
-    def save_then_die(path, state):
-        real_save(path, state)
-        raise KeyboardInterrupt
-
-    training._save_checkpoint = save_then_die
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            fit(s, checkpoint=ckpt)
-    finally:
-        training._save_checkpoint = real_save
+    kill_at_first_checkpoint(monkeypatch, lambda: fit(s, checkpoint=ckpt))
     import shutil
 
     saved = tmp_path / "saved.pt"

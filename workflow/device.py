@@ -17,6 +17,7 @@ So a job that did not ask for a GPU never takes one that merely happens to be on
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from collections.abc import Mapping
@@ -127,8 +128,6 @@ def mixed_precision() -> str:
 
 def autocast(device):
     """Context for a training forward pass: bfloat16 autocast when mixed precision is on."""
-    import contextlib
-
     import torch
 
     if mixed_precision() == "off":
