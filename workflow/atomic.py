@@ -7,7 +7,9 @@ never a half-written artifact.
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -18,8 +20,9 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # keep the real suffix last: some writers (matplotlib, numpy) pick the format from it
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix if suffix is not None else path.suffix,
-                               dir=path.parent)
+    suffix = suffix if suffix is not None else path.suffix
+    _remove_stale_temporaries(path, suffix)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     os.close(fd)
     # mkstemp makes the file private (0600); artifacts get the usual permissions of new files
     umask = os.umask(0)
@@ -32,6 +35,16 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _remove_stale_temporaries(path: Path, suffix: str) -> None:
+    """Remove temporaries of this target left by a writer killed before its cleanup (SIGKILL). One
+    job writes a target at a time (Snakemake locks its outputs), so any left is stale."""
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.[A-Za-z0-9_]+{re.escape(suffix)}")
+    for old in path.parent.glob(f".{glob.escape(path.name)}.*"):
+        if pattern.fullmatch(old.name):
+            with contextlib.suppress(FileNotFoundError):
+                old.unlink()
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
