@@ -1,10 +1,14 @@
 """End-to-end runs of the Snakemake workflow through its command line on a tiny config."""
 
+import contextlib
 import os
+import random
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +17,8 @@ import pytest
 import yaml
 
 from workflow.artifacts import read_alignment, read_posterior
+
+from .fingerprints import artifact_digests, differing
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "tests" / "configs" / "tiny.yaml"
@@ -53,9 +59,14 @@ def finished_run(tmp_path_factory):
     if python is not None:
         env = {**os.environ, "PATH": f"{python.parent}:{os.environ['PATH']}"}
         env.pop("PYTHONPATH", None)
+    start = time.perf_counter()
     proc = snakemake(workdir, python=python, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    RUN_SECONDS["tiny"] = time.perf_counter() - start
     return workdir
+
+
+RUN_SECONDS = {}  # wall time of the uninterrupted tiny run
 
 
 def test_workflow_runs_end_to_end_and_alignment_lowers_the_barrier(finished_run):
@@ -200,6 +211,60 @@ def test_runtime_compute_keys_rerun_nothing_and_mixed_precision_reruns_training(
     assert mixed.returncode == 0
     assert re.search(r"train_posterior\s+12\b", out) and re.search(r"not_k\s+3\b", out), out
     assert "prepare_data" not in out
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL a process and every descendant at once (frozen first, so none is started meanwhile)."""
+    def children(p):
+        out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(p)], capture_output=True, text=True).stdout
+        return [int(c) for c in out.split()]
+
+    frozen, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(p, signal.SIGSTOP)
+            frozen.append(p)
+            todo += children(p)
+    for p in frozen:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(p, signal.SIGKILL)
+
+
+def test_a_killed_run_is_locked_then_unlocked_resumed_and_identical(finished_run, tmp_path):
+    """The whole run SIGKILLed at a random moment (Snakemake and its jobs). A rerun is refused by the
+    lock the killed run left; after --unlock, a rerun while another run holds the folder is refused;
+    the rerun's artifacts equal the uninterrupted run's, and no half-written file is left."""
+    reference = artifact_digests(finished_run / "results")
+    seed = int(os.environ.get("FAULT_SEED", random.SystemRandom().randrange(2**31)))
+    delay = round(random.Random(seed).uniform(0.1, 0.9) * RUN_SECONDS.get("tiny", 120), 1)
+    why = f"FAULT_SEED={seed}: the run was killed after {delay} s"
+    args = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
+            "--configfile", str(TINY), "--cores", "2"]
+    run = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
+    try:
+        run.wait(timeout=delay)
+    except subprocess.TimeoutExpired:
+        kill_tree(run.pid)
+    run.wait()
+
+    locked = snakemake(tmp_path)
+    assert locked.returncode != 0 and "cannot be locked" in locked.stdout + locked.stderr, why
+    assert snakemake(tmp_path, "--unlock").returncode == 0, why
+    rerun = subprocess.Popen([*args, "--rerun-incomplete"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True, cwd=tmp_path)
+    while rerun.poll() is None and not any((tmp_path / ".snakemake" / "locks").glob("*")):
+        time.sleep(0.2)
+    second = snakemake(tmp_path, "--rerun-incomplete")
+    out, _ = rerun.communicate(timeout=900)
+    assert rerun.returncode == 0, why + out[-3000:]
+    assert second.returncode != 0 and "cannot be locked" in second.stdout + second.stderr, why
+
+    got = artifact_digests(tmp_path / "results")
+    assert not differing(reference, got), why + f": differing artifacts {differing(reference, got)}"
+    # no temporary of a killed writer, no checkpoint: every file is a finished artifact or a log
+    leftovers = [p for p in (tmp_path / "results").rglob(".*")] + list((tmp_path / "results").rglob("*.pt"))
+    assert not leftovers, why + f": {leftovers}"
 
 
 def test_deleted_output_reruns_only_what_depends_on_it(finished_run):
