@@ -33,6 +33,10 @@ include: "rules/rebasin.smk"
 include: "rules/common_studies.smk"
 include: "rules/studies.smk"
 include: "rules/figures.smk"
+include: "rules/report.smk"
+
+
+report: "report/workflow.rst"
 
 
 rule tables:
@@ -40,6 +44,7 @@ rule tables:
         barrier_tables(),
         table_files(),
         [f for f in study_files() if "/tables/" in f],
+        report_tables(),
 
 
 rule all:
@@ -49,3 +54,4 @@ rule all:
         table_files(),
         rules.tables.input,
         study_files(),
+        report_tables(),

@@ -9,6 +9,7 @@ import shlex
 from snakemake.exceptions import WorkflowError
 
 from workflow import methods as registry
+from workflow.captions import caption_text
 from workflow.config import (ConfigError, expand_variants, method_seeds, result_config, runtime_config, seed_pairs,
                              sweep_table, validate_config)
 

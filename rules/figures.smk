@@ -1,3 +1,13 @@
+def swept_values():
+    """swept key -> the values it takes over the variants."""
+    out = {}
+    for values in sweep_table(config, VARIANTS)["variants"].values():
+        for key, value in values.items():
+            if value not in out.setdefault(key, []):
+                out[key].append(value)
+    return out
+
+
 localrules:
     figure_barriers,
     figure_sweep,
@@ -22,6 +32,10 @@ rule figure_barriers:
         pdf=f"{RESULTS}/figures/barrier_{{method}}_{{variant}}.pdf",
     log:
         f"{LOGS}/figures/barrier_{{method}}_{{variant}}.log",
+    params:
+        # derived (takes threads): a caption's wording never reruns a job
+        caption=lambda wc, threads: caption_text("barrier", variant_config(wc.variant), method=wc.method,
+                                                 variant=wc.variant),
     threads: 1
     resources:
         mem_mb=2000,
@@ -48,6 +62,7 @@ rule figure_sweep:
         f"{LOGS}/figures/sweep_{{method}}.log",
     params:
         base=json.dumps(sweep_table(config, VARIANTS)["base"], sort_keys=True),
+        caption=lambda wc, threads: caption_text("sweep", config, method=wc.method, swept=swept_values()),
     threads: 1
     resources:
         mem_mb=2000,

@@ -183,6 +183,9 @@ rule figure_study:
         pdf=f"{RESULTS}/figures/{{study}}_{{variant}}.pdf",
     log:
         f"{LOGS}/figures/{{study}}_{{variant}}.log",
+    params:
+        # derived (takes threads): a caption's wording never reruns a job
+        caption=lambda wc, threads: caption_text(wc.study, variant_config(wc.variant), variant=wc.variant),
     threads: 1
     resources:
         mem_mb=2000,

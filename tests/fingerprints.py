@@ -47,7 +47,7 @@ def npz_digest(path: Path) -> str:
 
 def artifact_digests(root: Path) -> dict[str, str]:
     """relative path -> digest of every artifact below ``root``: HDF5 posteriors and alignments, prepared
-    data, and the CSV / Markdown / LaTeX tables. Logs, figures (they embed dates) and Snakemake's own
+    data, and the CSV / Markdown / LaTeX / HTML tables. Logs, figures (they embed dates) and Snakemake's own
     folder are left out."""
     out = {}
     for path in sorted(root.rglob("*")):
@@ -58,7 +58,7 @@ def artifact_digests(root: Path) -> dict[str, str]:
             out[rel] = h5_digest(path)
         elif path.suffix == ".npz":
             out[rel] = npz_digest(path)
-        elif path.suffix in (".csv", ".md", ".tex"):
+        elif path.suffix in (".csv", ".md", ".tex", ".html"):
             out[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
     return out
 

@@ -90,3 +90,27 @@ def test_html_table_holds_every_cell_escaped_and_rounded(tmp_path):
         table_html_job(tmp_path / "empty.csv", tmp_path / "e.html", title="e")
     assert not (tmp_path / "e.html").exists()
 
+
+
+def test_paper_job_names_a_missing_table_and_keeps_the_old_folder_when_a_draw_fails(tmp_path):
+    from workflow.jobs.paper import paper_job
+
+    from .test_figures import study_tables
+
+    out = tmp_path / "paper"
+    out.mkdir()
+    (out / "old.txt").write_text("the last complete paper")
+    with pytest.raises(FileNotFoundError, match="missing: .*sigma_base.csv"):
+        paper_job([tmp_path / "sigma_base.csv"], out)
+    study_tables()["pruning"].to_csv(tmp_path / "pruning_base.csv", index=False)
+    study_tables()["sigma"].drop(columns=["fraction"]).to_csv(tmp_path / "sigma_base.csv", index=False)
+    with pytest.raises(ValueError, match="the sigma figure needs"):
+        paper_job([tmp_path / "pruning_base.csv", tmp_path / "sigma_base.csv"], out)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == ["paper"]  # no half-drawn folder
+    assert [p.name for p in out.iterdir()] == ["old.txt"]
+    study_tables()["sigma"].to_csv(tmp_path / "sigma_base.csv", index=False)
+    paper_job([tmp_path / "pruning_base.csv", tmp_path / "sigma_base.csv"], out,
+              captions={"sigma_base.csv": "Seeds 0, 1."})
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png")) == [
+        "xiao2023/pruning_base.png", "xiao2023/sigma_base.png"]
+    assert "the sigma study, variant base. Seeds 0, 1." in (out / "README.md").read_text()

@@ -213,6 +213,55 @@ def test_runtime_compute_keys_rerun_nothing_and_mixed_precision_reruns_training(
     assert "prepare_data" not in out
 
 
+def report_results(html: str) -> dict:
+    """The report's results: path -> {caption, mime_type, data_uri, ...} (its embedded JSON)."""
+    import json
+
+    return json.loads(re.search(r"var results = (\{.*?\});\s*\n", html, re.S).group(1))
+
+
+def test_report_holds_every_figure_and_table_with_settings_seeds_and_pairs(finished_run):
+    import base64
+
+    proc = snakemake(finished_run, "--report", "report.html")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = report_results((finished_run / "report.html").read_text())
+    out = finished_run / "results" / "tiny"
+    figures = {f"results/tiny/figures/{p.name}" for p in (out / "figures").glob("*.png")}
+    tables = {f"results/tiny/report/{p.stem}.html": p for p in (out / "tables").glob("*.csv")}
+    assert len(figures) == 8 and len(tables) == 9  # 4 barrier figures, 4 studies; every CSV table
+    assert figures | set(tables) <= set(results), sorted(figures | set(tables) - set(results))
+    for path, entry in results.items():
+        caption = entry["caption"]
+        assert "Settings: data: dataset digits" in caption and "seeds 0, 1, 2" in caption, path
+        if "barrier" in path or "not_path" in path:
+            assert "seed pairs 0-1, 0-2, 1-2" in caption, path
+    for path, csv in tables.items():  # shown as a table: every row of the CSV (Table 1 as printed)
+        assert results[path]["mime_type"] == "text/html"
+        page = base64.b64decode(results[path]["data_uri"].split(",", 1)[1]).decode()
+        rows = len(pd.read_csv(csv)) if "table1" not in path else 5
+        assert page.count("<tr>") == rows + 1, path
+
+
+def test_paper_target_redraws_every_figure_and_table_from_the_tables_alone(finished_run, tmp_path):
+    """Only the summary tables are copied: `snakemake paper` runs one job, trains nothing, and draws
+    the run's figures byte for byte, with its Markdown and LaTeX tables."""
+    run = finished_run / "results" / "tiny"
+    shutil.copytree(run / "tables", tmp_path / "results" / "tiny" / "tables")
+    proc = snakemake(tmp_path, "paper")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert re.search(r"^paper\s+1$", out, re.M) and re.search(r"^total\s+1$", out, re.M), out[-2000:]
+    paper = tmp_path / "results" / "tiny" / "paper"
+    drawn = {p.name: p for p in paper.rglob("*") if p.is_file()}
+    for kind in ("figures", "tables"):
+        for original in (run / kind).glob("*"):
+            if original.suffix in (".png", ".md", ".tex", ".csv"):
+                assert drawn[original.name].read_bytes() == original.read_bytes(), original.name
+    assert "table1_base.md" in (paper / "README.md").read_text()
+    assert sorted(p.name for p in (tmp_path / "results" / "tiny").iterdir()) == ["logs", "paper", "tables"]
+
+
 def kill_tree(pid: int) -> None:
     """SIGKILL a process and every descendant at once (frozen first, so none is started meanwhile)."""
     def children(p):

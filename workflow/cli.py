@@ -155,6 +155,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--png", required=True)
     p.add_argument("--pdf", required=True)
 
+    p = sub.add_parser("table-html", help="a CSV table as an HTML page (the report shows tables this way)")
+    p.add_argument("--table", required=True)
+    p.add_argument("--title", required=True)
+    p.add_argument("--caption", default="", help="the settings, seeds and pairs the table summarises")
+    p.add_argument("--out", required=True)
+
+    p = sub.add_parser("paper", help="every figure and table of both papers, from the summary tables alone")
+    p.add_argument("--tables", nargs="+", required=True, help="the summary tables (results/<name>/tables/*.csv)")
+    p.add_argument("--sweep-base", type=json.loads, default={},
+                   help="JSON: swept key -> base value, when the config sweeps (draws the sweep figures)")
+    p.add_argument("--captions", type=json.loads, default={}, help="JSON: table file name -> its caption")
+    p.add_argument("--out", required=True, help="the output folder (replaced as a whole)")
+
     p = sub.add_parser("validate-config", help="check a config file and print it with defaults filled in")
     p.add_argument("path")
     return parser
@@ -212,6 +225,9 @@ COMMANDS = {
     "figure-barriers": lambda a, c, d: _job("figures", "barrier_figure")(a.curves, a.method, a.png, a.pdf,
                                                                          variant=a.variant),
     "figure-sweep": lambda a, c, d: _job("figures", "sweep_figure")(a.table, a.method, a.png, a.pdf, base=a.base),
+    "table-html": lambda a, c, d: _job("report", "table_html_job")(a.table, a.out, title=a.title, caption=a.caption),
+    "paper": lambda a, c, d: _job("paper", "paper_job")(a.tables, a.out, sweep_base=a.sweep_base,
+                                                        captions=a.captions),
     "validate-config": _validate_config,
 }
 

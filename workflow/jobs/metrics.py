@@ -85,24 +85,5 @@ def summarize_barriers(curve_paths, variants: dict, out_curves, out_csv, out_md)
         summary[key] = summary["variant"].map(lambda v, key=key: table_cell(variants.get(v, {}).get(key)))
     write_csv(out_curves, curves)
     write_csv(out_csv, summary)
-    agg = summary.groupby(["variant", "method", "alignment"], sort=False).agg(
-        pairs=("pair", "count"), loss_barrier_mean=("loss_barrier", "mean"), loss_barrier_sd=("loss_barrier", "std"),
-        error_barrier_mean=("error_barrier", "mean"), error_barrier_sd=("error_barrier", "std"),
-        distance_kind=("distance_kind", "first"), distance=("distance", "mean"),
-        not_total=("not_total", "mean")).reset_index()
-    naive = agg[agg["alignment"] == "naive"].set_index(["variant", "method"])["loss_barrier_mean"]
-    agg["ratio"] = [r.loss_barrier_mean / naive.get((r.variant, r.method), np.nan) for r in agg.itertuples()]
-
-    def mean_sd(mean, sd, pairs):
-        return f"{mean:.4f} ± {sd:.4f}" if pairs > 1 else f"{mean:.4f} (one pair)"
-
-    wide = pd.DataFrame({
-        "method": agg["method"].tolist(), "alignment": agg["alignment"].tolist(), "pairs": agg["pairs"].tolist(),
-        "loss barrier (mean ± sd)": [mean_sd(*r) for r in zip(agg.loss_barrier_mean, agg.loss_barrier_sd, agg.pairs)],
-        "loss barrier / naive": [f"{r:.3f}" for r in agg["ratio"]],
-        "error barrier (mean ± sd)": [mean_sd(*r) for r in zip(agg.error_barrier_mean, agg.error_barrier_sd,
-                                                                agg.pairs)],
-        "distance (mean)": [f"{k} {d:.3f}" for k, d in zip(agg["distance_kind"], agg["distance"])],
-        "NoT (mean)": ["-" if pd.isna(n) else f"{n:.1f}" for n in agg["not_total"]],
-    }, index=pd.Index(agg["variant"], name="variant"))
+    wide = tables.barriers_wide(summary)
     write_text(out_md, tables.markdown(wide, index_name="variant"))

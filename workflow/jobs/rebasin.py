@@ -71,7 +71,7 @@ def rebasin_job(method: str, paths, data_path, cfg: dict, reference: str, out_qd
             diagnostic_attrs={"fit": fit, **info}))
 
 
-TABLE1_METRICS = ("agreement with HMC", "TV to HMC", "test accuracy %", "test accuracy % of mean network", "test NLL")
+TABLE1_METRICS = tables.TABLE1_METRICS
 
 
 def table1_columns(posterior_paths: dict, rebasin_paths: dict) -> list[tuple[str, str, object]]:
@@ -143,8 +143,7 @@ def table1_job(posterior_paths: dict, rebasin_paths: dict, data_path, cfg: dict,
         rows += [{"metric": m, "column": label, "value": values[m]} for m in TABLE1_METRICS]
     table = pd.DataFrame(rows)
     write_csv(out_csv, table.assign(device=device_label()))
-    wide = table.pivot(index="metric", columns="column", values="value").reindex(
-        index=list(TABLE1_METRICS), columns=list(columns))
+    wide = tables.table1_wide(table)
     write_text(out_md, tables.markdown(wide, index_name="metric"))
     write_text(out_tex, tables.latex(wide, index_name="metric"))
     # convergence of the chains, judged on predictive quantities (unchanged by permutations)

@@ -1,0 +1,80 @@
+# The report (`snakemake --report`): every summary table as an HTML table, with captions that state
+# the settings, seeds and pairs behind it; and the `paper` target, which redraws every figure and
+# table of both papers from the summary tables alone (no posterior read, nothing retrained).
+from pathlib import Path
+
+from workflow.captions import table_item
+
+
+def summary_tables():
+    """Every CSV summary table this config produces."""
+    tables = [f for f in barrier_tables() if f.endswith(".csv")]
+    if REFERENCE:
+        tables += [f"{RESULTS}/tables/{t}_{v}.csv" for v in VARIANTS for t in ("table1", "chain_diagnostics")]
+    return tables + [f for f in study_files() if f.endswith(".csv")]
+
+
+def report_tables():
+    return [f"{RESULTS}/report/{Path(t).stem}.html" for t in summary_tables()]
+
+
+def table_caption(stem):
+    item, _, variant = table_item(stem, VARIANTS)
+    return caption_text(item, variant_config(variant) if variant else config, variant=variant)
+
+
+localrules:
+    report_table,
+    paper,
+
+
+wildcard_constraints:
+    table=r"[A-Za-z0-9_.\-]+",
+
+
+rule report_table:
+    input:
+        f"{RESULTS}/tables/{{table}}.csv",
+    output:
+        report(
+            f"{RESULTS}/report/{{table}}.html",
+            caption="../report/tables.rst",
+            category="Tables",
+            labels={"table": "{table}"},
+        ),
+    log:
+        f"{LOGS}/report/{{table}}.log",
+    params:
+        title=lambda wc: table_item(wc.table, VARIANTS)[1],
+        # derived (takes threads): a caption's wording never reruns a job
+        caption=lambda wc, threads: table_caption(wc.table),
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        ENV
+    shell:
+        "python -m workflow table-html --table {input:q} --title {params.title:q} --caption {params.caption:q}"
+        " --out {output:q} > {log:q} 2>&1"
+
+
+rule paper:
+    input:
+        summary_tables(),
+    output:
+        directory(f"{RESULTS}/paper"),
+    log:
+        f"{LOGS}/paper.log",
+    params:
+        base=json.dumps(sweep_table(config, VARIANTS)["base"] if len(VARIANTS) > 1 else {}, sort_keys=True),
+        captions=lambda wc, threads: json.dumps({Path(t).name: table_caption(Path(t).stem) for t in summary_tables()}),
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    conda:
+        ENV
+    shell:
+        "python -m workflow paper --tables {input:q} --sweep-base {params.base:q} --captions {params.captions:q}"
+        " --out {output:q} > {log:q} 2>&1"
