@@ -45,6 +45,17 @@ def _truncated(d: Path) -> Path:
     return d / "truncated.h5"
 
 
+def _truncated_data(d: Path) -> Path:
+    data = (d / "digits.npz").read_bytes()
+    (d / "cut.npz").write_bytes(data[: len(data) // 2])
+    return d / "cut.npz"
+
+
+def _train_on(data: Path) -> list[str]:
+    return ["train", "--method", "ensemble", "--seed", "0", "--data", str(data), "--out", str(data.parent / "t.h5"),
+            "--config", json.dumps({**DIGITS, **MLP})]
+
+
 def _foreign(d: Path) -> Path:
     with h5py.File(d / "foreign.h5", "w") as f:
         f["x"] = [1, 2, 3]
@@ -106,6 +117,8 @@ CASES = [
     ("data: a missing data root", lambda d: ["prepare-data", "--config", json.dumps(
         {"name": "t", "data": {"dataset": "mnist", "root": str(d / "no-data")}}), "--out", str(d / "m.npz")],
      ["no-data", "MNIST"]),
+    ("data: a truncated prepared data file", lambda d: _train_on(_truncated_data(d)), ["cut.npz",
+                                                                                     "not a prepared data set"]),
     ("HDF5: truncated", lambda d: _align(_truncated(d), d / "samples0.h5"), ["truncated.h5"]),
     ("HDF5: not a posterior", lambda d: _align(_foreign(d), d / "samples0.h5"), ["foreign.h5"]),
     ("HDF5: not an HDF5 file", lambda d: _align(d / "digits.npz", d / "samples0.h5"), ["digits.npz"]),

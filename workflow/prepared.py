@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 
 import numpy as np
 
@@ -34,7 +35,7 @@ def load_prepared(path: str | os.PathLike) -> dict:
                 raise ValueError(f"format {z['format']!r}")
             data = {k: z[k] for k in ("x_train", "y_train", "x_test", "y_test")}
             name, n_classes, data_cfg = str(z["name"]), int(z["n_classes"]), json.loads(str(z["config"]))
-    except (OSError, KeyError, ValueError, EOFError) as err:
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as err:
         raise ArtifactError(f"{path}: not a prepared data set written by 'prepare-data' ({err})") from err
     out = {k: torch.from_numpy(v) for k, v in data.items()}
     out.update(name=name, n_classes=n_classes, input_shape=tuple(data["x_train"].shape[1:]), config=data_cfg)
