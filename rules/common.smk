@@ -9,7 +9,9 @@ import shlex
 from snakemake.exceptions import WorkflowError
 
 from workflow import methods as registry
-from workflow.captions import caption_text
+from pathlib import Path
+
+from workflow.captions import caption_text, table_item
 from workflow.config import (ConfigError, expand_variants, method_seeds, result_config, runtime_config, seed_pairs,
                              sweep_table, validate_config)
 
@@ -192,6 +194,33 @@ def table_files():
     if not REFERENCE:
         return []
     return [f"{RESULTS}/tables/table1_{v}.{ext}" for v in VARIANTS for ext in ("csv", "md", "tex")]
+
+
+def swept_values():
+    """swept key -> the values it takes over the variants."""
+    out = {}
+    for values in sweep_table(config, VARIANTS)["variants"].values():
+        for key, value in values.items():
+            if value not in out.setdefault(key, []):
+                out[key].append(value)
+    return out
+
+
+def summary_tables():
+    """Every CSV summary table this config produces."""
+    tables = [f for f in barrier_tables() if f.endswith(".csv")]
+    if REFERENCE:
+        tables += [f"{RESULTS}/tables/{t}_{v}.csv" for v in VARIANTS for t in ("table1", "chain_diagnostics")]
+    return tables + [f for f in study_files() if f.endswith(".csv")]
+
+
+def report_tables():
+    return [f"{RESULTS}/report/{Path(t).stem}.html" for t in summary_tables()]
+
+
+def table_caption(stem):
+    item, _, variant = table_item(stem, VARIANTS)
+    return caption_text(item, variant_config(variant) if variant else config, variant=variant)
 
 
 wildcard_constraints:

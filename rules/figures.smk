@@ -1,13 +1,3 @@
-def swept_values():
-    """swept key -> the values it takes over the variants."""
-    out = {}
-    for values in sweep_table(config, VARIANTS)["variants"].values():
-        for key, value in values.items():
-            if value not in out.setdefault(key, []):
-                out[key].append(value)
-    return out
-
-
 localrules:
     figure_barriers,
     figure_sweep,

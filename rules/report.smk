@@ -1,26 +1,6 @@
 # The report (`snakemake --report`): every summary table as an HTML table, with captions that state
 # the settings, seeds and pairs behind it; and the `paper` target, which redraws every figure and
 # table of both papers from the summary tables alone (no posterior read, nothing retrained).
-from pathlib import Path
-
-from workflow.captions import table_item
-
-
-def summary_tables():
-    """Every CSV summary table this config produces."""
-    tables = [f for f in barrier_tables() if f.endswith(".csv")]
-    if REFERENCE:
-        tables += [f"{RESULTS}/tables/{t}_{v}.csv" for v in VARIANTS for t in ("table1", "chain_diagnostics")]
-    return tables + [f for f in study_files() if f.endswith(".csv")]
-
-
-def report_tables():
-    return [f"{RESULTS}/report/{Path(t).stem}.html" for t in summary_tables()]
-
-
-def table_caption(stem):
-    item, _, variant = table_item(stem, VARIANTS)
-    return caption_text(item, variant_config(variant) if variant else config, variant=variant)
 
 
 localrules:

@@ -154,3 +154,19 @@ def test_bad_input_gets_one_clear_line(files, row, args, words):
     message = " ".join(lines[first:])
     for word in words:
         assert word in message, f"{row}: {word!r} missing from {message!r}"
+
+
+@pytest.mark.parametrize("command", ["concat-tables", "table-html", "summarize-barriers"])
+def test_light_commands_start_without_torch(tmp_path, command):
+    """Summaries and tables never compute with torch: their jobs do not pay for importing it."""
+    curve = tmp_path / "c.csv"
+    curve.write_text("variant,method,alignment,pair,t,loss,error,distance_kind,distance,not_total,units_total\n"
+                     + "".join(f"base,vi,naive,0-1,{t},{1 + t * (1 - t)},0.1,w2,1.0,,\n" for t in (0, 0.5, 1)))
+    args = {"concat-tables": ["--tables", str(curve), "--out", str(tmp_path / "o.csv")],
+            "table-html": ["--table", str(curve), "--title", "t", "--out", str(tmp_path / "o.html")],
+            "summarize-barriers": ["--curves", str(curve), "--variants", "{}", "--out-curves", str(tmp_path / "a.csv"),
+                                   "--out-csv", str(tmp_path / "b.csv"), "--out-md", str(tmp_path / "b.md")]}[command]
+    code = (f"import sys; from workflow import cli; code = cli.main({[command, *args]!r}); "
+            "print(code, 'torch' in sys.modules, 'scipy.optimize' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert proc.stdout.split() == ["0", "False", "False"], proc.stdout + proc.stderr[-2000:]

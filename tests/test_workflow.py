@@ -297,7 +297,8 @@ def test_a_killed_run_is_locked_then_unlocked_resumed_and_identical(finished_run
         kill_tree(run.pid)
     run.wait()
 
-    locked = snakemake(tmp_path)
+    # (--rerun-incomplete: without it, a run is refused earlier still, for the killed jobs' incomplete files)
+    locked = snakemake(tmp_path, "--rerun-incomplete")
     assert locked.returncode != 0 and "cannot be locked" in locked.stdout + locked.stderr, why
     assert snakemake(tmp_path, "--unlock").returncode == 0, why
     rerun = subprocess.Popen([*args, "--rerun-incomplete"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

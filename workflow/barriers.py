@@ -9,13 +9,15 @@ Barrier B = max_t [ v(t) - ((1 - t) v(0) + t v(1)) ] on the t grid, for loss and
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
 import pandas as pd
-import torch
 
-from .predict import DEFAULT_MEMORY_MB, Gaussian, Stacked, loss_error, marginal_loss_error
+if TYPE_CHECKING:
+    import torch
+
+# torch is imported by the path functions only: summaries (barrier_height, summarize) stay light
 
 
 def t_grid(n_points: int) -> np.ndarray:
@@ -29,8 +31,11 @@ def interpolate(a: Mapping, b: Mapping, t: float) -> dict:
 
 
 def linear_path(model: torch.nn.Module, a: Mapping, b: Mapping, x: torch.Tensor, y: torch.Tensor, ts: np.ndarray,
-                *, memory_mb: float = DEFAULT_MEMORY_MB) -> pd.DataFrame:
+                *, memory_mb: float | None = None) -> pd.DataFrame:
     """Marginalized loss and error at every t of the path between stacks ``a`` and ``b`` ([S, *shape] each)."""
+    from .predict import DEFAULT_MEMORY_MB, Stacked, marginal_loss_error
+
+    memory_mb = DEFAULT_MEMORY_MB if memory_mb is None else memory_mb
     if set(a) != set(b) or any(a[k].shape != b[k].shape for k in a):
         raise ValueError("the two endpoints must have the same parameters with the same shapes (and sample counts)")
     rows = []
@@ -42,9 +47,12 @@ def linear_path(model: torch.nn.Module, a: Mapping, b: Mapping, x: torch.Tensor,
 
 def gaussian_path(model: torch.nn.Module, a_mean, a_std, b_mean, b_std, n_samples: int, seed: int,
                   x: torch.Tensor, y: torch.Tensor, ts: np.ndarray, *,
-                  memory_mb: float = DEFAULT_MEMORY_MB) -> pd.DataFrame:
+                  memory_mb: float | None = None) -> pd.DataFrame:
     """Marginalized loss and error along the W2 geodesic between N(a_mean, a_std^2) and N(b_mean, b_std^2),
     with the same ``n_samples`` noise draws (``seed``) at every t."""
+    from .predict import DEFAULT_MEMORY_MB, Gaussian, marginal_loss_error
+
+    memory_mb = DEFAULT_MEMORY_MB if memory_mb is None else memory_mb
     rows = []
     for t in ts:
         source = Gaussian(interpolate(a_mean, b_mean, float(t)), interpolate(a_std, b_std, float(t)), n_samples, seed)
@@ -59,6 +67,10 @@ def mixture_path(logp_a: torch.Tensor, logp_b: torch.Tensor, y: torch.Tensor, ts
     By convexity of -log its loss never rises above the straight line: a barrier of zero always,
     which is why barriers are measured along the geodesic instead.
     """
+    import torch
+
+    from .predict import loss_error
+
     rows = []
     for t in ts:
         t = float(t)

@@ -196,6 +196,10 @@ def _job(module: str, function: str):
     return getattr(importlib.import_module(f"workflow.jobs.{module}"), function)
 
 
+# commands that never compute with torch: they start without importing it (about 2 s per job)
+LIGHT_COMMANDS = {"prepare-data", "summarize-barriers", "concat-tables", "figure", "figure-barriers", "figure-sweep",
+                  "table-html", "paper", "validate-config"}
+
 # command -> (args, config with defaults, device) -> None
 COMMANDS = {
     "prepare-data": lambda a, c, d: _job("data", "prepare_data")(c["data"], a.out),
@@ -241,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     from .device import set_job
 
     cfg = fill_defaults(merge_configs(args.config, args.runtime)) if hasattr(args, "config") else fill_defaults({})
-    if getattr(args, "threads", None):
+    if getattr(args, "threads", None) and args.command not in LIGHT_COMMANDS:
         import torch
 
         torch.set_num_threads(args.threads)

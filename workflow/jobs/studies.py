@@ -25,7 +25,6 @@ from .. import artifacts, barriers, methods
 from ..artifacts import Alignment, ArtifactError, l2_distance, w2_distance
 from ..atomic import write_csv
 from ..device import device_label, use_device
-from ..matching import weight_matching
 from ..permutations import apply_permutation, compose, number_of_transpositions, random_transpositions
 from ..prepared import load_prepared
 from .inputs import read_posterior
@@ -212,6 +211,8 @@ def not_k_job(k: int, seed: int, member_path, data_path, cfg: dict, out_csv, *, 
         Path(checkpoint).unlink()  # the result supersedes it
     a = member.representative()
     b = result.representative()
+    from ..matching import weight_matching
+
     match = weight_matching(a, b, spec, seed=seed, max_sweeps=cfg["alignment"]["max_sweeps"])
     b_aligned = apply_permutation(b, spec, match.perms)
     # planted P then found Q: the identity when matching undoes exactly the planted permutation
@@ -247,6 +248,8 @@ def not_path_job(method: str, pairs, out_csv, *, n_points: int = 21, variant: st
     """For each pair (path A, path B, alignment file of B into A's basin), the NoT weight matching finds
     from every point w_t = (1 - t) A + t B of the path to A and to B, on the naive path and on the path
     to B aligned. Posteriors stand in by their representative (mean of the samples, or the Gaussian's mean)."""
+    from ..matching import weight_matching
+
     ts = barriers.t_grid(n_points)
     rows = []
     for path_a, path_b, path_al in pairs:
