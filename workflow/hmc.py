@@ -2,9 +2,10 @@
 
 ``run_hmc`` samples exp(-U(w)) for any differentiable potential U of a flat vector (for a BNN,
 U(w) = -log p(D|w) - log p(w) over the whole data set; ``flatten``/``unflatten`` go between the
-vector and named parameters): leapfrog with an identity mass matrix, a Metropolis correction on
-H = U + |p|^2 / 2, and a step size tuned by dual averaging during warm-up only. Given the same
-seed and checkpoint file, a killed run resumes to exactly the result of an uninterrupted one.
+vector and named parameters): leapfrog with an identity mass matrix or a diagonal one adapted in
+warm-up (Stan's windows), a Metropolis correction on H = U + p^T M^-1 p / 2, and a step size tuned
+by dual averaging during warm-up only. Given the same seed and checkpoint file, a killed run
+resumes to exactly the result of an uninterrupted one.
 
 ``split_rhat`` and ``effective_sample_size`` diagnose [chains, draws, ...] arrays of scalar
 summaries. Use them on predictive quantities: unlike raw weights, those are unchanged by the
@@ -35,6 +36,8 @@ Potential = Callable[[torch.Tensor], torch.Tensor]
 # grad_fn(x) -> (U(x), dU/dx), both detached
 GradFn = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
+MASS_MATRICES = ("identity", "diagonal")
+
 # an energy error this large counts as a divergence (Stan's threshold); its acceptance is ~exp(-1000) anyway
 DIVERGENCE_THRESHOLD = 1000.0
 
@@ -48,6 +51,8 @@ class HmcSettings:
     thinning: int = 1  # keep every k-th post-warm-up iteration
     target_accept: float = 0.8
     adapt_step_size: bool = True
+    # "diagonal": a diagonal mass matrix adapted in warm-up (Stan's windows); "identity": none
+    mass_matrix: str = "identity"
     checkpoint_every: int = 50  # iterations; 0 disables checkpoints
 
     def __post_init__(self):
@@ -66,6 +71,11 @@ class HmcSettings:
                              "warm-up); set adapt_step_size: false to sample with a fixed step size")
         if not 0.0 < float(self.target_accept) < 1.0:
             raise ValueError(f"target_accept must be in (0, 1), got {self.target_accept!r}")
+        if self.mass_matrix not in MASS_MATRICES:
+            raise ValueError(f"mass_matrix must be one of {', '.join(MASS_MATRICES)}, got {self.mass_matrix!r}")
+        if self.mass_matrix == "diagonal" and self.n_warmup < 20:
+            raise ValueError(f"mass_matrix 'diagonal' is adapted in warm-up: n_warmup must be >= 20, got "
+                             f"{self.n_warmup!r}")
 
 
 @dataclass
@@ -77,6 +87,7 @@ class HmcResult:
     step_size: float  # final (adapted) step size, used for every post-warm-up iteration
     energy: np.ndarray  # potential U at each kept sample
     resumed_from: int = 0  # iteration resumed from (0 = fresh)
+    inv_mass: np.ndarray | None = None  # the adapted diagonal inverse mass matrix (None: identity)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -93,14 +104,18 @@ def value_and_grad(potential: Potential, x: torch.Tensor) -> tuple[torch.Tensor,
     return u.detach(), grad.detach()
 
 
-def hamiltonian(u: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-    """H = U + |p|^2 / 2 (identity mass matrix), in float64 so the Metropolis test is not rounded away."""
-    return u.double() + 0.5 * p.double().pow(2).sum(-1)
+def hamiltonian(u: torch.Tensor, p: torch.Tensor, inv_mass: torch.Tensor | None = None) -> torch.Tensor:
+    """H = U + p^T M^-1 p / 2 (M = identity, or diag(1 / inv_mass)), in float64 so the Metropolis test is
+    not rounded away."""
+    if inv_mass is None:
+        return u.double() + 0.5 * p.double().pow(2).sum(-1)
+    return u.double() + 0.5 * (inv_mass.double() * p.double().pow(2)).sum(-1)
 
 
 def leapfrog(grad_fn: GradFn, x: torch.Tensor, p: torch.Tensor, grad: torch.Tensor, step_size: float,
-             n_steps: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``n_steps`` leapfrog steps from (x, p), given grad = dU/dx at x.
+             n_steps: int, inv_mass: torch.Tensor | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``n_steps`` leapfrog steps from (x, p), given grad = dU/dx at x (velocity M^-1 p).
 
     Returns (x, p, U, grad) at the end, and a mask of trajectories that met a non-finite potential
     or gradient anywhere on the way. The mask stays on the device: nothing here waits for the
@@ -110,7 +125,7 @@ def leapfrog(grad_fn: GradFn, x: torch.Tensor, p: torch.Tensor, grad: torch.Tens
     u = torch.full(x.shape[:-1], float("nan"), dtype=x.dtype, device=x.device)
     p = p - 0.5 * step_size * grad
     for i in range(n_steps):
-        x = x + step_size * p
+        x = x + step_size * (p if inv_mass is None else inv_mass * p)
         u, grad = grad_fn(x)
         bad = bad | ~torch.isfinite(u) | ~torch.isfinite(grad).all(-1)
         p = p - (step_size if i + 1 < n_steps else 0.5 * step_size) * grad
@@ -130,22 +145,26 @@ class Step:
 
 
 def hmc_step(grad_fn: GradFn, x: torch.Tensor, u: torch.Tensor, grad: torch.Tensor, step_size: float,
-             n_leapfrog: int, generator: torch.Generator, energy_fn: Potential | None = None) -> Step:
+             n_leapfrog: int, generator: torch.Generator, energy_fn: Potential | None = None,
+             inv_mass: torch.Tensor | None = None) -> Step:
     """One HMC transition from position x (potential u, gradient grad), with a fresh momentum.
 
     Works on one chain (x is [dim]) or independent chains in a batch (x is [chains, dim], the
     potential then returning [chains]). Draws the momentum, then one uniform per chain, from
     ``generator``: the same generator state gives the same transition. ``energy_fn``, if given,
     recomputes U at the proposal for the Metropolis test (full precision when the gradients are
-    taken in mixed precision); ``u`` must then come from it too.
+    taken in mixed precision); ``u`` must then come from it too. ``inv_mass``: the diagonal of the
+    inverse mass matrix (None: identity); momenta are then drawn from N(0, diag(1 / inv_mass)).
     """
     p0 = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+    if inv_mass is not None:
+        p0 = p0 / inv_mass.sqrt()
     log_uniform = torch.rand(x.shape[:-1], generator=generator, dtype=torch.float64, device=x.device).log()
-    x1, p1, u1, grad1, bad = leapfrog(grad_fn, x, p0, grad, step_size, n_leapfrog)
+    x1, p1, u1, grad1, bad = leapfrog(grad_fn, x, p0, grad, step_size, n_leapfrog, inv_mass)
     if energy_fn is not None:
         with torch.no_grad():
             u1 = energy_fn(x1)
-    energy_error = hamiltonian(u1, p1) - hamiltonian(u, p0)
+    energy_error = hamiltonian(u1, p1, inv_mass) - hamiltonian(u, p0, inv_mass)
     finite = torch.isfinite(energy_error) & ~bad
     # a non-finite proposal has acceptance probability 0: it is rejected and its NaNs never enter the state
     accept_prob = torch.where(finite, torch.exp(torch.clamp(-energy_error, max=0.0)), 0.0)
@@ -180,6 +199,51 @@ def dual_averaging_update(state: DualAveraging, accept_prob: float, target: floa
     eta = m ** -kappa
     log_step_bar = eta * log_step + (1.0 - eta) * state.log_step_bar
     return replace(state, log_step=log_step, log_step_bar=log_step_bar, h_bar=h_bar, count=m)
+
+
+def adaptation_windows(n_warmup: int, init_buffer: int = 75, term_buffer: int = 50,
+                       base_window: int = 25) -> list[tuple[int, int]]:
+    """Stan's slow windows of mass-matrix adaptation, as [start, end) iterations of warm-up: a fast
+    initial buffer (step size only), windows doubling from ``base_window`` (the last one stretched to
+    the terminal buffer), then a fast terminal buffer. A warm-up shorter than the three defaults
+    together uses 15% / 75% / 10% of it, as Stan does."""
+    if n_warmup < init_buffer + term_buffer + base_window:
+        init_buffer, term_buffer = int(0.15 * n_warmup), int(0.1 * n_warmup)
+        base_window = n_warmup - init_buffer - term_buffer
+    end_slow = n_warmup - term_buffer
+    windows, start, size = [], init_buffer, base_window
+    while start < end_slow:
+        end = start + size
+        if end + 2 * size > end_slow:  # the next window would not fit: this one takes the rest
+            end = end_slow
+        windows.append((start, end))
+        start, size = end, 2 * size
+    return windows
+
+
+@dataclass
+class Welford:
+    """Running mean and variance of positions (float64), merged per iteration."""
+    count: int
+    mean: torch.Tensor
+    m2: torch.Tensor
+
+    @classmethod
+    def start(cls, like: torch.Tensor) -> Welford:
+        zeros = torch.zeros(like.shape, dtype=torch.float64, device=like.device)
+        return cls(0, zeros, zeros.clone())
+
+    def add(self, x: torch.Tensor) -> Welford:
+        count = self.count + 1
+        delta = x.double() - self.mean
+        mean = self.mean + delta / count
+        return Welford(count, mean, self.m2 + delta * (x.double() - mean))
+
+    def inv_mass(self, dtype) -> torch.Tensor:
+        """Stan's regularised estimate: the variance shrunk towards 1e-3 by 5 pseudo-draws."""
+        n = self.count
+        var = self.m2 / max(n - 1, 1)
+        return ((n / (n + 5.0)) * var + 1e-3 * (5.0 / (n + 5.0))).to(dtype)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -231,6 +295,11 @@ def run_hmc(potential: Potential | None, init: torch.Tensor, settings: HmcSettin
     gen = torch.Generator(device=x.device).manual_seed(seed)
     da = DualAveraging.start(settings.step_size)
     step_size = float(settings.step_size)
+    # diagonal mass matrix: estimated from the positions of each slow window of warm-up
+    diagonal = settings.mass_matrix == "diagonal"
+    windows = adaptation_windows(settings.n_warmup) if diagonal else []
+    inv_mass = torch.ones_like(x) if diagonal else None
+    welford = Welford.start(x) if diagonal else None
     samples = torch.empty(settings.n_samples, x.numel(), dtype=x.dtype)  # on the CPU: may be large
     energy = np.empty(settings.n_samples)
     accepted = np.zeros(n_post, dtype=bool)
@@ -253,11 +322,15 @@ def run_hmc(potential: Potential | None, init: torch.Tensor, settings: HmcSettin
             kept, post = len(state["samples"]), len(state["accepted"])
             samples[:kept], energy[:kept], accepted[:post] = state["samples"], state["energy"], state["accepted"]
             divergences = int(state["divergences"])
+            if diagonal:
+                inv_mass = state["inv_mass"].to(init.device)
+                welford = Welford(int(state["welford"]["count"]), state["welford"]["mean"].to(init.device),
+                                  state["welford"]["m2"].to(init.device))
             log.info("%s: resumed from %s at iteration %d", desc, ckpt, start)
 
     bar = tqdm(range(start, total), desc=desc, disable=None)
     for it in bar:
-        step = hmc_step(grad_fn, x, u, grad, step_size, settings.n_leapfrog, gen, energy_fn)
+        step = hmc_step(grad_fn, x, u, grad, step_size, settings.n_leapfrog, gen, energy_fn, inv_mass)
         x, u, grad = step.x, step.u, step.grad
         # the trajectory's outcome in one transfer: the one host sync of the iteration
         accept_prob, was_accepted, diverged, u_now = torch.stack(
@@ -267,6 +340,14 @@ def run_hmc(potential: Potential | None, init: torch.Tensor, settings: HmcSettin
                 da = dual_averaging_update(da, accept_prob, settings.target_accept)
                 # the last warm-up iteration hands over the averaged step size, fixed from then on
                 step_size = math.exp(da.log_step if it + 1 < settings.n_warmup else da.log_step_bar)
+            window = next((w for w in windows if w[0] <= it < w[1]), None)
+            if window is not None:
+                welford = welford.add(x)
+                if it + 1 == window[1]:
+                    # a new metric: the step size is adapted afresh from the current one (as Stan)
+                    inv_mass, welford = welford.inv_mass(x.dtype), Welford.start(x)
+                    if settings.adapt_step_size:
+                        da = DualAveraging.start(step_size)
         else:
             j = it - settings.n_warmup
             accepted[j] = bool(was_accepted)
@@ -292,7 +373,8 @@ def run_hmc(potential: Potential | None, init: torch.Tensor, settings: HmcSettin
                                     "dual_averaging": asdict(da), "step_size": step_size,
                                     "generator": gen.get_state(), "samples": samples[:kept].clone(),
                                     "energy": energy[:kept].copy(), "accepted": accepted[:post].copy(),
-                                    "divergences": divergences})
+                                    "divergences": divergences, "inv_mass": inv_mass,
+                                    "welford": asdict(welford) if welford is not None else None})
     rate = float(accepted.mean())
     if n_post and divergences == n_post:
         # a chain that never left its start is no posterior sample: stop rather than write it
@@ -303,7 +385,8 @@ def run_hmc(potential: Potential | None, init: torch.Tensor, settings: HmcSettin
         log.warning("%s: %d of %d post-warm-up proposals diverged; consider a smaller target step size "
                     "(higher target_accept)", desc, divergences, n_post)
     log.info("%s: acceptance %.3f, step size %.4g", desc, rate, step_size)
-    return HmcResult(samples.numpy(), accepted, rate, divergences, step_size, energy, start)
+    return HmcResult(samples.numpy(), accepted, rate, divergences, step_size, energy, start,
+                     inv_mass.cpu().numpy() if inv_mass is not None else None)
 
 
 # ---------------------------------------------------------------------------------------------

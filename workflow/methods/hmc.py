@@ -17,6 +17,9 @@ SETTINGS = {
     "target_accept": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1, "default": 0.8,
                       "description": "acceptance rate the warm-up aims for"},
     "adapt_step_size": {"type": "boolean", "default": True, "description": "adapt the step size during warm-up"},
+    "mass_matrix": {"enum": ["identity", "diagonal"], "default": "identity",
+                    "description": "diagonal: a diagonal mass matrix (the posterior's variances) adapted in warm-up "
+                                   "in Stan's windows, the step size adapted afresh after each; needs n_warmup >= 20"},
     "data_chunk": {"type": ["integer", "null"], "minimum": 1, "default": 2048,
                    "description": "examples per pass of the full-batch potential and gradient (summed over chunks: "
                                   "memory stays bounded; null = all at once). A different chunk sums in another order, "
@@ -40,8 +43,11 @@ def fit(request):
                                prior_std=request.prior_std, seed=request.seed, device=request.device,
                                checkpoint=request.checkpoint, identity=request.identity(),
                                data_chunk=request.settings.get("data_chunk"))
+    diagnostics = {"energy": result.energy, "accepted": result.accepted}
+    if result.inv_mass is not None:
+        diagnostics["inv_mass"] = result.inv_mass.astype("float32")  # the adapted metric, flat parameter order
     post = request.posterior("samples", samples={k: v[None] for k, v in draws.items()},  # [chain=1, draw, ...]
-                             diagnostics={"energy": result.energy, "accepted": result.accepted})
+                             diagnostics=diagnostics)
     post.diagnostic_attrs = {"acceptance_rate": result.acceptance_rate, "divergences": result.divergences,
                              "step_size": result.step_size, "resumed_from": result.resumed_from}
     return post
