@@ -154,7 +154,7 @@ def main(argv=None) -> int:
             path.write_text(original)
             rows.append((module, len(points), len(chosen), killed))
             print(f"{module}: {killed}/{len(chosen)} killed ({len(points)} points)", flush=True)
-        print(f"\n| module | mutation points | mutants run | killed | score |\n|---|---|---|---|---|")
+        print("\n| module | mutation points | mutants run | killed | score |\n|---|---|---|---|---|")
         for module, points, run, killed in rows:
             print(f"| {module} | {points} | {run} | {killed} | {killed / max(run, 1):.0%} |")
         total_run, total_killed = sum(r[2] for r in rows), sum(r[3] for r in rows)

@@ -5,12 +5,11 @@ import hashlib
 import json
 import re
 import shlex
+from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
 from workflow import methods as registry
-from pathlib import Path
-
 from workflow.captions import caption_text, table_item
 from workflow.config import (ConfigError, expand_variants, method_seeds, result_config, runtime_config, seed_pairs,
                              sweep_table, validate_config)

@@ -1,6 +1,8 @@
 """End-to-end runs of the Snakemake workflow through its command line on a tiny config."""
 
+import base64
 import contextlib
+import json
 import os
 import random
 import re
@@ -215,14 +217,10 @@ def test_runtime_compute_keys_rerun_nothing_and_mixed_precision_reruns_training(
 
 def report_results(html: str) -> dict:
     """The report's results: path -> {caption, mime_type, data_uri, ...} (its embedded JSON)."""
-    import json
-
     return json.loads(re.search(r"var results = (\{.*?\});\s*\n", html, re.S).group(1))
 
 
 def test_report_holds_every_figure_and_table_with_settings_seeds_and_pairs(finished_run):
-    import base64
-
     proc = snakemake(finished_run, "--report", "report.html")
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = report_results((finished_run / "report.html").read_text())

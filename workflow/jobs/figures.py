@@ -9,7 +9,7 @@ STUDY_FIGURES = {"sigma": "sigma_histogram_figure", "pruning": "pruning_figure",
                  "not_path": "not_path_figure"}
 
 
-def _read(path) -> pd.DataFrame:
+def read_table(path) -> pd.DataFrame:
     try:
         return pd.read_csv(path)
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
@@ -21,16 +21,16 @@ def study_figure(kind: str, table_path, png, pdf, *, variant: str | None = None)
 
     if kind not in STUDY_FIGURES:
         raise ValueError(f"unknown study figure {kind!r}; allowed: {', '.join(STUDY_FIGURES)}")
-    getattr(figures, STUDY_FIGURES[kind])(_read(table_path), png, pdf, variant=variant)
+    getattr(figures, STUDY_FIGURES[kind])(read_table(table_path), png, pdf, variant=variant)
 
 
 def barrier_figure(curves_path, method: str, png, pdf, *, variant: str | None = None) -> None:
     from ..figures import barrier_curves_figure
 
-    barrier_curves_figure(_read(curves_path), method, png, pdf, variant=variant)
+    barrier_curves_figure(read_table(curves_path), method, png, pdf, variant=variant)
 
 
 def sweep_figure(table_path, method: str, png, pdf, *, base: dict | None = None) -> None:
     from ..figures import barrier_sweep_figure
 
-    barrier_sweep_figure(_read(table_path), method, png, pdf, base=base)
+    barrier_sweep_figure(read_table(table_path), method, png, pdf, base=base)

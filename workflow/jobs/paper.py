@@ -20,9 +20,12 @@ import tempfile
 from pathlib import Path
 
 from .. import tables
-from .figures import STUDY_FIGURES, _read, barrier_figure, study_figure, sweep_figure
+from ..captions import TABLE_TITLES
+from .figures import STUDY_FIGURES, read_table, study_figure
 
-TABLE_NAME = re.compile(r"(?P<kind>table1|chain_diagnostics|basin|sigma|pruning|not_k|not_path)_(?P<variant>.+)")
+# the per-variant summary tables, '<kind>_<variant>.csv' (the barrier tables are one for all variants)
+PER_VARIANT = [k for k in TABLE_TITLES if k not in ("barrier_curves", "barriers")]
+TABLE_NAME = re.compile(rf"(?P<kind>{'|'.join(PER_VARIANT)})_(?P<variant>.+)")
 
 
 def _files(folder: Path) -> list[str]:
@@ -54,22 +57,24 @@ def paper_job(table_paths, out_dir, *, sweep_base: dict | None = None, captions:
 
 def _draw(paths: dict[str, Path], out: Path, sweep_base: dict, captions: dict) -> dict[str, str]:
     """Write every item; file name -> what it reproduces (and the caption of the table it comes from)."""
+    from .. import figures
+
     rossi, xiao = out / "rossi2023", out / "xiao2023"
     rossi.mkdir()
     xiao.mkdir()
     notes, source = {}, {}
     if "barrier_curves.csv" in paths:
-        curves = _read(paths["barrier_curves.csv"])
+        curves = read_table(paths["barrier_curves.csv"])
         shutil.copyfile(paths["barrier_curves.csv"], rossi / "barrier_curves.csv")
         for (method, variant), _ in curves.groupby(["method", "variant"], sort=False):
             stem = f"barrier_{method}_{variant}"
-            barrier_figure(paths["barrier_curves.csv"], method, rossi / f"{stem}.png", rossi / f"{stem}.pdf",
-                           variant=variant)
+            figures.barrier_curves_figure(curves, method, rossi / f"{stem}.png", rossi / f"{stem}.pdf",
+                                          variant=variant)
             notes[f"rossi2023/{stem}.png"] = (f"Rossi et al.: loss and error along the naive and aligned paths, "
                                               f"{method}, variant {variant}.")
             source[f"rossi2023/{stem}.png"] = "barriers.csv"
     if "barriers.csv" in paths:
-        summary = _read(paths["barriers.csv"])
+        summary = read_table(paths["barriers.csv"])
         wide = tables.barriers_wide(summary)
         shutil.copyfile(paths["barriers.csv"], rossi / "barriers.csv")
         (rossi / "barriers.md").write_text(tables.markdown(wide, index_name="variant"))
@@ -78,8 +83,8 @@ def _draw(paths: dict[str, Path], out: Path, sweep_base: dict, captions: dict) -
         source["rossi2023/barriers.md"] = "barriers.csv"
         if sweep_base:
             for method in summary["method"].unique():
-                sweep_figure(paths["barriers.csv"], method, rossi / f"sweep_{method}.png",
-                             rossi / f"sweep_{method}.pdf", base=sweep_base)
+                figures.barrier_sweep_figure(summary, method, rossi / f"sweep_{method}.png",
+                                             rossi / f"sweep_{method}.pdf", base=sweep_base)
                 notes[f"rossi2023/sweep_{method}.png"] = f"Rossi et al.: barriers against the swept settings, {method}."
     for name, path in paths.items():
         match = TABLE_NAME.fullmatch(Path(name).stem)
@@ -88,7 +93,7 @@ def _draw(paths: dict[str, Path], out: Path, sweep_base: dict, captions: dict) -
         kind, variant = match["kind"], match["variant"]
         shutil.copyfile(path, xiao / name)
         if kind == "table1":
-            wide = tables.table1_wide(_read(path))
+            wide = tables.table1_wide(read_table(path))
             (xiao / f"table1_{variant}.md").write_text(tables.markdown(wide, index_name="metric"))
             (xiao / f"table1_{variant}.tex").write_text(tables.latex(wide, index_name="metric"))
             rel = f"xiao2023/table1_{variant}.md"

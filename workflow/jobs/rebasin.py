@@ -71,9 +71,6 @@ def rebasin_job(method: str, paths, data_path, cfg: dict, reference: str, out_qd
             diagnostic_attrs={"fit": fit, **info}))
 
 
-TABLE1_METRICS = tables.TABLE1_METRICS
-
-
 def table1_columns(posterior_paths: dict, rebasin_paths: dict) -> list[tuple[str, str, object]]:
     """(label, what, source) per column, in the paper's order: for every sample method (the reference
     first) its samples, q_d and q_r per reference; then every Gaussian method's q (its first seed)."""
@@ -140,7 +137,7 @@ def table1_job(posterior_paths: dict, rebasin_paths: dict, data_path, cfg: dict,
                                                       if logp_mean is not None else np.nan),
                   # from log-probabilities: -log of a float32 probability underflows for confident errors
                   "test NLL": float(-logp.double().gather(1, y[:, None]).mean())}
-        rows += [{"metric": m, "column": label, "value": values[m]} for m in TABLE1_METRICS]
+        rows += [{"metric": m, "column": label, "value": values[m]} for m in tables.TABLE1_METRICS]
     table = pd.DataFrame(rows)
     write_csv(out_csv, table.assign(device=device_label()))
     wide = tables.table1_wide(table)

@@ -10,6 +10,7 @@ import pandas as pd
 
 from .. import tables
 from ..atomic import write_text
+from .figures import read_table
 
 STYLE = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 1em; color: #222; }
@@ -47,10 +48,7 @@ def table_html(frame: pd.DataFrame, title: str, caption: str = "") -> str:
 
 
 def table_html_job(table_path, out, *, title: str, caption: str = "") -> None:
-    try:
-        frame = pd.read_csv(table_path)
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
-        raise ValueError(f"{table_path}: not a readable table ({err})") from err
+    frame = read_table(table_path)
     if {"metric", "column", "value"} <= set(frame.columns):  # Table 1's tidy form: shown as printed
         frame = tables.table1_wide(frame).reset_index()
     write_text(out, table_html(frame, title, caption))
