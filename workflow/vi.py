@@ -38,34 +38,50 @@ class ViSettings(OptimSettings):
 
 
 class MeanField(nn.Module):
-    """Variational parameters (mu, rho) for every parameter of ``model``; sigma = softplus(rho) or exp(rho)."""
+    """Variational parameters (mu, rho) for every parameter of ``model``; sigma = softplus(rho) or exp(rho).
+
+    Each is one flat vector over all of the model's parameters (in ``named_parameters`` order), so a
+    step samples, takes the KL and updates Adam with a handful of operations whatever the number of
+    layers: on small networks per-operation overhead, not arithmetic, dominates a step."""
 
     def __init__(self, model: nn.Module, sigma_init: float, sigma_param: str = "softplus"):
         super().__init__()
         if sigma_param not in SIGMA_PARAMS:
             raise ValueError(f"sigma_param {sigma_param!r} is not one of {SIGMA_PARAMS}")
         self.sigma_param = sigma_param
-        self.names = [n for n, _ in model.named_parameters()]
+        named = list(model.named_parameters())
+        self.names = [n for n, _ in named]
+        self.shapes = [tuple(p.shape) for _, p in named]
+        self.sizes = [p.numel() for _, p in named]
         rho0 = math.log(math.expm1(sigma_init)) if sigma_param == "softplus" else math.log(sigma_init)
-        self.mu = nn.ParameterList(nn.Parameter(p.detach().clone()) for _, p in model.named_parameters())
-        self.rho = nn.ParameterList(nn.Parameter(torch.full_like(p, rho0)) for _, p in model.named_parameters())
+        self.mu_flat = nn.Parameter(torch.cat([p.detach().flatten() for _, p in named]))
+        self.rho_flat = nn.Parameter(torch.full_like(self.mu_flat, rho0))
+
+    def _split(self, flat: torch.Tensor) -> list[torch.Tensor]:
+        """Views of a [..., D] tensor as the model's parameters, [..., *shape] each."""
+        lead = flat.shape[:-1]
+        return [c.view(*lead, *shape) for c, shape in zip(flat.split(self.sizes, dim=-1), self.shapes)]
+
+    def sigma_flat(self) -> torch.Tensor:
+        return nn.functional.softplus(self.rho_flat) if self.sigma_param == "softplus" else torch.exp(self.rho_flat)
+
+    @property
+    def mu(self) -> list[torch.Tensor]:
+        return self._split(self.mu_flat)
 
     def sigmas(self) -> list[torch.Tensor]:
-        f = nn.functional.softplus if self.sigma_param == "softplus" else torch.exp
-        return [f(r) for r in self.rho]
+        return self._split(self.sigma_flat())
 
     def sample(self, n: int) -> dict[str, torch.Tensor]:
-        """n weight samples, each parameter stacked as [n, *shape]."""
-        return {name: mu + s * torch.randn(n, *mu.shape, device=mu.device, dtype=mu.dtype)
-                for name, mu, s in zip(self.names, self.mu, self.sigmas())}
+        """n weight samples, each parameter stacked as [n, *shape] (one draw of n x D normals)."""
+        eps = torch.randn(n, self.mu_flat.numel(), device=self.mu_flat.device, dtype=self.mu_flat.dtype)
+        return dict(zip(self.names, self._split(torch.addcmul(self.mu_flat, self.sigma_flat(), eps))))
 
     def kl(self, prior_std: float) -> torch.Tensor:
         """KL(q || N(0, prior_std^2)) summed over all weights, in closed form."""
-        total = 0.0
+        s, mu = self.sigma_flat(), self.mu_flat
         var_p = prior_std ** 2
-        for mu, s in zip(self.mu, self.sigmas()):
-            total = total + (math.log(prior_std) - torch.log(s) + (s ** 2 + mu ** 2) / (2 * var_p) - 0.5).sum()
-        return total
+        return (math.log(prior_std) - torch.log(s) + (s * s + mu * mu) / (2 * var_p) - 0.5).sum()
 
     def mean_std(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         mean = {n: m.detach().cpu().numpy() for n, m in zip(self.names, self.mu)}

@@ -14,7 +14,7 @@ from .inputs import read_posterior
 
 log = logging.getLogger(__name__)
 
-def align(a, b, kind: str, *, seed: int, max_sweeps: int):
+def align(a, b, kind: str, *, seed: int, max_sweeps: int, restarts: int = 1):
     """(matching result, B aligned) for posteriors A and B."""
     if kind not in ALIGNMENT_KINDS:
         raise ValueError(f"unknown alignment kind {kind!r}; allowed: {', '.join(ALIGNMENT_KINDS)}")
@@ -24,7 +24,7 @@ def align(a, b, kind: str, *, seed: int, max_sweeps: int):
     _, spec = a.build_model()
     extra = [(a.std, b.std, 1.0)] if kind == "w2" else []
     result = weight_matching(a.representative(), b.representative(), spec, seed=seed, max_sweeps=max_sweeps,
-                             extra_channels=extra)
+                             extra_channels=extra, restarts=restarts)
     return result, b.permuted(spec, result.perms)
 
 
@@ -34,7 +34,8 @@ def align_pair(kind: str, path_a, path_b, cfg: dict, out, *, seeds: tuple[int, i
     b = read_posterior(path_b, seed=seeds[1] if seeds else None)
     a.check_compatible(b, f"aligning {path_a} and {path_b}")
     # the matching's random group order depends on the pair alone, so reruns give identical files
-    result, aligned = align(a, b, kind, seed=1000 * a.seed + b.seed, max_sweeps=cfg["alignment"]["max_sweeps"])
+    result, aligned = align(a, b, kind, seed=1000 * a.seed + b.seed, max_sweeps=cfg["alignment"]["max_sweeps"],
+                            restarts=cfg["alignment"].get("restarts", 1))
     dist_kind, before = a.distance_to(b)
     _, after = a.distance_to(aligned)
     al = Alignment(alignment=kind, method=a.method, seed_a=a.seed, seed_b=b.seed, perms=result.perms,

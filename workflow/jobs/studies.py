@@ -213,7 +213,8 @@ def not_k_job(k: int, seed: int, member_path, data_path, cfg: dict, out_csv, *, 
     b = result.representative()
     from ..matching import weight_matching
 
-    match = weight_matching(a, b, spec, seed=seed, max_sweeps=cfg["alignment"]["max_sweeps"])
+    match = weight_matching(a, b, spec, seed=seed, max_sweeps=cfg["alignment"]["max_sweeps"],
+                            restarts=cfg["alignment"].get("restarts", 1))
     b_aligned = apply_permutation(b, spec, match.perms)
     # planted P then found Q: the identity when matching undoes exactly the planted permutation
     residual = {g: compose(planted[g], match.perms[g]) for g in planted}

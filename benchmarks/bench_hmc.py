@@ -1,0 +1,147 @@
+"""HMC benchmarks: the cost of one gradient inside a trajectory against a bare forward + backward
+pass (and against Pyro's HMC on the same potential), and the mixing speed on the default digits
+posterior, as ESS per second of the test predictive, against Pyro's NUTS and HMC.
+
+Fair setup: every sampler gets the same potential (our full-batch BNN potential as a function of
+the flat parameter vector), the same start (the architecture's initialisation for seed 0), the
+same data and thread count. Pyro's kernels get their usual adaptation where we use ours:
+- NUTS: Pyro's defaults (step size and diagonal mass matrix adapted in warm-up, tree depth up
+  to 10), the same number of warm-up iterations as our chain and as many draws as we keep;
+- HMC: step size adapted by dual averaging, identity mass matrix, as our default config. Pyro's
+  HMC keeps the trajectory length fixed, not the number of steps (its number of leapfrog steps
+  shrinks as the step size adapts), so it gets the trajectory length of our adapted chain
+  (our final step size x our number of steps): at the end of warm-up both take about L steps.
+ESS per second counts the whole run (warm-up included) for every sampler.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from _common import Problem, Row, digits_problem, median_time, mnist_sized_problem
+
+
+def _potential(problem: Problem, prior_std: float = 1.0):
+    from workflow.hmc import flatten
+    from workflow.hmc_bnn import bnn_potential
+
+    model = problem.model(seed=0)
+    like = {k: v.detach() for k, v in model.named_parameters()}
+    return model, like, bnn_potential(model, problem.x, problem.y, prior_std, like), flatten(like)
+
+
+def _pyro_kernel_run(kernel, init, warmup: int, samples: int) -> np.ndarray:
+    from pyro.infer import MCMC
+
+    mcmc = MCMC(kernel, num_samples=samples, warmup_steps=warmup, initial_params={"w": init.clone()},
+                disable_progbar=True)
+    mcmc.run()
+    return mcmc.get_samples()["w"].numpy()
+
+
+def cost_per_gradient(problem: Problem, *, iterations: int, n_leapfrog: int = 20, repeats: int = 3,
+                      peers: bool = True) -> list[Row]:
+    """Seconds per gradient inside fixed-step trajectories, ours and Pyro's, against fwd + bwd."""
+    import torch
+
+    from workflow.hmc import HmcSettings, run_hmc, value_and_grad
+
+    _, _, potential, theta = _potential(problem)
+    fwd_bwd = median_time(lambda: value_and_grad(potential, theta), repeats=max(5, repeats * 3))
+    settings = HmcSettings(step_size=1e-4, n_leapfrog=n_leapfrog, n_warmup=0, n_samples=iterations,
+                           adapt_step_size=False, checkpoint_every=0)
+    n_grads = iterations * n_leapfrog
+    ours = median_time(lambda: run_hmc(potential, theta, settings, seed=0), repeats=repeats, warmup=0) / n_grads
+    rows = [Row("HMC", f"{problem.name}: one gradient in a trajectory / one fwd+bwd", ours * 1e3, fwd_bwd * 1e3,
+                "ms", fwd_bwd / ours, note=f"L = {n_leapfrog}")]
+    if peers:
+        from pyro.infer.mcmc import HMC
+
+        def pyro():
+            kernel = HMC(potential_fn=lambda p: potential(p["w"]), step_size=1e-4, num_steps=n_leapfrog,
+                         adapt_step_size=False, adapt_mass_matrix=False)
+            _pyro_kernel_run(kernel, theta, warmup=0, samples=iterations)
+
+        torch.manual_seed(0)
+        peer = median_time(pyro, repeats=repeats, warmup=0) / n_grads
+        rows.append(Row("HMC", f"{problem.name}: Pyro HMC / ours, time per gradient", ours * 1e3, peer * 1e3, "ms",
+                        peer / ours, note="same potential, fixed step"))
+    return rows
+
+
+def _predictive_ess(problem: Problem, model, like: dict, flat_draws: np.ndarray) -> float:
+    """Median over test points of the ESS of p(y_n | x_n, w) along one chain."""
+    import torch
+
+    from workflow.hmc import effective_sample_size
+    from workflow.predict import Stacked, sample_label_log_probs
+
+    columns = np.split(flat_draws, np.cumsum([v.numel() for v in like.values()])[:-1], axis=1)
+    stack = {k: torch.as_tensor(c.reshape(len(c), *v.shape)) for (k, v), c in zip(like.items(), columns)}
+    probs = sample_label_log_probs(model, Stacked(stack), problem.x_test, problem.y_test).exp().numpy()
+    return float(np.nanmedian(effective_sample_size(probs[None])))
+
+
+def mixing(problem: Problem, hmc_config: dict, *, peers: bool = True, nuts_warmup: int | None = None,
+           nuts_samples: int | None = None) -> list[Row]:
+    """ESS per second of the test predictive: our chain (the config's settings) against Pyro NUTS and HMC."""
+    import torch
+
+    from workflow.hmc import HmcSettings, run_hmc
+
+    model, like, potential, theta = _potential(problem)
+    keys = set(HmcSettings.__dataclass_fields__)
+    settings = HmcSettings(**{k: v for k, v in hmc_config.items() if k in keys} | {"checkpoint_every": 0})
+    start = time.perf_counter()
+    result = run_hmc(potential, theta, settings, seed=0)
+    seconds = time.perf_counter() - start
+    ours = _predictive_ess(problem, model, like, result.samples) / seconds
+    label = (f"{settings.n_warmup} warm-up + {settings.n_samples}x{settings.thinning} iterations, L = "
+             f"{settings.n_leapfrog}, {settings.mass_matrix} metric")
+    rows = [Row("HMC", f"{problem.name}: ESS/s of p(y|x), our HMC ({label})", ours, None, "ESS/s", None,
+                note=f"{seconds:.0f} s, acceptance {result.acceptance_rate:.2f}")]
+    if not peers:
+        return rows
+    from pyro.infer.mcmc import HMC, NUTS
+
+    warmup = settings.n_warmup if nuts_warmup is None else nuts_warmup
+    n_samples = settings.n_samples if nuts_samples is None else nuts_samples
+    torch.manual_seed(0)
+    start = time.perf_counter()
+    draws = _pyro_kernel_run(NUTS(potential_fn=lambda p: potential(p["w"])), theta, warmup, n_samples)
+    nuts_seconds = time.perf_counter() - start
+    nuts = _predictive_ess(problem, model, like, draws) / nuts_seconds
+    rows.append(Row("HMC", f"{problem.name}: ESS/s of p(y|x), ours / Pyro NUTS (its default adaptation)", ours, nuts,
+                    "ESS/s", ours / nuts, target=3.0, note=f"NUTS {warmup} warm-up + {n_samples} draws, "
+                    f"{nuts_seconds:.0f} s"))
+    trajectory = result.step_size * settings.n_leapfrog
+    torch.manual_seed(0)
+    start = time.perf_counter()
+    kernel = HMC(potential_fn=lambda p: potential(p["w"]), step_size=settings.step_size, trajectory_length=trajectory,
+                 adapt_step_size=settings.adapt_step_size, adapt_mass_matrix=False,
+                 target_accept_prob=settings.target_accept)
+    draws = _pyro_kernel_run(kernel, theta, settings.n_warmup, settings.n_samples * settings.thinning)
+    hmc_seconds = time.perf_counter() - start
+    pyro_hmc = _predictive_ess(problem, model, like, draws[settings.thinning - 1::settings.thinning]) / hmc_seconds
+    rows.append(Row("HMC", f"{problem.name}: ESS/s of p(y|x), ours / Pyro HMC (same warm-up, draws, path length)",
+                    ours, pyro_hmc, "ESS/s", ours / pyro_hmc, target=2.0, note=f"Pyro HMC {hmc_seconds:.0f} s"))
+    return rows
+
+
+def run(opts) -> list[Row]:
+    from workflow.config import load_config
+
+    from _common import REPO
+
+    rows = []
+    digits = digits_problem()
+    rows += cost_per_gradient(digits, iterations=10 if opts.quick else 25, repeats=opts.repeats, peers=opts.peers)
+    rows += cost_per_gradient(mnist_sized_problem(), iterations=1 if opts.quick else 3, repeats=opts.repeats,
+                              peers=opts.peers)
+    hmc_config = load_config(REPO / "config.yaml")["hmc"]
+    if opts.quick:
+        hmc_config = hmc_config | {"n_warmup": 30, "n_samples": 20}
+    rows += mixing(digits, hmc_config, peers=opts.peers)
+    return rows

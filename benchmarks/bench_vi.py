@@ -1,0 +1,99 @@
+"""VI benchmarks: one mean-field VI step against one MAP step at the same batch size (our
+training loop, Adam, one weight sample per step), and one VI epoch against Pyro's SVI with an
+AutoNormal guide (Trace_ELBO, the same MLP, N(0, 1) prior, data, batch size, minibatch order,
+learning rate and initial sigma).
+"""
+
+from __future__ import annotations
+
+import time
+
+from _common import Problem, Row, digits_problem, mnist_sized_problem
+
+
+def _epoch_seconds(fn, epochs: int) -> float:
+    """Seconds per epoch of ``fn(epochs)`` (a training run), less a one-epoch run's fixed start-up,
+    after one untimed run (lazy initialisation, caches)."""
+    fn(1)
+    start = time.perf_counter()
+    fn(1)
+    one = time.perf_counter() - start
+    start = time.perf_counter()
+    fn(epochs + 1)
+    return (time.perf_counter() - start - one) / epochs
+
+
+def ours(problem: Problem, batch_size: int, epochs: int) -> tuple[float, float]:
+    """Seconds per epoch of MAP (a deep-ensemble member) and of mean-field VI."""
+    import torch
+
+    from workflow.training import MapSettings, train_map
+    from workflow.vi import ViSettings, train_vi
+
+    cpu = torch.device("cpu")
+
+    def map_run(n):
+        train_map(problem.model(), problem.x, problem.y, MapSettings(epochs=n, batch_size=batch_size,
+                                                                     checkpoint_every=0), seed=0, device=cpu)
+
+    def vi_run(n):
+        train_vi(problem.model(), problem.x, problem.y, ViSettings(epochs=n, batch_size=batch_size,
+                                                                   checkpoint_every=0, sigma_init=0.05),
+                 seed=0, device=cpu)
+
+    return _epoch_seconds(map_run, epochs), _epoch_seconds(vi_run, epochs)
+
+
+def pyro_svi(problem: Problem, batch_size: int, epochs: int) -> float:
+    """Seconds per epoch of Pyro SVI (AutoNormal, Trace_ELBO, Adam 1e-3) on the same Bayesian MLP."""
+    import pyro
+    import pyro.distributions as dist
+    import torch
+    from pyro.infer import SVI, Trace_ELBO
+    from pyro.infer.autoguide import AutoNormal
+    from pyro.nn import PyroSample
+    from pyro.nn.module import to_pyro_module_
+
+    pyro.clear_param_store()
+    bayes = problem.model()  # our MLP, its layers made Bayesian in place
+    to_pyro_module_(bayes)
+    for module in bayes.modules():
+        if isinstance(module, torch.nn.Linear):
+            module.weight = PyroSample(dist.Normal(0.0, 1.0).expand(list(module.weight.shape)).to_event(2))
+            module.bias = PyroSample(dist.Normal(0.0, 1.0).expand(list(module.bias.shape)).to_event(1))
+    n = len(problem.x)
+
+    def model(xb, yb):
+        logits = bayes(xb)
+        with pyro.plate("data", n, subsample_size=len(xb)):
+            pyro.sample("y", dist.Categorical(logits=logits), obs=yb)
+
+    guide = AutoNormal(model, init_scale=0.05)
+    svi = SVI(model, guide, pyro.optim.Adam({"lr": 1e-3}), Trace_ELBO())
+    gen = torch.Generator().manual_seed(0)
+
+    def run(n_epochs):
+        for _ in range(n_epochs):
+            order = torch.randperm(n, generator=gen)
+            for i in range(0, n, batch_size):
+                idx = order[i:i + batch_size]
+                svi.step(problem.x[idx], problem.y[idx])
+
+    return _epoch_seconds(run, epochs)
+
+
+def run(opts) -> list[Row]:
+    rows = []
+    for problem, batch, epochs in ((digits_problem(), 64, 3 if opts.quick else 10),
+                                   (mnist_sized_problem(), 64, 1 if opts.quick else 2)):
+        map_epoch, vi_epoch = ours(problem, batch, epochs)
+        steps = -(-len(problem.x) // batch)
+        # the target bounds the cost ratio itself: at most 2 MAP steps
+        rows.append(Row("VI", f"{problem.name}: one VI step, in MAP steps (batch {batch})", vi_epoch / map_epoch,
+                        None, "x MAP", None, target=2.0, at_most=True,
+                        note=f"{vi_epoch / steps * 1e3:.2f} ms against {map_epoch / steps * 1e3:.2f} ms"))
+        if opts.peers:
+            svi_epoch = pyro_svi(problem, batch, epochs)
+            rows.append(Row("VI", f"{problem.name}: Pyro SVI epoch / our VI epoch (AutoNormal, batch {batch})",
+                            vi_epoch, svi_epoch, "s", svi_epoch / vi_epoch, target=3.0))
+    return rows
