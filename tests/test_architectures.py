@@ -106,3 +106,22 @@ def test_unknown_architectures_and_arguments_name_what_is_allowed():
         architectures.build_model("vgg", (1, 4, 4), 3)
     with pytest.raises(ValueError, match="'resnet20' takes no argument\\(s\\) hidden; allowed: width"):
         architectures.build_model("resnet20", (1, 8, 8), 3, hidden=[8])
+
+
+@pytest.mark.parametrize("name,shape,args", PARAMS + [pytest.param("resnet20", (3, 8, 8), {"width": 2}, id="rn-w2"),
+                                                     pytest.param("mlp", (2,), {"hidden": [3, 3]}, id="mlp-2")])
+def test_the_spec_from_parameter_names_is_the_models(name, shape, args):
+    """Alignment jobs take the spec from a posterior's parameter names (no torch): it must be the
+    very spec the built model gives, member for member and in order."""
+    model, spec = architectures.build_model(name, shape, 10, **args)
+    names = [n for n, _ in model.named_parameters()]
+    assert architectures.permutation_spec(name, names, shape, 10, **args) == spec
+    assert architectures.entry(name).spec_from_names is not None  # every family here has one
+
+
+@pytest.mark.parametrize("name,shape,args", PARAMS + [pytest.param("resnet20", (3, 8, 8), {"width": 2}, id="rn-w2"),
+                                                     pytest.param("mlp", (2,), {"hidden": [3, 3]}, id="mlp-2")])
+def test_the_parameter_shapes_without_torch_are_the_models(name, shape, args):
+    model, _ = architectures.build_model(name, shape, 10, **args)
+    expected = {k: tuple(v.shape) for k, v in model.named_parameters()}
+    assert architectures.parameter_shapes(name, shape, 10, **args) == expected

@@ -3,6 +3,9 @@ checks, the alignment job end to end on files, table concatenation, the report's
 the paper job that redraws every figure and table from the summary tables alone."""
 
 import dataclasses
+import json
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -46,6 +49,19 @@ def test_align_job_undoes_a_planted_permutation_and_reruns_identically(planted, 
         assert al.not_per_group[g] == number_of_transpositions(p)
     align_pair(kind, d / "a.h5", d / "b.h5", CFG, d / "again.h5", seeds=(0, 1))
     assert h5_digest(d / "al.h5") == h5_digest(d / "again.h5")
+
+
+@pytest.mark.parametrize("kind", ["weight", "w2"])
+def test_align_job_starts_without_torch(planted, kind):
+    """Alignment permutes weights: its spec comes from the parameter names, so its jobs (the most
+    numerous of a run) do not pay seconds of start-up for importing torch."""
+    d, _ = planted
+    argv = ["align", "--kind", kind, "--a", str(d / "a.h5"), "--b", str(d / "b.h5"), "--seeds", "0", "1",
+            "--config", json.dumps(CFG), "--threads", "1", "--out", str(d / "al.h5")]
+    code = f"import sys; from workflow import cli; code = cli.main({argv!r}); print(code, 'torch' in sys.modules)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.stdout.split() == ["0", "False"], proc.stdout + proc.stderr[-2000:]
+    assert read_alignment(d / "al.h5").distance_after == pytest.approx(0, abs=1e-5)
 
 
 def test_align_job_refuses_files_holding_other_seeds_and_writes_nothing(planted):

@@ -78,6 +78,14 @@ class Posterior:
 
         return build_model(self.architecture, self.input_shape, self.n_classes, **self.architecture_args)
 
+    def permutation_spec(self):
+        """The permutation spec of this posterior's architecture (without torch where the registry can)."""
+        from .architectures import permutation_spec
+
+        names = self.mean if self.kind == "gaussian" else self.samples
+        return permutation_spec(self.architecture, list(names), self.input_shape, self.n_classes,
+                                **self.architecture_args)
+
     def representative(self) -> dict[str, np.ndarray]:
         """The point that stands for the posterior in weight matching: the sample mean, or the Gaussian's mean."""
         if self.kind == "gaussian":
@@ -330,11 +338,12 @@ def _read_posterior_group(g: h5py.Group, where: str) -> Posterior:
 
 def _check_against_architecture(post: Posterior, where: str) -> None:
     """The stored parameters must be exactly those of the named architecture."""
+    from .architectures import parameter_shapes
+
     try:
-        model, _ = post.build_model()
+        expected = parameter_shapes(post.architecture, post.input_shape, post.n_classes, **post.architecture_args)
     except ValueError as err:
         raise ArtifactError(f"{where}: {err}") from err
-    expected = {k: tuple(v.shape) for k, v in model.named_parameters()}
     arrays = post.samples if post.kind == "samples" else post.mean
     lead = 2 if post.kind == "samples" else 0
     got = {k: tuple(v.shape[lead:]) for k, v in arrays.items()}

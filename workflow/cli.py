@@ -197,8 +197,8 @@ def _job(module: str, function: str):
 
 
 # commands that never compute with torch: they start without importing it (about 2 s per job)
-LIGHT_COMMANDS = {"prepare-data", "summarize-barriers", "concat-tables", "figure", "figure-barriers", "figure-sweep",
-                  "table-html", "paper", "validate-config"}
+LIGHT_COMMANDS = {"prepare-data", "align", "summarize-barriers", "concat-tables", "figure", "figure-barriers",
+                  "figure-sweep", "table-html", "paper", "validate-config"}
 
 # command -> (args, config with defaults, device) -> None
 COMMANDS = {

@@ -18,6 +18,7 @@ So a job that did not ask for a GPU never takes one that merely happens to be on
 from __future__ import annotations
 
 import contextlib
+import sys
 import os
 import re
 from collections.abc import Mapping
@@ -150,8 +151,20 @@ def compute_record(device) -> dict:
 
 def job_record() -> dict:
     """The record of the device this job chose (``use_device``); a job that never chose one
-    computed on the CPU only."""
-    return dict(_RECORD) if _RECORD else compute_record("cpu")
+    computed on the CPU only, and one that never imported torch (alignment, summaries) records
+    torch's installed version without importing it: CUDA and cuDNN stay empty, as it used neither."""
+    if _RECORD:
+        return dict(_RECORD)
+    if "torch" not in sys.modules:
+        from importlib import metadata
+
+        try:
+            version = metadata.version("torch")
+        except metadata.PackageNotFoundError:
+            version = "not installed"
+        return {"device": "cpu", "gpu_name": "", "torch": version, "cuda": "", "cudnn": "",
+                "deterministic": _JOB["deterministic"], "mixed_precision": _JOB["mixed_precision"]}
+    return compute_record("cpu")
 
 
 def device_label() -> str:

@@ -6,7 +6,8 @@ else). The module provides:
 
 - ``build(input_shape, n_classes, **args) -> torch.nn.Module``
 - ``permutation_spec(model) -> PermutationSpec``: the hidden-unit permutations that leave the
-  function unchanged
+  function unchanged (an entry may also name a torch-free function of the parameter names in
+  ``specs.py`` giving the same spec, for jobs that permute weights without running the network)
 
 and, optionally, hooks that other code uses when present (and replaces by generic code when not):
 
@@ -33,6 +34,11 @@ class ArchitectureEntry:
     module: str  # implements build, permutation_spec and optional hooks
     description: str
     args: dict = field(default_factory=dict)  # JSON-schema properties of the config arguments
+    # torch-free functions in workflow.architectures.specs: the parameter shapes from the arguments, and
+    # the spec from the parameter names; jobs that only read and permute weights then start without
+    # torch. None: both come from the built model
+    param_shapes: str | None = None
+    spec_from_names: str | None = None
 
 
 ACTIVATIONS = ["relu", "tanh", "gelu", "elu", "sigmoid", "leaky_relu", "silu"]
@@ -46,7 +52,8 @@ REGISTRY: dict[str, ArchitectureEntry] = {e.name: e for e in (
                        "default": [128], "description": "widths of the hidden layers"},
             "activation": {"type": "string", "enum": ACTIVATIONS, "default": "relu",
                            "description": "elementwise activation"},
-        }),
+        },
+        param_shapes="mlp_param_shapes", spec_from_names="mlp_spec_from_names"),
     ArchitectureEntry(
         "resnet20", "workflow.architectures.resnet",
         "ResNet20 with LayerNorm (exactly permutation invariant), as in Git Re-Basin; input channels and size "
@@ -54,7 +61,8 @@ REGISTRY: dict[str, ArchitectureEntry] = {e.name: e for e in (
         args={
             "width": {"type": "integer", "minimum": 1, "default": 1,
                       "description": "width multiplier: 16, 32, 64 channels times this in the three block groups"},
-        }),
+        },
+        param_shapes="resnet20_param_shapes", spec_from_names="resnet20_spec_from_names"),
 )}
 
 
@@ -96,6 +104,33 @@ def build_model(name: str, input_shape, n_classes: int, **args):
     except TypeError as err:
         raise ValueError(f"bad arguments {args} for architecture {name!r}: {err}") from err
     return model, mod.permutation_spec(model)
+
+
+def permutation_spec(name: str, param_names, input_shape, n_classes: int, **args):
+    """The permutation spec of a registered architecture, from its parameter names without torch
+    where the entry has a ``spec_from_names`` function, else from the built model."""
+    fn = entry(name).spec_from_names
+    if fn is not None:
+        from . import specs
+
+        return getattr(specs, fn)(list(param_names))
+    return build_model(name, input_shape, n_classes, **args)[1]
+
+
+def parameter_shapes(name: str, input_shape, n_classes: int, **args) -> dict[str, tuple[int, ...]]:
+    """Shapes of the architecture's parameters, without torch where the registry can; bad names or
+    arguments raise ValueError."""
+    fn = entry(name).param_shapes
+    args = resolve_args(name, args)
+    if fn is None:
+        model, _ = build_model(name, input_shape, n_classes, **args)
+        return {k: tuple(v.shape) for k, v in model.named_parameters()}
+    from . import specs
+
+    try:
+        return getattr(specs, fn)(tuple(int(s) for s in input_shape), int(n_classes), **args)
+    except TypeError as err:
+        raise ValueError(f"bad arguments {args} for architecture {name!r}: {err}") from err
 
 
 def get_params(model) -> dict:

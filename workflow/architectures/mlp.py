@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..permutations import PermutationSpec
+from .specs import mlp_spec
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "elu": nn.ELU, "sigmoid": nn.Sigmoid,
@@ -45,16 +46,8 @@ def build(input_shape, n_classes: int, *, hidden=(128,), activation: str = "relu
     return MLP(math.prod(input_shape), list(hidden), n_classes, activation)
 
 
-def mlp_permutation_spec(n_hidden: int) -> PermutationSpec:
-    groups = {}
-    for i in range(n_hidden):
-        nxt = f"hidden.{i + 1}.weight" if i + 1 < n_hidden else "out.weight"
-        groups[f"P{i}"] = ((f"hidden.{i}.weight", 0), (f"hidden.{i}.bias", 0), (nxt, 1))
-    return PermutationSpec(groups)
-
-
 def permutation_spec(model: MLP) -> PermutationSpec:
-    return mlp_permutation_spec(len(model.hidden))
+    return mlp_spec(len(model.hidden))
 
 
 # ---------------------------------------------------------------- hooks

@@ -19,7 +19,6 @@ and one inner permutation per block (conv1's output channels).
 
 from __future__ import annotations
 
-import numbers
 from typing import Mapping
 
 import numpy as np
@@ -29,11 +28,13 @@ from torch import nn
 from torch.func import functional_call
 
 from ..permutations import PermutationSpec
+from .specs import (RESNET20_BASE_CHANNELS, RESNET20_BLOCKS_PER_GROUP, RESNET20_STRIDES, _inner, _stream,
+                    check_resnet20_args, resnet20_spec)
 
 EPS = 1e-5
-BASE_CHANNELS = (16, 32, 64)
-STRIDES = (1, 2, 2)
-BLOCKS_PER_GROUP = 3
+BASE_CHANNELS = RESNET20_BASE_CHANNELS
+STRIDES = RESNET20_STRIDES
+BLOCKS_PER_GROUP = RESNET20_BLOCKS_PER_GROUP
 
 
 class ChannelLayerNorm(nn.Module):
@@ -107,81 +108,18 @@ class ResNet20(nn.Module):
         return self.head(h.mean(dim=(2, 3)))
 
 
-def _is_int(v) -> bool:
-    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
-
-
 def build(input_shape: tuple[int, ...], n_classes: int, *, width: int = 1) -> ResNet20:
-    if not _is_int(width) or width < 1:
-        raise ValueError(f"resnet20 width must be a positive integer (1, 2, 4, ...), got {width!r}")
+    check_resnet20_args(input_shape, n_classes, width)
     shape = tuple(input_shape)
-    if len(shape) != 3 or not all(_is_int(s) and s >= 1 for s in shape):
-        raise ValueError(f"resnet20 input_shape must be (channels, height, width) with 3 positive integers, "
-                         f"got {input_shape!r}")
-    if not _is_int(n_classes) or n_classes < 2:
-        raise ValueError(f"resnet20 n_classes must be an integer >= 2, got {n_classes!r}")
     return ResNet20(tuple(int(s) for s in shape), int(n_classes), int(width))
 
 
 # ---------------------------------------------------------------- permutation spec
 
-# Each helper maps parameter name -> permutation group per axis (None: not permuted), as Git
-# Re-Basin's axes_to_perm; _spec_from_axes inverts that into the groups' member lists.
-
-def _conv(name: str, p_in, p_out) -> dict:
-    return {f"{name}.weight": (p_out, p_in, None, None)}  # [out, in, kh, kw]
-
-
-def _norm(name: str, p) -> dict:
-    return {f"{name}.weight": (p,), f"{name}.bias": (p,)}
-
-
-def _dense(name: str, p_in, p_out) -> dict:
-    return {f"{name}.weight": (p_out, p_in), f"{name}.bias": (p_out,)}
-
-
-def _easy_block(name: str, p, inner: str) -> dict:
-    return {**_conv(f"{name}.conv1", p, inner), **_norm(f"{name}.norm1", inner),
-            **_conv(f"{name}.conv2", inner, p), **_norm(f"{name}.norm2", p)}
-
-
-def _shortcut_block(name: str, p_in, p_out, inner: str) -> dict:
-    return {**_conv(f"{name}.conv1", p_in, inner), **_norm(f"{name}.norm1", inner),
-            **_conv(f"{name}.conv2", inner, p_out), **_norm(f"{name}.norm2", p_out),
-            **_conv(f"{name}.shortcut.conv", p_in, p_out), **_norm(f"{name}.shortcut.norm", p_out)}
-
-
-def _spec_from_axes(axes_to_perm: Mapping[str, tuple]) -> PermutationSpec:
-    groups: dict[str, list] = {}
-    for name, perms in axes_to_perm.items():
-        for axis, p in enumerate(perms):
-            if p is not None:
-                groups.setdefault(p, []).append((name, axis))
-    return PermutationSpec({g: tuple(m) for g, m in groups.items()})
-
-
-def _stream(g: int) -> str:
-    return f"P_stream{g}"
-
-
-def _inner(g: int, b: int) -> str:
-    return f"P_g{g}b{b}_inner"
-
-
 def permutation_spec(model: ResNet20) -> PermutationSpec:
     """Stream groups P_stream{g}, inner groups P_g{g}b{b}_inner; read off the model's blocks."""
-    stream = _stream(0)
-    axes = {**_conv("stem.conv", None, stream), **_norm("stem.norm", stream)}
-    for g, group in enumerate(model.groups):
-        for b, block in enumerate(group):
-            name = f"groups.{g}.{b}"
-            if block.shortcut is None:
-                axes.update(_easy_block(name, stream, _inner(g, b)))
-            else:  # a projection shortcut starts a new residual stream
-                axes.update(_shortcut_block(name, stream, _stream(g), _inner(g, b)))
-                stream = _stream(g)
-    axes.update(_dense("head", stream, None))
-    return _spec_from_axes(axes)
+    return resnet20_spec((g, b, block.shortcut is not None) for g, group in enumerate(model.groups)
+                         for b, block in enumerate(group))
 
 
 # ---------------------------------------------------------------- hooks

@@ -21,7 +21,7 @@ def align(a, b, kind: str, *, seed: int, max_sweeps: int, restarts: int = 1):
     if a.kind not in ALIGNMENT_KINDS[kind]:
         raise ValueError(f"alignment {kind!r} applies to {' and '.join(ALIGNMENT_KINDS[kind])} posteriors, "
                          f"not to {a.kind} ({a.method})")
-    _, spec = a.build_model()
+    spec = a.permutation_spec()  # from the parameter names: alignment jobs never import torch
     extra = [(a.std, b.std, 1.0)] if kind == "w2" else []
     result = weight_matching(a.representative(), b.representative(), spec, seed=seed, max_sweeps=max_sweeps,
                              extra_channels=extra, restarts=restarts)

@@ -259,7 +259,7 @@ def not_path_job(method: str, pairs, out_csv, *, n_points: int = 21, variant: st
         if (al.seed_a, al.seed_b) != (a.seed, b.seed):
             raise ArtifactError(f"{path_al}: aligns seed {al.seed_b} onto {al.seed_a}, not {b.seed} onto {a.seed}")
         a.check_compatible(b, f"path between {path_a} and {path_b}")
-        _, spec = a.build_model()
+        spec = a.permutation_spec()
         ra = a.representative()
         ends = {"naive": b.representative(), al.alignment: al.aligned.representative()}
         for alignment, rb in ends.items():
