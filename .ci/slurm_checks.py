@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 # the rules that compute with torch and request compute.gpu GPUs (rules/common.smk heavy_resources)
-GPU_RULES = {"train_posterior", "barrier_curve", "table1", "pruning", "not_k"}
+GPU_RULES = {"train_posterior", "barrier_curves", "table1", "pruning", "not_k"}
 
 
 def gpu_requests(jobs_file):

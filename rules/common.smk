@@ -123,20 +123,22 @@ def base_posterior(wc):
     return [posterior_file(wc.variant, base, wc.seed)] if base else []
 
 
-def barrier_endpoint_b(wc):
-    """Naive paths end at posterior B itself, aligned ones at B permuted (inside the alignment file)."""
+def barrier_endpoints_b(wc):
+    """Per pair, in seed_pairs order: naive paths end at posterior B itself, aligned ones at B
+    permuted (inside the alignment file)."""
     if wc.alignment == "naive":
-        return posterior_file(wc.variant, wc.method, wc.b)
-    return f"{RESULTS}/{wc.variant}/alignment/{wc.method}/{wc.alignment}/{wc.a}-{wc.b}.h5"
+        return [posterior_file(wc.variant, wc.method, b) for _, b in seed_pairs(config, wc.method)]
+    return [f"{RESULTS}/{wc.variant}/alignment/{wc.method}/{wc.alignment}/{a}-{b}.h5"
+            for a, b in seed_pairs(config, wc.method)]
 
 
 def curve_files():
+    """One curve table per variant, method with pairs, and alignment (all pairs in it)."""
     return [
-        f"{RESULTS}/{variant}/barriers/{method}/{alignment}/{pair}.csv"
+        f"{RESULTS}/{variant}/barriers/{method}/{alignment}.csv"
         for variant in VARIANTS
-        for method in METHODS
+        for method in pair_methods()
         for alignment in ["naive", *kinds_for(method)]
-        for pair in pairs_of(method)
     ]
 
 

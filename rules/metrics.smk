@@ -1,23 +1,26 @@
-rule barrier_curve:
+rule barrier_curves:
     input:
-        a=f"{V}/posteriors/{{method}}/seed{{a}}.h5",
-        b=barrier_endpoint_b,
+        a=lambda wc: [posterior_file(wc.variant, wc.method, a) for a, _ in seed_pairs(config, wc.method)],
+        b=barrier_endpoints_b,
         data=data_file,
     output:
-        f"{V}/barriers/{{method}}/{{alignment}}/{{a}}-{{b}}.csv",
+        f"{V}/barriers/{{method}}/{{alignment}}.csv",
     log:
-        f"{LOGS}/{{variant}}/barrier/{{method}}/{{alignment}}/{{a}}-{{b}}.log",
+        f"{LOGS}/{{variant}}/barrier/{{method}}/{{alignment}}.log",
     params:
         cfg=job_config("barrier"),
         runtime=job_runtime,
+        # every pair of the method: one job (torch and the data set up once), a curve per pair
+        pairs=lambda wc, input: json.dumps([[a, b, pa, pb] for (a, b), pa, pb in
+                                            zip(seed_pairs(config, wc.method), input.a, input.b)]),
     threads: config["compute"]["threads"]
     resources:
         **heavy_resources(mem_mb=4000, runtime=60),
     conda:
         ENV
     shell:
-        "python -m workflow barrier --alignment {wildcards.alignment} --variant {wildcards.variant}"
-        " --seeds {wildcards.a} {wildcards.b} --a {input.a:q} --b {input.b:q} --data {input.data:q}"
+        "python -m workflow barriers --alignment {wildcards.alignment} --variant {wildcards.variant}"
+        " --pairs {params.pairs:q} --data {input.data:q}"
         " --config {params.cfg:q} --runtime {params.runtime:q} --threads {threads} --gpus {resources.gpu}"
         " --out {output:q} > {log:q} 2>&1"
 

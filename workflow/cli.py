@@ -57,6 +57,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True)
     p.add_argument("--out", required=True)
 
+    p = sub.add_parser("barriers", help="the curves of several pairs in one table (one job per method and alignment)")
+    _add_common(p)
+    p.add_argument("--alignment", required=True, help="'naive', or an alignment kind (then B is an alignment file)")
+    p.add_argument("--variant", default="base", help="sweep variant, recorded in the curve table")
+    p.add_argument("--pairs", required=True, type=json.loads,
+                   help="JSON list of [seed A, seed B, path A, path B] (B: a posterior, or an alignment file)")
+    p.add_argument("--data", required=True)
+    p.add_argument("--out", required=True)
+
     p = sub.add_parser("rebasin", help="fit q_d and q_r to all samples of a method")
     _add_common(p)
     p.add_argument("--method", required=True)
@@ -208,6 +217,8 @@ COMMANDS = {
     "align": lambda a, c, d: _job("align", "align_pair")(a.kind, a.a, a.b, c, a.out, seeds=a.seeds),
     "barrier": lambda a, c, d: _job("metrics", "barrier_curve")(a.alignment, a.a, a.b, a.data, c, a.out, device=d,
                                                                 variant=a.variant, seeds=a.seeds),
+    "barriers": lambda a, c, d: _job("metrics", "barrier_curves")(a.alignment, a.pairs, a.data, c, a.out, device=d,
+                                                                  variant=a.variant),
     "summarize-barriers": lambda a, c, d: _job("metrics", "summarize_barriers")(a.curves, a.variants, a.out_curves,
                                                                                 a.out_csv, a.out_md),
     "rebasin": lambda a, c, d: _job("rebasin", "rebasin_job")(a.method, a.posteriors, a.data, c, a.reference,

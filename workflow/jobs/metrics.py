@@ -18,14 +18,32 @@ from .inputs import check_posterior, read_posterior
 log = logging.getLogger(__name__)
 
 
+def barrier_curves(alignment: str, pairs, data_path, cfg: dict, out, *, device: str = "auto",
+                   variant: str = "base") -> None:
+    """The curves of every pair of a method and alignment in one table: ``pairs`` lists
+    (seed A, seed B, path A, path B). One job for all pairs: the data, torch and the device are
+    set up once, not once per pair."""
+    data = load_prepared(data_path)
+    frames = [_curve(alignment, path_a, path_b, data, cfg, device=device, variant=variant, seeds=(int(sa), int(sb)))
+              for sa, sb, path_a, path_b in pairs]
+    if not frames:
+        raise ValueError("barrier_curves needs at least one pair")
+    write_csv(out, pd.concat(frames, ignore_index=True))
+
+
 def barrier_curve(alignment: str, path_a, path_b, data_path, cfg: dict, out, *, device: str = "auto",
                   variant: str = "base", seeds: tuple[int, int] | None = None) -> None:
+    """One pair's curve (see ``_curve``) in its own table."""
+    write_csv(out, _curve(alignment, path_a, path_b, load_prepared(data_path), cfg, device=device, variant=variant,
+                          seeds=seeds))
+
+
+def _curve(alignment: str, path_a, path_b, data, cfg: dict, *, device: str, variant: str,
+           seeds: tuple[int, int] | None) -> pd.DataFrame:
     """Loss and error along the path from A to B ('naive') or to B aligned (B is then an alignment file).
 
     Sample sets (and point estimates) follow the linear path; Gaussians the W2 geodesic with the same
     Monte Carlo noise at every t and for every alignment of the pair."""
-
-    data = load_prepared(data_path)
     a = read_posterior(path_a, seed=seeds[0] if seeds else None, data=data)
     if alignment == "naive":
         b = artifacts.read_posterior(path_b)
@@ -67,7 +85,7 @@ def barrier_curve(alignment: str, path_a, path_b, data_path, cfg: dict, out, *, 
     for k, v in meta.items():
         curve[k] = v
     curve["device"] = device_label()
-    write_csv(out, curve)
+    return curve
 
 
 def summarize_barriers(curve_paths, variants: dict, out_curves, out_csv, out_md) -> None:
