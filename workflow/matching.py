@@ -107,8 +107,9 @@ def weight_matching(params_a: Params, params_b: Params, spec: PermutationSpec, *
     """Permutations P maximising <A, P(B)> (plus any extra channels); apply them to B to align it.
 
     The first run starts from ``init`` (default: ``fan_in_matching``, layer by layer, or the identity
-    where that scores higher); each further restart from random permutations, with its own group order. The best objective wins (the earliest on ties), so more
-    restarts never give a worse result."""
+    where that scores higher); each further restart from random permutations, with its own group
+    order. The best objective wins (the earliest on ties), so more restarts never give a worse
+    result."""
     if isinstance(restarts, bool) or not isinstance(restarts, (int, np.integer)) or restarts < 1:
         raise ValueError(f"restarts must be an integer >= 1, got {restarts!r}")
     channels = [(_as_f64(params_a), _as_f64(params_b), 1.0)]

@@ -150,5 +150,6 @@ def resnet20_spec(blocks: Iterable[tuple[int, int, bool]]) -> PermutationSpec:
 
 def resnet20_spec_from_names(names: Iterable[str]) -> PermutationSpec:
     names = list(names)
-    blocks = sorted({(int(m[1]), int(m[2])) for n in names if (m := re.fullmatch(r"groups\.(\d+)\.(\d+)\.conv1\.weight", n))})
+    conv1 = (re.fullmatch(r"groups\.(\d+)\.(\d+)\.conv1\.weight", n) for n in names)
+    blocks = sorted({(int(m[1]), int(m[2])) for m in conv1 if m})
     return resnet20_spec((g, b, f"groups.{g}.{b}.shortcut.conv.weight" in names) for g, b in blocks)
