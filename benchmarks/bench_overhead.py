@@ -47,7 +47,7 @@ def startup(repeats: int) -> list[Row]:
         code = f"import sys, workflow.cli, workflow.jobs.{stage}; print('torch' in sys.modules)"
         seconds, out = _seconds([sys.executable, "-c", code], repeats)
         torch_loaded = out.strip() == "True"
-        rows.append(Row("overhead", f"start of a {label} job (imports of workflow.jobs.{stage})", seconds, bare, "s",
+        rows.append(Row("overhead", f"job start, {label} (imports of workflow.jobs.{stage})", seconds, bare, "s",
                         None, target=1.0, at_most=True,
                         note=("imports torch" if torch_loaded else "no torch") + f"; bare Python {bare:.2f} s"))
     return rows
