@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from _common import Problem, Row, digits_problem, median_time, mnist_sized_problem
+from _common import REPO, Problem, Row, digits_problem, median_time, mnist_sized_problem
 
 
 def _potential(problem: Problem, prior_std: float = 1.0):
@@ -132,8 +132,6 @@ def mixing(problem: Problem, hmc_config: dict, *, peers: bool = True, nuts_warmu
 
 def run(opts) -> list[Row]:
     from workflow.config import load_config
-
-    from _common import REPO
 
     rows = []
     digits = digits_problem()

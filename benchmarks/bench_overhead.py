@@ -28,11 +28,11 @@ LIGHT_STAGES = {"align": "alignment", "metrics": "summaries", "studies": "study 
                 "figures": "figures"}
 
 
-def _seconds(cmd: list[str], repeats: int, cwd=REPO, env=None) -> tuple[float, str]:
+def _seconds(cmd: list[str], repeats: int, cwd=REPO) -> tuple[float, str]:
     times, out = [], ""
     for _ in range(repeats):
         start = time.perf_counter()
-        proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+        proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
         times.append(time.perf_counter() - start)
         if proc.returncode:
             raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}")

@@ -47,16 +47,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--b", required=True)
     p.add_argument("--out", required=True)
 
-    p = sub.add_parser("barrier", help="loss and error along the path from A to B (or to B aligned)")
-    _add_common(p)
-    p.add_argument("--alignment", required=True, help="'naive', or an alignment kind (then --b is an alignment file)")
-    p.add_argument("--variant", default="base", help="sweep variant, recorded in the curve table")
-    p.add_argument("--seeds", type=int, nargs=2, default=None, help="the seeds A and B must hold (checked)")
-    p.add_argument("--a", required=True)
-    p.add_argument("--b", required=True)
-    p.add_argument("--data", required=True)
-    p.add_argument("--out", required=True)
-
     p = sub.add_parser("barriers", help="the curves of several pairs in one table (one job per method and alignment)")
     _add_common(p)
     p.add_argument("--alignment", required=True, help="'naive', or an alignment kind (then B is an alignment file)")
@@ -215,8 +205,6 @@ COMMANDS = {
     "train": lambda a, c, d: _job("train", "train_posterior")(a.method, a.data, a.seed, c, a.out,
                                                               checkpoint=a.checkpoint, device=d, base_path=a.base),
     "align": lambda a, c, d: _job("align", "align_pair")(a.kind, a.a, a.b, c, a.out, seeds=a.seeds),
-    "barrier": lambda a, c, d: _job("metrics", "barrier_curve")(a.alignment, a.a, a.b, a.data, c, a.out, device=d,
-                                                                variant=a.variant, seeds=a.seeds),
     "barriers": lambda a, c, d: _job("metrics", "barrier_curves")(a.alignment, a.pairs, a.data, c, a.out, device=d,
                                                                   variant=a.variant),
     "summarize-barriers": lambda a, c, d: _job("metrics", "summarize_barriers")(a.curves, a.variants, a.out_curves,

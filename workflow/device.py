@@ -18,9 +18,9 @@ So a job that did not ask for a GPU never takes one that merely happens to be on
 from __future__ import annotations
 
 import contextlib
-import sys
 import os
 import re
+import sys
 from collections.abc import Mapping
 
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:[0-9]+)?)$")

@@ -28,13 +28,9 @@ from torch import nn
 from torch.func import functional_call
 
 from ..permutations import PermutationSpec
-from .specs import (RESNET20_BASE_CHANNELS, RESNET20_BLOCKS_PER_GROUP, RESNET20_STRIDES, _inner, _stream,
-                    check_resnet20_args, resnet20_spec)
+from .specs import RESNET20_BASE_CHANNELS, _inner, _stream, check_resnet20_args, resnet20_blocks, resnet20_spec
 
 EPS = 1e-5
-BASE_CHANNELS = RESNET20_BASE_CHANNELS
-STRIDES = RESNET20_STRIDES
-BLOCKS_PER_GROUP = RESNET20_BLOCKS_PER_GROUP
 
 
 class ChannelLayerNorm(nn.Module):
@@ -91,15 +87,12 @@ class ResNet20(nn.Module):
     def __init__(self, input_shape: tuple[int, int, int], n_classes: int, width: int = 1):
         super().__init__()
         self.input_shape, self.n_classes, self.width = tuple(input_shape), n_classes, width
-        channels = [c * width for c in BASE_CHANNELS]
-        self.stem = ConvNorm(input_shape[0], channels[0], 3)
-        groups, c_in = [], channels[0]
-        for c_out, stride in zip(channels, STRIDES):
-            groups.append(nn.Sequential(*(BasicBlock(c_in if b == 0 else c_out, c_out, stride if b == 0 else 1)
-                                          for b in range(BLOCKS_PER_GROUP))))
-            c_in = c_out
-        self.groups = nn.ModuleList(groups)
-        self.head = nn.Linear(channels[-1], n_classes)
+        self.stem = ConvNorm(input_shape[0], RESNET20_BASE_CHANNELS[0] * width, 3)
+        groups: dict[int, list] = {}
+        for g, _, c_in, c_out, stride in resnet20_blocks(width):  # the layout specs.py gives the shapes from
+            groups.setdefault(g, []).append(BasicBlock(c_in, c_out, stride))
+        self.groups = nn.ModuleList(nn.Sequential(*blocks) for blocks in groups.values())
+        self.head = nn.Linear(RESNET20_BASE_CHANNELS[-1] * width, n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = F.relu(self.stem(x.reshape(x.shape[0], *self.input_shape)))

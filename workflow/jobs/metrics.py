@@ -31,13 +31,6 @@ def barrier_curves(alignment: str, pairs, data_path, cfg: dict, out, *, device: 
     write_csv(out, pd.concat(frames, ignore_index=True))
 
 
-def barrier_curve(alignment: str, path_a, path_b, data_path, cfg: dict, out, *, device: str = "auto",
-                  variant: str = "base", seeds: tuple[int, int] | None = None) -> None:
-    """One pair's curve (see ``_curve``) in its own table."""
-    write_csv(out, _curve(alignment, path_a, path_b, load_prepared(data_path), cfg, device=device, variant=variant,
-                          seeds=seeds))
-
-
 def _curve(alignment: str, path_a, path_b, data, cfg: dict, *, device: str, variant: str,
            seeds: tuple[int, int] | None) -> pd.DataFrame:
     """Loss and error along the path from A to B ('naive') or to B aligned (B is then an alignment file).
