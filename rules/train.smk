@@ -1,3 +1,8 @@
+# methods whose jobs each fit several seeds (hmc.chains_per_job > 1): method -> groups of seeds
+TOGETHER = {m: seed_groups(config, m) for m in TRAINED}
+TOGETHER = {m: g for m, g in TOGETHER.items() if any(len(s) > 1 for s in g)}
+
+
 rule train_posterior:
     input:
         data=data_file,
@@ -5,6 +10,9 @@ rule train_posterior:
         base=base_posterior,
     output:
         f"{V}/posteriors/{{method}}/seed{{seed}}.h5",
+    wildcard_constraints:
+        # a method whose seeds are fitted in groups has the rules below instead
+        method="|".join(m for m in TRAINED if m not in TOGETHER) or "(?!)",
     log:
         f"{LOGS}/{{variant}}/train/{{method}}/seed{{seed}}.log",
     params:
@@ -22,6 +30,37 @@ rule train_posterior:
         "python -m workflow train --method {wildcards.method} --seed {wildcards.seed} --data {input.data:q}"
         " {params.base} --config {params.cfg:q} --runtime {params.runtime:q} --checkpoint {params.checkpoint:q}"
         " --threads {threads} --gpus {resources.gpu} --out {output:q} > {log:q} 2>&1"
+
+
+for _method, _groups in TOGETHER.items():
+    for _seeds in _groups:
+        _name = "-".join(map(str, _seeds))
+
+        # one job advances these seeds' chains together (the same draws as one job per seed)
+        rule:
+            name:
+                f"train_{_method}_seeds_{_name.replace('-', '_')}"
+            input:
+                data=data_file,
+            output:
+                [f"{V}/posteriors/{_method}/seed{s}.h5" for s in _seeds],
+            log:
+                f"{LOGS}/{{variant}}/train/{_method}/seeds{_name}.log",
+            params:
+                cfg=job_config("data", "model", "prior", _method, "compute.mixed_precision"),
+                runtime=job_runtime,
+                checkpoint=f"{RESULTS}/{{variant}}/checkpoints/{_method}/seeds{_name}.pt",
+                method=_method,
+                seeds=" ".join(map(str, _seeds)),
+            threads: config["compute"]["threads"]
+            resources:
+                **heavy_resources(mem_mb=4000, runtime=120),
+            conda:
+                ENV
+            shell:
+                "python -m workflow train --method {params.method} --seed {params.seeds} --data {input.data:q}"
+                " --config {params.cfg:q} --runtime {params.runtime:q} --checkpoint {params.checkpoint:q}"
+                " --threads {threads} --gpus {resources.gpu} --out {output:q} > {log:q} 2>&1"
 
 
 rule posteriors:

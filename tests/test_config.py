@@ -3,7 +3,7 @@ import pathlib
 import pytest
 
 from workflow.config import (ConfigError, basin_reference, expand_variants, load_config, method_seeds, result_config,
-                             seed_pairs, validate_config)
+                             seed_groups, seed_pairs, validate_config)
 
 MINIMAL = {"name": "x", "seeds": [0, 1], "data": {"dataset": "digits"}, "model": {"architecture": "mlp"}}
 
@@ -72,8 +72,21 @@ def test_hmc_chains_limit_its_seeds_and_pairs_but_not_what_a_chain_computes():
     assert seed_pairs(one, "hmc") == []
 
 
+def test_hmc_chains_per_job_groups_its_seeds_and_no_other_method_s():
+    with pytest.raises(ConfigError, match="chains_per_job"):  # VI fits one seed per job: no such key
+        validate_config({**MINIMAL, "methods": ["vi"], "vi": {"chains_per_job": 3}})
+    cfg = validate_config({**MINIMAL, "seeds": [4, 2, 7, 1, 9], "methods": ["hmc", "vi"],
+                           "hmc": {"chains": 4, "chains_per_job": 3}})
+    assert seed_groups(cfg, "hmc") == [[4, 2, 7], [1]]
+    assert seed_groups(cfg, "vi") == [[4], [2], [7], [1], [9]]
+    assert seed_groups(validate_config({**MINIMAL, "methods": ["hmc"]}), "hmc") == [[0], [1]]  # default: 1
+    assert "chains_per_job" not in result_config(cfg, ["hmc"])["hmc"]  # what a chain computes is unchanged
+    with pytest.raises(ConfigError, match="chains_per_job"):
+        validate_config({**MINIMAL, "hmc": {"chains_per_job": 0}})
+
+
 def test_keys_that_decide_which_jobs_run_cannot_be_swept_and_trigger_no_rerun():
-    for key in ("hmc.chains", "rebasin.basin_reference"):
+    for key in ("hmc.chains", "hmc.chains_per_job", "rebasin.basin_reference"):
         with pytest.raises(ConfigError, match="cannot be swept"):
             expand_variants(validate_config({**MINIMAL, "sweep": [{key: [1, 2]}]}))
     cfg = validate_config({**MINIMAL, "alignment": {"kinds": ["weight", "w2"]}})

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import workflow.hmc as hmc
-from workflow.hmc import (HmcSettings, effective_sample_size, flatten, hmc_step, leapfrog, run_hmc, split_rhat,
-                          unflatten, value_and_grad)
+from workflow.hmc import (HmcSettings, effective_sample_size, flatten, hmc_step, leapfrog, run_hmc, run_hmc_chains,
+                          split_rhat, unflatten, value_and_grad)
 
 
 def gaussian_potential(precision: torch.Tensor, mean: torch.Tensor | None = None):
@@ -125,7 +125,7 @@ def test_dual_averaging_reaches_the_target_acceptance_and_then_stops(initial, mo
     real_step = hmc.hmc_step
 
     def spy(grad_fn, x, u, grad, step_size, *args):
-        used.append(step_size)
+        used.append(float(step_size))  # one chain: a [1, 1] tensor of step sizes
         return real_step(grad_fn, x, u, grad, step_size, *args)
 
     monkeypatch.setattr(hmc, "hmc_step", spy)
@@ -242,6 +242,106 @@ def test_checkpoint_of_another_identity_or_settings_is_ignored(tmp_path, monkeyp
         assert_same(result, sample(**kwargs))
         ckpt.write_bytes(saved)  # the run above replaced it with its own checkpoints
     assert sample(ckpt, identity={"target": "other"}).resumed_from == 20  # while a match is resumed
+
+
+# --- 5b. chains advanced together ----------------------------------------------------------
+
+SCALED = gaussian_potential(torch.diag(torch.tensor([0.3, 1.0, 3.0, 0.5], dtype=torch.float64) ** -2))
+
+
+def scaled_grad_fn(v):
+    return value_and_grad(SCALED, v)
+
+
+def scaled_energy(v):
+    return SCALED(v)
+
+
+@pytest.mark.parametrize("mass_matrix", ["identity", "diagonal"])
+@pytest.mark.parametrize("how", ["potential", "grad_fn", "energy_fn"])
+def test_chains_advanced_together_equal_the_chains_run_one_by_one(mass_matrix, how):
+    """Bit for bit: each chain keeps its generator, step size, adaptation and mass matrix, and its
+    energies are summed on its own row, whatever else is in the batch."""
+    settings = HmcSettings(step_size=0.05, n_leapfrog=7, n_warmup=60, n_samples=30, thinning=2,
+                           mass_matrix=mass_matrix, checkpoint_every=0)
+    fns = {"potential": dict(potential=SCALED), "grad_fn": dict(potential=None, grad_fn=scaled_grad_fn),
+           "energy_fn": dict(potential=None, grad_fn=scaled_grad_fn, energy_fn=scaled_energy)}[how]
+    init = torch.randn(3, 4, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    seeds = [7, 2, 11]
+    together = run_hmc_chains(init=init, settings=settings, seeds=seeds, **fns)
+    for c, seed in enumerate(seeds):
+        alone = run_hmc(init=init[c], settings=settings, seed=seed, **fns)
+        assert_same(together[c], alone)
+        if mass_matrix == "diagonal":
+            np.testing.assert_array_equal(together[c].inv_mass, alone.inv_mass)
+    # the chains really differ, and adapted on their own: distinct step sizes
+    assert len({r.step_size for r in together}) == 3
+    assert not np.array_equal(together[0].samples, together[1].samples)
+
+
+def test_wide_chains_together_equal_one_by_one_where_a_batch_reduction_would_not():
+    """With 2 threads, summing a [chains, 200k] block over its rows rounds differently from summing
+    each row alone (checked below): the kinetic energies must be summed per chain."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        p = torch.randn(2, 200_000, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+        batch_sum, row_sums = p.pow(2).sum(-1), torch.stack([r.pow(2).sum() for r in p])
+        if torch.equal(batch_sum, row_sums):
+            pytest.skip("this machine sums a batch of rows as it sums each row: the test cannot tell")
+        settings = HmcSettings(step_size=0.05, n_leapfrog=2, n_warmup=3, n_samples=4, checkpoint_every=0)
+        init = torch.randn(2, 200_000, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+        together = run_hmc_chains(standard_potential, init, settings, seeds=[0, 1])
+        for c in range(2):
+            assert_same(together[c], run_hmc(standard_potential, init[c], settings, seed=c))
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("n_saves", [2, 5])  # killed mid adaptation of the metric, or while sampling
+def test_killed_batch_of_chains_resumes_bit_identically(tmp_path, monkeypatch, n_saves):
+    settings = HmcSettings(**{**vars(CKPT_SETTINGS), "mass_matrix": "diagonal", "n_warmup": 40})
+    init = torch.stack([torch.full((3,), 2.0), torch.full((3,), -1.0)])
+
+    def run(checkpoint=None):
+        return run_hmc_chains(standard_potential, init, settings, seeds=[0, 5], checkpoint=checkpoint)
+
+    reference = run()
+    ckpt = tmp_path / "chains.pt"
+    real_save = kill_after(monkeypatch, n_saves)
+    with pytest.raises(KeyboardInterrupt):
+        run(ckpt)
+    monkeypatch.setattr(hmc, "_save_checkpoint", real_save)
+    resumed = run(ckpt)
+    for a, b in zip(resumed, reference):
+        assert a.resumed_from == 10 * n_saves
+        assert_same(a, b)
+        np.testing.assert_array_equal(a.inv_mass, b.inv_mass)
+
+
+@pytest.mark.parametrize("init, seeds, message", [
+    (torch.zeros(2, 3), [1], "one seed per chain"),
+    (torch.zeros(2, 3), [1, 1], "must differ"),
+    (torch.zeros(3), [1], r"\[chains, dim\]"),
+    (torch.zeros(0, 3), [], r"\[chains, dim\]"),
+])
+def test_bad_batches_of_chains_are_refused(init, seeds, message):
+    with pytest.raises(ValueError, match=message):
+        run_hmc_chains(standard_potential, init, HmcSettings(n_warmup=1, n_samples=1), seeds=seeds)
+
+
+def test_a_chain_that_never_moves_is_named_by_its_seed_in_a_batch():
+    def potential(x):  # +inf for x1 >= 0.5, except at the second chain's start (1, 1)
+        start = (x == 1.0).all(-1)
+        return torch.where((x[..., 1] < 0.5) | start, 0.5 * (x ** 2).sum(-1), torch.full_like(x[..., 0], math.inf))
+
+    settings = HmcSettings(step_size=1e-3, n_leapfrog=2, n_warmup=0, adapt_step_size=False, n_samples=5,
+                           checkpoint_every=0)
+    # the first chain, at (-1, -1), moves freely: it is the second that never leaves its start
+    with pytest.raises(FloatingPointError, match=r"HMC \(seed 9\): every one of the 5"):
+        run_hmc_chains(potential, torch.tensor([[-1.0, -1.0], [1.0, 1.0]]), settings, seeds=[4, 9])
+    ok = run_hmc_chains(potential, torch.tensor([[-1.0, -1.0], [-2.0, -1.0]]), settings, seeds=[4, 9])
+    assert all(r.acceptance_rate > 0 for r in ok)
 
 
 # --- 6. thinning ---------------------------------------------------------------------------

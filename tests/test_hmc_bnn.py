@@ -102,3 +102,26 @@ def test_the_metropolis_test_rejects_large_steps_and_accepts_small_ones():
     moves = [np.any(big["out.bias"][i] != big["out.bias"][i - 1]) for i in range(1, 30)]
     assert sum(moves) <= res_big.accepted.sum()
     assert np.isfinite(res_big.energy).all() and res_big.energy.max() < 1e4
+
+
+@pytest.mark.parametrize("data_chunk", [None, 16])
+def test_bnn_chains_advanced_together_equal_the_chains_sampled_one_by_one(data_chunk):
+    """The batch of a job's chains changes nothing in any chain, bit for bit (on one machine)."""
+    from workflow.hmc_bnn import sample_bnn_chains
+
+    model, _ = build_model("mlp", (1, 4, 4), 3, hidden=[64])
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(50, 1, 4, 4, generator=g), torch.randint(0, 3, (50,), generator=g)
+    s = HmcSettings(step_size=0.01, n_leapfrog=5, n_warmup=25, n_samples=6, mass_matrix="diagonal",
+                    checkpoint_every=0)
+    together = sample_bnn_chains(model, x, y, s, prior_std=1.0, seeds=[5, 1, 3], device=torch.device("cpu"),
+                                 data_chunk=data_chunk)
+    for (draws, res), seed in zip(together, [5, 1, 3]):
+        alone, res1 = sample_bnn(model, x, y, s, prior_std=1.0, seed=seed, device=torch.device("cpu"),
+                                 data_chunk=data_chunk)
+        for k in draws:
+            np.testing.assert_array_equal(draws[k], alone[k])
+        np.testing.assert_array_equal(res.energy, res1.energy)
+        np.testing.assert_array_equal(res.inv_mass, res1.inv_mass)
+        assert res.step_size == res1.step_size
+    assert not np.array_equal(together[0][0]["out.bias"], together[1][0]["out.bias"])

@@ -215,6 +215,28 @@ def test_runtime_compute_keys_rerun_nothing_and_mixed_precision_reruns_training(
     assert "prepare_data" not in out
 
 
+def test_hmc_chains_fitted_together_in_one_job_are_the_chains_of_one_job_each(finished_run, tmp_path):
+    """hmc.chains_per_job groups seeds into jobs (a rule per group); every posterior stays the same."""
+    cfg = yaml.safe_load(TINY.read_text())
+    cfg["hmc"]["chains_per_job"] = 2
+    grouped = tmp_path / "grouped.yaml"
+    grouped.write_text(yaml.safe_dump(cfg))
+    targets = [f"results/tiny/base/posteriors/hmc/seed{s}.h5" for s in (0, 1, 2)]
+    proc = snakemake(tmp_path, *targets, configfile=grouped)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    out = proc.stdout + proc.stderr
+    assert "train_hmc_seeds_0_1" in out and "train_hmc_seeds_2" in out and "train_posterior" not in out
+    assert not list((tmp_path / "results").rglob("*.pt"))  # the group's checkpoint is gone with its job
+    for target in targets:
+        a, b = read_posterior(finished_run / target), read_posterior(tmp_path / target)
+        assert a.seed == b.seed
+        for k in a.samples:
+            np.testing.assert_array_equal(a.samples[k], b.samples[k])
+        for k in a.diagnostics:
+            np.testing.assert_array_equal(a.diagnostics[k], b.diagnostics[k])
+        assert a.diagnostic_attrs == b.diagnostic_attrs
+
+
 def report_results(html: str) -> dict:
     """The report's results: path -> {caption, mime_type, data_uri, ...} (its embedded JSON)."""
     return json.loads(re.search(r"var results = (\{.*?\});\s*\n", html, re.S).group(1))

@@ -30,12 +30,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.add_argument("--out", required=True)
 
-    p = sub.add_parser("train", help="one posterior for one seed")
+    p = sub.add_parser("train", help="one posterior per seed (several seeds: methods that fit them together)")
     _add_common(p)
     p.add_argument("--method", required=True)
     p.add_argument("--data", required=True)
-    p.add_argument("--seed", type=int, required=True)
-    p.add_argument("--out", required=True)
+    p.add_argument("--seed", type=int, nargs="+", required=True)
+    p.add_argument("--out", nargs="+", required=True, help="one output per seed, in the same order")
     p.add_argument("--checkpoint", default=None, help="resume file, written periodically and removed at the end")
     p.add_argument("--base", default=None, help="the posterior this method is fitted around (same seed), if any")
 
@@ -202,8 +202,9 @@ LIGHT_COMMANDS = {"prepare-data", "align", "summarize-barriers", "concat-tables"
 # command -> (args, config with defaults, device) -> None
 COMMANDS = {
     "prepare-data": lambda a, c, d: _job("data", "prepare_data")(c["data"], a.out),
-    "train": lambda a, c, d: _job("train", "train_posterior")(a.method, a.data, a.seed, c, a.out,
-                                                              checkpoint=a.checkpoint, device=d, base_path=a.base),
+    "train": lambda a, c, d: _job("train", "train_posteriors")(a.method, a.data, a.seed, c, a.out,
+                                                               checkpoint=a.checkpoint, device=d,
+                                                               base_paths=[a.base] if a.base else None),
     "align": lambda a, c, d: _job("align", "align_pair")(a.kind, a.a, a.b, c, a.out, seeds=a.seeds),
     "barriers": lambda a, c, d: _job("metrics", "barrier_curves")(a.alignment, a.pairs, a.data, c, a.out, device=d,
                                                                   variant=a.variant),

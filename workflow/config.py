@@ -231,6 +231,16 @@ def method_seeds(config: dict, method: str) -> list[int]:
     return seeds[:limit] if limit is not None else seeds
 
 
+def seed_groups(config: dict, method: str) -> list[list[int]]:
+    """The method's seeds as its jobs take them: consecutive groups of ``<method>.chains_per_job`` for
+    a method that fits several seeds together (HMC's chains), else one seed per job."""
+    from . import methods
+
+    seeds = method_seeds(config, method)
+    size = config.get(method, {}).get("chains_per_job", 1) if methods.fits_together(method) else 1
+    return [seeds[i:i + size] for i in range(0, len(seeds), size)]
+
+
 def seed_pairs(config: dict, method: str | None = None) -> list[tuple[int, int]]:
     """All unordered pairs of distinct seeds (of one method's seeds, if given), smaller seed first."""
     seeds = method_seeds(config, method) if method else config["seeds"]
@@ -267,7 +277,8 @@ def _unsweepable() -> tuple[str, ...]:
     from . import methods
 
     limits = tuple(f"{m}.{methods.seed_limit_key(m)}" for m in methods.names() if methods.seed_limit_key(m))
-    return (*limits, "rebasin.references", "rebasin.basin_reference")
+    groups = tuple(f"{m}.chains_per_job" for m in methods.names() if methods.fits_together(m))
+    return (*limits, *groups, "rebasin.references", "rebasin.basin_reference")
 
 
 def _set_dotted(config: dict, key: str, value) -> None:

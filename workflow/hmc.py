@@ -20,7 +20,7 @@ import math
 import os
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -112,8 +112,8 @@ def hamiltonian(u: torch.Tensor, p: torch.Tensor, inv_mass: torch.Tensor | None 
     return u.double() + 0.5 * (inv_mass.double() * p.double().pow(2)).sum(-1)
 
 
-def leapfrog(grad_fn: GradFn, x: torch.Tensor, p: torch.Tensor, grad: torch.Tensor, step_size: float,
-             n_steps: int, inv_mass: torch.Tensor | None = None
+def leapfrog(grad_fn: GradFn, x: torch.Tensor, p: torch.Tensor, grad: torch.Tensor,
+             step_size: float | torch.Tensor, n_steps: int, inv_mass: torch.Tensor | None = None
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """``n_steps`` leapfrog steps from (x, p), given grad = dU/dx at x (velocity M^-1 p).
 
@@ -144,27 +144,44 @@ class Step:
     energy_error: torch.Tensor
 
 
-def hmc_step(grad_fn: GradFn, x: torch.Tensor, u: torch.Tensor, grad: torch.Tensor, step_size: float,
-             n_leapfrog: int, generator: torch.Generator, energy_fn: Potential | None = None,
-             inv_mass: torch.Tensor | None = None) -> Step:
+def hmc_step(grad_fn: GradFn, x: torch.Tensor, u: torch.Tensor, grad: torch.Tensor,
+             step_size: float | torch.Tensor, n_leapfrog: int, generator: torch.Generator | Sequence[torch.Generator],
+             energy_fn: Potential | None = None, inv_mass: torch.Tensor | None = None) -> Step:
     """One HMC transition from position x (potential u, gradient grad), with a fresh momentum.
 
     Works on one chain (x is [dim]) or independent chains in a batch (x is [chains, dim], the
-    potential then returning [chains]). Draws the momentum, then one uniform per chain, from
-    ``generator``: the same generator state gives the same transition. ``energy_fn``, if given,
-    recomputes U at the proposal for the Metropolis test (full precision when the gradients are
-    taken in mixed precision); ``u`` must then come from it too. ``inv_mass``: the diagonal of the
-    inverse mass matrix (None: identity); momenta are then drawn from N(0, diag(1 / inv_mass)).
+    potential then returning [chains]). With one ``generator``, the momenta of all chains, then one
+    uniform per chain, are drawn from it. With a sequence of generators, one per chain, each chain
+    draws its momentum and then its uniform from its own, and its energies are summed on its own
+    row: a chain's transition is then the same whichever batch it runs in. ``step_size`` is a number
+    or one per chain ([chains, 1]). ``energy_fn``, if given, recomputes U at the proposal for the
+    Metropolis test (full precision when the gradients are taken in mixed precision); ``u`` must
+    then come from it too. ``inv_mass``: the diagonal of the inverse mass matrix (None: identity),
+    shared or one row per chain; momenta are then drawn from N(0, diag(1 / inv_mass)).
     """
-    p0 = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+    per_chain = not isinstance(generator, torch.Generator)
+    if per_chain:
+        if x.ndim != 2 or len(generator) != len(x):
+            raise ValueError(f"one generator per chain: got {len(generator)} for positions of shape {tuple(x.shape)}")
+        draws = [(torch.randn(x.shape[1:], generator=g, dtype=x.dtype, device=x.device),
+                  torch.rand((), generator=g, dtype=torch.float64, device=x.device)) for g in generator]
+        p0, log_uniform = torch.stack([d[0] for d in draws]), torch.stack([d[1] for d in draws]).log()
+    else:
+        p0 = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+        log_uniform = torch.rand(x.shape[:-1], generator=generator, dtype=torch.float64, device=x.device).log()
     if inv_mass is not None:
         p0 = p0 / inv_mass.sqrt()
-    log_uniform = torch.rand(x.shape[:-1], generator=generator, dtype=torch.float64, device=x.device).log()
     x1, p1, u1, grad1, bad = leapfrog(grad_fn, x, p0, grad, step_size, n_leapfrog, inv_mass)
     if energy_fn is not None:
         with torch.no_grad():
             u1 = energy_fn(x1)
-    energy_error = hamiltonian(u1, p1, inv_mass) - hamiltonian(u, p0, inv_mass)
+    if per_chain:
+        # row by row: a reduction over a [chains, dim] block may sum in another order than over one row
+        masses = inv_mass.expand_as(x).unbind(0) if inv_mass is not None else [None] * len(x)
+        energy_error = torch.stack([hamiltonian(a, b, m) for a, b, m in zip(u1, p1, masses)]) - torch.stack(
+            [hamiltonian(a, b, m) for a, b, m in zip(u, p0, masses)])
+    else:
+        energy_error = hamiltonian(u1, p1, inv_mass) - hamiltonian(u, p0, inv_mass)
     finite = torch.isfinite(energy_error) & ~bad
     # a non-finite proposal has acceptance probability 0: it is rejected and its NaNs never enter the state
     accept_prob = torch.where(finite, torch.exp(torch.clamp(-energy_error, max=0.0)), 0.0)
@@ -258,54 +275,91 @@ def _save_checkpoint(path: Path, state: dict) -> None:
 def run_hmc(potential: Potential | None, init: torch.Tensor, settings: HmcSettings, *, seed: int,
             checkpoint: str | os.PathLike | None = None, identity: dict | None = None,
             desc: str = "HMC", grad_fn: GradFn | None = None, energy_fn: Potential | None = None) -> HmcResult:
-    """One HMC chain from ``init`` (a flat vector): ``n_warmup`` adaptation iterations, then
-    ``n_samples * thinning`` iterations of which every ``thinning``-th is kept.
-
-    The step size is adapted by dual averaging during warm-up only; from the first post-warm-up
-    iteration on it is fixed to the averaged value exp(log eps_bar). Deterministic for a given seed
-    (its own generator draws the momenta and acceptance uniforms). A checkpoint is resumed only if
-    it was made for the same seed, settings, initial position, dtype, device and ``identity`` (e.g.
-    the job's config and data); otherwise it is ignored with a warning.
-    ``grad_fn`` (position -> (U, dU/dx)) replaces autograd through ``potential``, e.g. to sum a
-    full-batch gradient over data chunks. ``energy_fn`` (position -> U), if given, is the potential
-    of the Metropolis test, e.g. in full precision when ``grad_fn`` runs in mixed precision.
-    The host waits for the device once per trajectory (to read its outcome), never per leapfrog step.
-    """
+    """One HMC chain from ``init`` (a flat vector): ``run_hmc_chains`` with one chain."""
     if init.ndim != 1:
         raise ValueError(f"init must be a flat parameter vector, got shape {tuple(init.shape)}")
-    n_post = settings.n_samples * settings.thinning
+    return run_hmc_chains(potential, init[None], settings, seeds=[seed], checkpoint=checkpoint, identity=identity,
+                          desc=desc, grad_fn=grad_fn, energy_fn=energy_fn)[0]
+
+
+def chains_value_and_grad(potential: Potential | None, grad_fn: GradFn | None):
+    """(U, dU/dx) of a [chains, dim] batch from a one-chain potential or grad_fn, chain by chain.
+
+    With a potential, the chains share one autograd graph (one backward call for all); with a
+    grad_fn, it is called per chain. Either way each chain's numbers are those of its own
+    evaluation, so a chain does not depend on the batch it runs in."""
+    if grad_fn is not None:
+        def batch(xb):
+            pairs = [grad_fn(row) for row in xb.unbind(0)]
+            return torch.stack([u for u, _ in pairs]), torch.stack([g for _, g in pairs])
+        return batch
+    if potential is None:
+        raise ValueError("run_hmc needs a potential or a grad_fn")
+    return lambda xb: value_and_grad(lambda v: torch.stack([potential(row) for row in v.unbind(0)]), xb)
+
+
+def run_hmc_chains(potential: Potential | None, init: torch.Tensor, settings: HmcSettings, *, seeds: Sequence[int],
+                   checkpoint: str | os.PathLike | None = None, identity: dict | None = None, desc: str = "HMC",
+                   grad_fn: GradFn | None = None, energy_fn: Potential | None = None) -> list[HmcResult]:
+    """Independent HMC chains advanced together, one per row of ``init`` ([chains, dim]) and seed:
+    ``n_warmup`` adaptation iterations, then ``n_samples * thinning`` iterations of which every
+    ``thinning``-th is kept. Returns one result per chain.
+
+    The chains step as one batch: one trajectory loop, one host sync per iteration for all of
+    them, the positions, momenta and adaptation state as [chains, ...] tensors. Each chain keeps its
+    own generator (seeded by its seed: momenta and acceptance uniforms), step size, dual averaging
+    and mass matrix, and its potential and energies are evaluated on its own row, so a chain's
+    result is the same, bit for bit on one machine, whether it runs alone or with others.
+
+    ``potential`` and ``grad_fn`` take one chain's flat vector: U(x) (scalar), or (U, dU/dx)
+    replacing autograd, e.g. to sum a full-batch gradient over data chunks. ``energy_fn``
+    (position -> U), if given, is the potential of the Metropolis test, e.g. in full precision when
+    ``grad_fn`` runs in mixed precision. The step size is adapted by dual averaging during warm-up
+    only; from the first post-warm-up iteration on it is fixed to the averaged value exp(log
+    eps_bar). A checkpoint is resumed only if it was made for the same seeds, settings, initial
+    positions, dtype, device and ``identity`` (e.g. the job's config and data); otherwise it is
+    ignored with a warning.
+    """
+    if init.ndim != 2 or len(init) < 1:
+        raise ValueError(f"init must be [chains, dim] flat parameter vectors, got shape {tuple(init.shape)}")
+    seeds = [int(s) for s in seeds]
+    if len(seeds) != len(init):
+        raise ValueError(f"one seed per chain: got {len(seeds)} seeds for {len(init)} initial positions")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"the chains' seeds must differ, got {seeds}")
+    n_chains, n_post = len(init), settings.n_samples * settings.thinning
     total = settings.n_warmup + n_post
-
-    if grad_fn is None:
-        if potential is None:
-            raise ValueError("run_hmc needs a potential or a grad_fn")
-
-        def grad_fn(v):
-            return value_and_grad(potential, v)
+    batch_grad = chains_value_and_grad(potential, grad_fn)
+    batch_energy = None
+    if energy_fn is not None:
+        def batch_energy(xb):
+            return torch.stack([energy_fn(row) for row in xb.unbind(0)])
 
     x = init.detach().clone()
-    u, grad = grad_fn(x)
-    if energy_fn is not None:
+    u, grad = batch_grad(x)
+    if batch_energy is not None:
         with torch.no_grad():
-            u = energy_fn(x)
-    if u.shape != ():
-        raise ValueError(f"{desc}: the potential must return a scalar, got shape {tuple(u.shape)}")
-    if not (torch.isfinite(u) and torch.isfinite(grad).all()):
-        raise ValueError(f"{desc}: the potential or its gradient is not finite at the initial position")
-    gen = torch.Generator(device=x.device).manual_seed(seed)
-    da = DualAveraging.start(settings.step_size)
-    step_size = float(settings.step_size)
-    # diagonal mass matrix: estimated from the positions of each slow window of warm-up
+            u = batch_energy(x)
+    if u.shape != (n_chains,):
+        raise ValueError(f"{desc}: the potential must return a scalar, got shape {tuple(u.shape[1:])}")
+    for c in range(n_chains):
+        if not (torch.isfinite(u[c]) and torch.isfinite(grad[c]).all()):
+            raise ValueError(f"{desc}: the potential or its gradient is not finite at the initial position"
+                             f"{f' of seed {seeds[c]}' if n_chains > 1 else ''}")
+    gens = [torch.Generator(device=x.device).manual_seed(s) for s in seeds]
+    das = [DualAveraging.start(settings.step_size)] * n_chains
+    step_sizes = [float(settings.step_size)] * n_chains
+    # diagonal mass matrix: estimated from the positions of each slow window of warm-up, per chain
     diagonal = settings.mass_matrix == "diagonal"
     windows = adaptation_windows(settings.n_warmup) if diagonal else []
     inv_mass = torch.ones_like(x) if diagonal else None
     welford = Welford.start(x) if diagonal else None
-    samples = torch.empty(settings.n_samples, x.numel(), dtype=x.dtype)  # on the CPU: may be large
-    energy = np.empty(settings.n_samples)
-    accepted = np.zeros(n_post, dtype=bool)
-    divergences = 0
-    fingerprint = {"seed": seed, "settings": {k: v for k, v in asdict(settings).items() if k != "checkpoint_every"},
-                   "dim": x.numel(), "dtype": str(x.dtype), "device": x.device.type, "init": data_digest(x),
+    samples = torch.empty(n_chains, settings.n_samples, x.shape[1], dtype=x.dtype)  # on the CPU: may be large
+    energy = np.empty((n_chains, settings.n_samples))
+    accepted = np.zeros((n_chains, n_post), dtype=bool)
+    divergences = np.zeros(n_chains, dtype=int)
+    fingerprint = {"seeds": seeds, "settings": {k: v for k, v in asdict(settings).items() if k != "checkpoint_every"},
+                   "dim": x.shape[1], "dtype": str(x.dtype), "device": x.device.type, "init": data_digest(x),
                    "identity": json.dumps(identity or {}, sort_keys=True, default=str)}
     start = 0
     ckpt = Path(checkpoint) if checkpoint else None
@@ -313,15 +367,18 @@ def run_hmc(potential: Potential | None, init: torch.Tensor, settings: HmcSettin
         # on the CPU: a generator's state must be a CPU tensor even for a CUDA generator
         state = torch.load(ckpt, map_location="cpu", weights_only=False)
         if state.get("fingerprint") != fingerprint:
-            log.warning("ignoring checkpoint %s: it was made with another seed, settings, start or identity", ckpt)
+            log.warning("ignoring checkpoint %s: it was made with other seeds, settings, start or identity", ckpt)
         else:
             start = int(state["iteration"])
             x, u, grad = (state[k].to(init.device) for k in ("x", "u", "grad"))
-            da, step_size = DualAveraging(**state["dual_averaging"]), float(state["step_size"])
-            gen.set_state(state["generator"])
-            kept, post = len(state["samples"]), len(state["accepted"])
-            samples[:kept], energy[:kept], accepted[:post] = state["samples"], state["energy"], state["accepted"]
-            divergences = int(state["divergences"])
+            das = [DualAveraging(**d) for d in state["dual_averaging"]]
+            step_sizes = [float(e) for e in state["step_sizes"]]
+            for g, g_state in zip(gens, state["generators"]):
+                g.set_state(g_state)
+            kept, post = state["samples"].shape[1], state["accepted"].shape[1]
+            samples[:, :kept], energy[:, :kept], accepted[:, :post] = (state["samples"], state["energy"],
+                                                                       state["accepted"])
+            divergences = np.asarray(state["divergences"], dtype=int)
             if diagonal:
                 inv_mass = state["inv_mass"].to(init.device)
                 welford = Welford(int(state["welford"]["count"]), state["welford"]["mean"].to(init.device),
@@ -330,16 +387,18 @@ def run_hmc(potential: Potential | None, init: torch.Tensor, settings: HmcSettin
 
     bar = tqdm(range(start, total), desc=desc, disable=None)
     for it in bar:
-        step = hmc_step(grad_fn, x, u, grad, step_size, settings.n_leapfrog, gen, energy_fn, inv_mass)
+        eps = torch.tensor(step_sizes, dtype=x.dtype, device=x.device).unsqueeze(1)
+        step = hmc_step(batch_grad, x, u, grad, eps, settings.n_leapfrog, gens, batch_energy, inv_mass)
         x, u, grad = step.x, step.u, step.grad
-        # the trajectory's outcome in one transfer: the one host sync of the iteration
+        # the trajectories' outcome in one transfer: the one host sync of the iteration
         accept_prob, was_accepted, diverged, u_now = torch.stack(
             [step.accept_prob.double(), step.accepted.double(), step.diverged.double(), u.double()]).tolist()
         if it < settings.n_warmup:
             if settings.adapt_step_size:
-                da = dual_averaging_update(da, accept_prob, settings.target_accept)
+                das = [dual_averaging_update(d, a, settings.target_accept) for d, a in zip(das, accept_prob)]
                 # the last warm-up iteration hands over the averaged step size, fixed from then on
-                step_size = math.exp(da.log_step if it + 1 < settings.n_warmup else da.log_step_bar)
+                last = it + 1 == settings.n_warmup
+                step_sizes = [math.exp(d.log_step_bar if last else d.log_step) for d in das]
             window = next((w for w in windows if w[0] <= it < w[1]), None)
             if window is not None:
                 welford = welford.add(x)
@@ -347,46 +406,53 @@ def run_hmc(potential: Potential | None, init: torch.Tensor, settings: HmcSettin
                     # a new metric: the step size is adapted afresh from the current one (as Stan)
                     inv_mass, welford = welford.inv_mass(x.dtype), Welford.start(x)
                     if settings.adapt_step_size:
-                        da = DualAveraging.start(step_size)
+                        das = [DualAveraging.start(e) for e in step_sizes]
         else:
             j = it - settings.n_warmup
-            accepted[j] = bool(was_accepted)
-            divergences += bool(diverged)
+            accepted[:, j] = np.asarray(was_accepted, dtype=bool)
+            divergences += np.asarray(diverged, dtype=bool)
             if (j + 1) % settings.thinning == 0:
                 k = j // settings.thinning
-                samples[k] = x.detach().cpu()
-                energy[k] = u_now
+                samples[:, k] = x.detach().cpu()
+                energy[:, k] = u_now
         done = it + 1
         if done % 10 == 0:
-            bar.set_postfix(step=f"{step_size:.3g}", div=divergences)
+            bar.set_postfix(step=" ".join(f"{e:.3g}" for e in step_sizes), div=int(divergences.sum()))
         if done % max(1, total // 20) == 0 or done == settings.n_warmup:
             # progress in the job's log (the bar is off when output is not a terminal): about 20 lines
             post = max(0, done - settings.n_warmup)
-            log.info("%s: iteration %d / %d (%s), step size %.4g, acceptance so far %s, divergences %d", desc, done,
-                     total, "warm-up" if done <= settings.n_warmup else "sampling", step_size,
-                     f"{accepted[:post].mean():.3f}" if post else "-", divergences)
+            log.info("%s: iteration %d / %d (%s), step size %s, acceptance so far %s, divergences %s", desc, done,
+                     total, "warm-up" if done <= settings.n_warmup else "sampling",
+                     " ".join(f"{e:.4g}" for e in step_sizes),
+                     " ".join(f"{r:.3f}" for r in accepted[:, :post].mean(1)) if post else "-",
+                     " ".join(str(d) for d in divergences))
         if ckpt and settings.checkpoint_every and done % settings.checkpoint_every == 0 and done < total:
             post = max(0, done - settings.n_warmup)
             kept = post // settings.thinning
             # clone: saving a slice would write the whole preallocated buffer
             _save_checkpoint(ckpt, {"fingerprint": fingerprint, "iteration": done, "x": x, "u": u, "grad": grad,
-                                    "dual_averaging": asdict(da), "step_size": step_size,
-                                    "generator": gen.get_state(), "samples": samples[:kept].clone(),
-                                    "energy": energy[:kept].copy(), "accepted": accepted[:post].copy(),
-                                    "divergences": divergences, "inv_mass": inv_mass,
+                                    "dual_averaging": [asdict(d) for d in das], "step_sizes": step_sizes,
+                                    "generators": [g.get_state() for g in gens],
+                                    "samples": samples[:, :kept].clone(), "energy": energy[:, :kept].copy(),
+                                    "accepted": accepted[:, :post].copy(), "divergences": divergences.tolist(),
+                                    "inv_mass": inv_mass,
                                     "welford": asdict(welford) if welford is not None else None})
-    rate = float(accepted.mean())
-    if n_post and divergences == n_post:
-        # a chain that never left its start is no posterior sample: stop rather than write it
-        raise FloatingPointError(f"{desc}: every one of the {n_post} post-warm-up proposals diverged (non-finite or "
-                                 f"energy error > {DIVERGENCE_THRESHOLD:g}) at step size {step_size:.4g}; lower the "
-                                 "step size, or adapt it in warm-up (adapt_step_size, n_warmup)")
-    if divergences:
-        log.warning("%s: %d of %d post-warm-up proposals diverged; consider a smaller target step size "
-                    "(higher target_accept)", desc, divergences, n_post)
-    log.info("%s: acceptance %.3f, step size %.4g", desc, rate, step_size)
-    return HmcResult(samples.numpy(), accepted, rate, divergences, step_size, energy, start,
-                     inv_mass.cpu().numpy() if inv_mass is not None else None)
+    results = []
+    for c, seed in enumerate(seeds):
+        name = f"{desc} (seed {seed})" if n_chains > 1 else desc
+        if n_post and divergences[c] == n_post:
+            # a chain that never left its start is no posterior sample: stop rather than write it
+            raise FloatingPointError(f"{name}: every one of the {n_post} post-warm-up proposals diverged (non-finite "
+                                     f"or energy error > {DIVERGENCE_THRESHOLD:g}) at step size {step_sizes[c]:.4g}; "
+                                     "lower the step size, or adapt it in warm-up (adapt_step_size, n_warmup)")
+        if divergences[c]:
+            log.warning("%s: %d of %d post-warm-up proposals diverged; consider a smaller target step size "
+                        "(higher target_accept)", name, divergences[c], n_post)
+        rate = float(accepted[c].mean())
+        log.info("%s: acceptance %.3f, step size %.4g", name, rate, step_sizes[c])
+        results.append(HmcResult(samples[c].numpy(), accepted[c], rate, int(divergences[c]), step_sizes[c],
+                                 energy[c], start, inv_mass[c].cpu().numpy() if inv_mass is not None else None))
+    return results
 
 
 # ---------------------------------------------------------------------------------------------

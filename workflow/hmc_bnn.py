@@ -14,7 +14,7 @@ import torch
 from torch.func import functional_call
 
 from .device import autocast, mixed_precision
-from .hmc import HmcResult, HmcSettings, flatten, run_hmc, unflatten
+from .hmc import HmcResult, HmcSettings, flatten, run_hmc_chains, unflatten
 from .training import reset_parameters
 
 
@@ -75,30 +75,47 @@ def sample_bnn(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, setting
                prior_std: float, seed: int, device: torch.device, checkpoint: str | os.PathLike | None = None,
                identity: dict | None = None, data_chunk: int | None = None) -> tuple[dict[str, np.ndarray], HmcResult]:
     """One chain started at the architecture's usual initialisation for ``seed``; samples [n_samples, *shape].
+    ``sample_bnn_chains`` with one seed."""
+    return sample_bnn_chains(model, x, y, settings, prior_std=prior_std, seeds=[seed], device=device,
+                             checkpoint=checkpoint, identity=identity, data_chunk=data_chunk)[0]
+
+
+def sample_bnn_chains(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, settings: HmcSettings, *,
+                      prior_std: float, seeds: list[int], device: torch.device,
+                      checkpoint: str | os.PathLike | None = None, identity: dict | None = None,
+                      data_chunk: int | None = None) -> list[tuple[dict[str, np.ndarray], HmcResult]]:
+    """One chain per seed, each started at the architecture's usual initialisation for its seed, all
+    advanced together (``run_hmc_chains``); per chain, samples [n_samples, *shape] and its result.
+    A chain's draws are the same whether it runs alone or with others.
 
     ``data_chunk`` examples per pass of the potential (None: all at once). It bounds memory; being a
     different summation order, it changes the chain at the rounding level, so it is a setting of the
     result, not of the machine."""
-    reset_parameters(model, seed)
+    inits = []
+    for seed in seeds:
+        reset_parameters(model, seed)
+        inits.append(flatten({k: v.detach() for k, v in model.named_parameters()}))
     model.to(device)
     like = {k: v.detach() for k, v in model.named_parameters()}
+    init = torch.stack(inits).to(device)
     x, y = x.to(device), y.to(device)
     chunk = len(x) if data_chunk is None else int(data_chunk)
+    desc = f"HMC seed {seeds[0]}" if len(seeds) == 1 else f"HMC seeds {', '.join(map(str, seeds))}"
+    common = dict(seeds=seeds, checkpoint=checkpoint, identity=identity, desc=desc)
     if mixed_precision() != "off":
         # gradients from bfloat16 forward passes; the Metropolis test on the full-precision potential
-        result = run_hmc(None, flatten(like), settings, seed=seed, checkpoint=checkpoint, identity=identity,
-                         desc=f"HMC seed {seed}",
-                         grad_fn=chunked_value_and_grad(model, x, y, prior_std, like, chunk,
-                                                        forward_context=lambda: autocast(device)),
-                         energy_fn=chunked_potential(model, x, y, prior_std, like, chunk))
+        results = run_hmc_chains(None, init, settings, **common,
+                                 grad_fn=chunked_value_and_grad(model, x, y, prior_std, like, chunk,
+                                                                forward_context=lambda: autocast(device)),
+                                 energy_fn=chunked_potential(model, x, y, prior_std, like, chunk))
     elif chunk >= len(x):  # one pass: plain autograd through the potential
-        result = run_hmc(bnn_potential(model, x, y, prior_std, like), flatten(like), settings, seed=seed,
-                         checkpoint=checkpoint, identity=identity, desc=f"HMC seed {seed}")
+        results = run_hmc_chains(bnn_potential(model, x, y, prior_std, like), init, settings, **common)
     else:
-        result = run_hmc(None, flatten(like), settings, seed=seed, checkpoint=checkpoint, identity=identity,
-                         desc=f"HMC seed {seed}",
-                         grad_fn=chunked_value_and_grad(model, x, y, prior_std, like, chunk))
-    # split the [draws, dim] matrix by columns once, the same layout flatten() made
-    columns = np.split(result.samples, np.cumsum([v.numel() for v in like.values()])[:-1], axis=1)
-    samples = {k: c.reshape(len(c), *v.shape) for (k, v), c in zip(like.items(), columns)}
-    return samples, result
+        results = run_hmc_chains(None, init, settings, **common,
+                                 grad_fn=chunked_value_and_grad(model, x, y, prior_std, like, chunk))
+    out = []
+    for result in results:
+        # split the [draws, dim] matrix by columns once, the same layout flatten() made
+        columns = np.split(result.samples, np.cumsum([v.numel() for v in like.values()])[:-1], axis=1)
+        out.append(({k: c.reshape(len(c), *v.shape) for (k, v), c in zip(like.items(), columns)}, result))
+    return out

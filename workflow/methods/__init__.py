@@ -13,7 +13,9 @@ Each method is one module below, light to import (torch only inside ``fit``), de
 and optionally ``FITTED_AROUND`` (a method whose posterior of the same seed it starts from),
 ``REFERENCE = True`` (its predictive is the gold standard that Table 1 compares with),
 ``SEED_LIMIT_KEY`` (a setting that runs it on the first N seeds only) and
-``PERMUTED_INIT = True`` (``fit`` honours ``request.init_permutation``: the NoT study retrains it).
+``PERMUTED_INIT = True`` (``fit`` honours ``request.init_permutation``: the NoT study retrains it) and
+``fit_together(requests) -> list[Posterior]`` (several seeds fitted in one job, as one batch, each
+result the same as its own ``fit``; its ``chains_per_job`` setting sizes the groups).
 
 Rules, Table 1 columns, alignment kinds, figure styles and studies read this registry, so a new
 method is its module plus one line in ``MODULES``.
@@ -71,6 +73,11 @@ def seed_limit_key(name: str) -> str | None:
 
 def permuted_init(name: str) -> bool:
     return bool(getattr(load(name), "PERMUTED_INIT", False))
+
+
+def fits_together(name: str) -> bool:
+    """Whether the method can fit several seeds in one job (``fit_together``)."""
+    return callable(getattr(load(name), "fit_together", None))
 
 
 def runtime_keys(name: str) -> tuple[str, ...]:

@@ -1,4 +1,5 @@
-"""Full-batch HMC: one chain per seed (leapfrog, Metropolis correction, dual-averaging warm-up)."""
+"""Full-batch HMC: one chain per seed (leapfrog, Metropolis correction, dual-averaging warm-up);
+``chains_per_job`` seeds' chains may run in one job, advanced together (the same draws)."""
 
 from __future__ import annotations
 
@@ -26,28 +27,48 @@ SETTINGS = {
                                   "so the chain differs at the rounding level"},
     "checkpoint_every": {"type": "integer", "minimum": 0, "default": 50,
                          "description": "iterations between resume checkpoints (0 = none)"},
+    "chains_per_job": {"type": "integer", "minimum": 1, "default": 1,
+                       "description": "chains (seeds) advanced together in one job as one batch: one trajectory loop "
+                                      "and one host sync per iteration for all of them. Every chain's draws are the "
+                                      "same, bit for bit on one machine, whatever the grouping; more than 1 pays where "
+                                      "one chain of a small network leaves the device idle (a GPU), not where jobs "
+                                      "already fill the CPU cores"},
     "chains": {"type": ["integer", "null"], "minimum": 1, "default": None,
                "description": "run HMC chains on the first this-many seeds only (null = one chain per seed); "
                               "HMC is the costly method"},
 }
-RUNTIME_KEYS = ("checkpoint_every",)
+RUNTIME_KEYS = ("checkpoint_every", "chains_per_job")
+
+
+NOT_SETTINGS = ("chains", "data_chunk", "chains_per_job")  # of the job, not of one chain's sampler
 
 
 def fit(request):
-    from ..hmc import HmcSettings
-    from ..hmc_bnn import sample_bnn
+    return fit_together([request])[0]
 
-    model, _ = request.build_model()
-    settings = {k: v for k, v in request.settings.items() if k not in ("chains", "data_chunk")}
-    draws, result = sample_bnn(model, request.data["x_train"], request.data["y_train"], HmcSettings(**settings),
-                               prior_std=request.prior_std, seed=request.seed, device=request.device,
-                               checkpoint=request.checkpoint, identity=request.identity(),
-                               data_chunk=request.settings.get("data_chunk"))
-    diagnostics = {"energy": result.energy, "accepted": result.accepted}
-    if result.inv_mass is not None:
-        diagnostics["inv_mass"] = result.inv_mass.astype("float32")  # the adapted metric, flat parameter order
-    post = request.posterior("samples", samples={k: v[None] for k, v in draws.items()},  # [chain=1, draw, ...]
-                             diagnostics=diagnostics)
-    post.diagnostic_attrs = {"acceptance_rate": result.acceptance_rate, "divergences": result.divergences,
-                             "step_size": result.step_size, "resumed_from": result.resumed_from}
-    return post
+
+def fit_together(requests):
+    """One chain per request (same data and settings, different seeds), advanced together."""
+    from ..hmc import HmcSettings
+    from ..hmc_bnn import sample_bnn_chains
+
+    first = requests[0]
+    if any(r.config != first.config or r.data is not first.data for r in requests[1:]):
+        raise ValueError("chains advanced together must share their data and config; only the seeds differ")
+    model, _ = first.build_model()
+    settings = HmcSettings(**{k: v for k, v in first.settings.items() if k not in NOT_SETTINGS})
+    chains = sample_bnn_chains(model, first.data["x_train"], first.data["y_train"], settings,
+                               prior_std=first.prior_std, seeds=[r.seed for r in requests], device=first.device,
+                               checkpoint=first.checkpoint, identity=first.identity(),
+                               data_chunk=first.settings.get("data_chunk"))
+    out = []
+    for request, (draws, result) in zip(requests, chains):
+        diagnostics = {"energy": result.energy, "accepted": result.accepted}
+        if result.inv_mass is not None:
+            diagnostics["inv_mass"] = result.inv_mass.astype("float32")  # the adapted metric, flat parameter order
+        post = request.posterior("samples", samples={k: v[None] for k, v in draws.items()},  # [chain=1, draw, ...]
+                                 diagnostics=diagnostics)
+        post.diagnostic_attrs = {"acceptance_rate": result.acceptance_rate, "divergences": result.divergences,
+                                 "step_size": result.step_size, "resumed_from": result.resumed_from}
+        out.append(post)
+    return out

@@ -1,0 +1,51 @@
+"""The train job: several seeds in one job for methods that fit them together (HMC's chains), the
+same posteriors as one job per seed, and bad requests refused before anything is written."""
+
+import numpy as np
+import pytest
+
+from workflow.artifacts import read_posterior
+from workflow.config import fill_defaults
+from workflow.jobs import data as data_jobs
+from workflow.jobs import train as train_jobs
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("train")
+    cfg = fill_defaults({"name": "t", "data": {"dataset": "digits", "split_seed": 0, "test_fraction": 0.3,
+                                               "n_train": 200, "n_test": 100},
+                         "model": {"architecture": "mlp", "hidden": [16], "activation": "relu"}, "prior": {"std": 1.0},
+                         "hmc": {"step_size": 0.001, "n_leapfrog": 5, "n_warmup": 25, "n_samples": 6,
+                                 "mass_matrix": "diagonal", "checkpoint_every": 10}})
+    data_jobs.prepare_data(cfg["data"], tmp / "data.npz")
+    return tmp / "data.npz", cfg
+
+
+def test_hmc_seeds_fitted_in_one_job_equal_one_job_per_seed(digits, tmp_path):
+    data, cfg = digits
+    train_jobs.train_posteriors("hmc", data, [3, 0], cfg, [tmp_path / "g3.h5", tmp_path / "g0.h5"], device="cpu",
+                                checkpoint=tmp_path / "group.pt")
+    assert not (tmp_path / "group.pt").exists()
+    for seed in (3, 0):
+        train_jobs.train_posterior("hmc", data, seed, cfg, tmp_path / f"s{seed}.h5", device="cpu")
+        together, alone = read_posterior(tmp_path / f"g{seed}.h5"), read_posterior(tmp_path / f"s{seed}.h5")
+        assert together.seed == alone.seed == seed
+        for k in alone.samples:
+            np.testing.assert_array_equal(together.samples[k], alone.samples[k])
+        for k in alone.diagnostics:
+            np.testing.assert_array_equal(together.diagnostics[k], alone.diagnostics[k])
+        assert together.diagnostic_attrs == alone.diagnostic_attrs
+
+
+@pytest.mark.parametrize("method, seeds, n_outs, message", [
+    ("ensemble", [0, 1], 2, "fits one seed per job.*hmc"),
+    ("hmc", [0, 1], 1, "one output per seed"),
+    ("hmc", [1, 1], 2, "must differ"),
+])
+def test_bad_train_requests_are_refused_and_write_nothing(digits, tmp_path, method, seeds, n_outs, message):
+    data, cfg = digits
+    outs = [tmp_path / f"out{i}.h5" for i in range(n_outs)]
+    with pytest.raises(ValueError, match=message):
+        train_jobs.train_posteriors(method, data, seeds, cfg, outs, device="cpu")
+    assert not list(tmp_path.iterdir())
