@@ -12,6 +12,12 @@ same data and thread count. Pyro's kernels get their usual adaptation where we u
   shrinks as the step size adapts), so it gets the trajectory length of our adapted chain
   (our final step size x our number of steps): at the end of warm-up both take about L steps.
 ESS per second counts the whole run (warm-up included) for every sampler.
+
+Several chains: our chains of one job advance together (``run_hmc_chains``: one batch, each chain
+its own seed, adaptation and mass matrix). Pyro's ``MCMC(num_chains=C)`` on a machine with fewer
+than C + 1 CPUs runs its chains one after another; the benchmark does the same, chain by chain
+with the same starts. The multi-chain ESS of the predictive (``effective_sample_size`` over the
+chains) is divided by the wall time of all chains.
 """
 
 from __future__ import annotations
@@ -71,17 +77,47 @@ def cost_per_gradient(problem: Problem, *, iterations: int, n_leapfrog: int = 20
     return rows
 
 
-def _predictive_ess(problem: Problem, model, like: dict, flat_draws: np.ndarray) -> float:
-    """Median over test points of the ESS of p(y_n | x_n, w) along one chain."""
+def _predictive_ess(problem: Problem, model, like: dict, *flat_draws: np.ndarray) -> float:
+    """Median over test points of the ESS of p(y_n | x_n, w), over one chain or several (one array each)."""
     import torch
 
     from workflow.hmc import effective_sample_size
     from workflow.predict import Stacked, sample_label_log_probs
 
-    columns = np.split(flat_draws, np.cumsum([v.numel() for v in like.values()])[:-1], axis=1)
-    stack = {k: torch.as_tensor(c.reshape(len(c), *v.shape)) for (k, v), c in zip(like.items(), columns)}
-    probs = sample_label_log_probs(model, Stacked(stack), problem.x_test, problem.y_test).exp().numpy()
-    return float(np.nanmedian(effective_sample_size(probs[None])))
+    probs = []
+    for draws in flat_draws:
+        columns = np.split(draws, np.cumsum([v.numel() for v in like.values()])[:-1], axis=1)
+        stack = {k: torch.as_tensor(c.reshape(len(c), *v.shape)) for (k, v), c in zip(like.items(), columns)}
+        probs.append(sample_label_log_probs(model, Stacked(stack), problem.x_test, problem.y_test).exp().numpy())
+    return float(np.nanmedian(effective_sample_size(np.stack(probs))))
+
+
+def _inits(problem: Problem, seeds) -> "torch.Tensor":
+    """The architecture's initialisation for each seed, as flat vectors [chains, dim]."""
+    import torch
+
+    from workflow.hmc import flatten
+
+    return torch.stack([flatten({k: v.detach() for k, v in problem.model(seed=s).named_parameters()})
+                        for s in seeds])
+
+
+def chains_cost(problem: Problem, *, chains: int, iterations: int, n_leapfrog: int = 20,
+                repeats: int = 3) -> list[Row]:
+    """Time per chain-gradient: ``chains`` chains advanced together against the same chains one by one."""
+    from workflow.hmc import HmcSettings, run_hmc, run_hmc_chains
+
+    _, _, potential, _ = _potential(problem)
+    inits, seeds = _inits(problem, range(chains)), list(range(chains))
+    settings = HmcSettings(step_size=1e-4, n_leapfrog=n_leapfrog, n_warmup=0, n_samples=iterations,
+                           adapt_step_size=False, checkpoint_every=0)
+    n_grads = chains * iterations * n_leapfrog
+    together = median_time(lambda: run_hmc_chains(potential, inits, settings, seeds=seeds), repeats=repeats,
+                           warmup=0) / n_grads
+    apart = median_time(lambda: [run_hmc(potential, inits[c], settings, seed=c) for c in seeds], repeats=repeats,
+                        warmup=0) / n_grads
+    return [Row("HMC", f"{problem.name}: {chains} chains one by one / advanced together, time per chain-gradient",
+                together * 1e3, apart * 1e3, "ms", apart / together, note=f"L = {n_leapfrog}, the same draws")]
 
 
 def mixing(problem: Problem, hmc_config: dict, *, peers: bool = True, nuts_warmup: int | None = None,
@@ -130,6 +166,47 @@ def mixing(problem: Problem, hmc_config: dict, *, peers: bool = True, nuts_warmu
     return rows
 
 
+def mixing_chains(problem: Problem, hmc_config: dict, *, chains: int, peers: bool = True) -> list[Row]:
+    """ESS per second of the test predictive over ``chains`` chains: ours advanced together in one
+    job, against Pyro's HMC running the same chains one after another."""
+    import torch
+
+    from workflow.hmc import HmcSettings, run_hmc_chains
+
+    model, like, potential, _ = _potential(problem)
+    keys = set(HmcSettings.__dataclass_fields__)
+    settings = HmcSettings(**{k: v for k, v in hmc_config.items() if k in keys} | {"checkpoint_every": 0})
+    seeds = list(range(chains))
+    inits = _inits(problem, seeds)
+    start = time.perf_counter()
+    results = run_hmc_chains(potential, inits, settings, seeds=seeds)
+    seconds = time.perf_counter() - start
+    ours = _predictive_ess(problem, model, like, *(r.samples for r in results)) / seconds
+    label = f"{chains} chains of one job, advanced together"
+    rows = [Row("HMC", f"{problem.name}: ESS/s of p(y|x), ours, {label}", ours, None, "ESS/s", None,
+                note=f"{seconds:.0f} s, acceptance {np.mean([r.acceptance_rate for r in results]):.2f}")]
+    if not peers:
+        return rows
+    from pyro.infer.mcmc import HMC
+
+    trajectory = float(np.median([r.step_size for r in results])) * settings.n_leapfrog
+    draws = []
+    start = time.perf_counter()
+    for c in seeds:
+        torch.manual_seed(c)
+        kernel = HMC(potential_fn=lambda p: potential(p["w"]), step_size=settings.step_size,
+                     trajectory_length=trajectory, adapt_step_size=settings.adapt_step_size,
+                     adapt_mass_matrix=False, target_accept_prob=settings.target_accept)
+        chain = _pyro_kernel_run(kernel, inits[c], settings.n_warmup, settings.n_samples * settings.thinning)
+        draws.append(chain[settings.thinning - 1::settings.thinning])
+    pyro_seconds = time.perf_counter() - start
+    pyro = _predictive_ess(problem, model, like, *draws) / pyro_seconds
+    rows.append(Row("HMC", f"{problem.name}: ESS/s of p(y|x), ours ({label}) / Pyro HMC ({chains} chains one after "
+                    "another, as its MCMC on 2 CPUs)", ours, pyro, "ESS/s", ours / pyro, target=2.0,
+                    note=f"Pyro {pyro_seconds:.0f} s"))
+    return rows
+
+
 def run(opts) -> list[Row]:
     from workflow.config import load_config
 
@@ -141,5 +218,7 @@ def run(opts) -> list[Row]:
     hmc_config = load_config(REPO / "config.yaml")["hmc"]
     if opts.quick:
         hmc_config = hmc_config | {"n_warmup": 30, "n_samples": 20}
+    rows += chains_cost(digits, chains=4, iterations=10 if opts.quick else 25, repeats=opts.repeats)
     rows += mixing(digits, hmc_config, peers=opts.peers)
+    rows += mixing_chains(digits, hmc_config, chains=4, peers=opts.peers)
     return rows
