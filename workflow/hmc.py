@@ -5,7 +5,8 @@ U(w) = -log p(D|w) - log p(w) over the whole data set; ``flatten``/``unflatten``
 vector and named parameters): leapfrog with an identity mass matrix or a diagonal one adapted in
 warm-up (Stan's windows), a Metropolis correction on H = U + p^T M^-1 p / 2, and a step size tuned
 by dual averaging during warm-up only. Given the same seed and checkpoint file, a killed run
-resumes to exactly the result of an uninterrupted one.
+resumes to exactly the result of an uninterrupted one. ``run_hmc_chains`` advances several
+chains together as one batch; each chain's result is the one it has alone.
 
 ``split_rhat`` and ``effective_sample_size`` diagnose [chains, draws, ...] arrays of scalar
 summaries. Use them on predictive quantities: unlike raw weights, those are unchanged by the
