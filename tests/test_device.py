@@ -124,3 +124,26 @@ def test_artifacts_record_where_they_were_computed(tmp_path):
         assert f.attrs["cuda_version"] == (torch.version.cuda or "")
     record = artifacts.read_posterior(path).provenance["compute"]
     assert record["device"] == "cpu" and record["deterministic"] is True and record["mixed_precision"] == "off"
+
+
+@pytest.mark.parametrize("inductor_loaded", [False, True])
+def test_deterministic_switch_is_set_without_importing_inductor(inductor_loaded):
+    """use_device sets deterministic algorithms (warn only) as torch.use_deterministic_algorithms
+    does, without the 1.7 s import of torch._inductor that call makes; where inductor is loaded
+    already, its flag is set too."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, torch\n"
+        + ("import torch._inductor.config as ic\n" if inductor_loaded else "")
+        + "from workflow import device as dev\n"
+        "for mode in (True, False, True):\n"
+        "    dev.set_job(deterministic=mode); dev.use_device('cpu')\n"
+        "    assert torch.are_deterministic_algorithms_enabled() is mode\n"
+        "    assert torch.is_deterministic_algorithms_warn_only_enabled()\n"
+        + ("    assert ic.deterministic is mode\n" if inductor_loaded else
+           "assert 'torch._inductor' not in sys.modules, 'inductor was imported'\n")
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]

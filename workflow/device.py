@@ -112,13 +112,28 @@ def use_device(configured: str = "auto"):
     deterministic = _JOB["deterministic"]
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read when CUDA starts
-    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    set_deterministic_algorithms(deterministic)
     torch.backends.cudnn.deterministic = deterministic
     torch.backends.cudnn.benchmark = not deterministic
     device = torch.device(name)
     _RECORD.clear()
     _RECORD.update(compute_record(device))
     return device
+
+
+def set_deterministic_algorithms(mode: bool) -> None:
+    """torch.use_deterministic_algorithms(mode, warn_only=True), without importing torch._inductor.
+
+    The public call also sets the flag of compiled (inductor) code, and importing inductor for that
+    costs every job about 1.7 s (torch 2.13). Jobs never compile: unless inductor is already loaded,
+    only the runtime flag, the one eager kernels read, is set."""
+    import torch
+
+    setter = getattr(torch._C, "_set_deterministic_algorithms", None)
+    if "torch._inductor.config" in sys.modules or setter is None:
+        torch.use_deterministic_algorithms(mode, warn_only=True)
+    else:
+        setter(mode, warn_only=True)
 
 
 def mixed_precision() -> str:
