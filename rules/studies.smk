@@ -83,25 +83,27 @@ rule pruning:
 
 
 rule not_k:
+    # one job per seed retrains it for every k: one torch start instead of one per k
     input:
         member=lambda wc: posterior_file(wc.variant, NOT_K_METHOD, wc.seed),
         data=data_file,
     output:
-        f"{V}/not_study/k{{k}}/seed{{seed}}.csv",
+        [f"{V}/not_study/k{k}/seed{{seed}}.csv" for k in config["not_study"]["ks"]],
     log:
-        f"{LOGS}/{{variant}}/not_study/k{{k}}/seed{{seed}}.log",
+        f"{LOGS}/{{variant}}/not_study/seed{{seed}}.log",
     params:
         cfg=job_config("data", "model", "prior", *([NOT_K_METHOD] if NOT_K else []), "alignment",
                        "barrier.n_points", "barrier.split", "not_study", "compute.mixed_precision"),
         runtime=job_runtime,
-        checkpoint=lambda wc: f"{RESULTS}/{wc.variant}/checkpoints/not_k/k{wc.k}/seed{wc.seed}.pt",
+        ks=" ".join(str(k) for k in config["not_study"]["ks"]),
+        checkpoint=lambda wc: f"{RESULTS}/{wc.variant}/checkpoints/not_k/seed{wc.seed}.pt",
     threads: config["compute"]["threads"]
     resources:
         **heavy_resources(mem_mb=4000, runtime=120),
     conda:
         ENV
     shell:
-        "python -m workflow not-k --k {wildcards.k} --seed {wildcards.seed} --member {input.member:q}"
+        "python -m workflow not-k --k {params.ks} --seed {wildcards.seed} --member {input.member:q}"
         " --data {input.data:q} --variant {wildcards.variant} --config {params.cfg:q} --runtime {params.runtime:q}"
         " --checkpoint {params.checkpoint:q} --threads {threads} --gpus {resources.gpu} --out {output:q} > {log:q} 2>&1"
 

@@ -144,3 +144,26 @@ def test_killed_not_k_run_resumes_to_the_same_row(digits_member, tmp_path, monke
     assert "at epoch 2" in caplog.text
     assert not ckpt.exists()  # removed once the row is written
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "plain.csv"), pd.read_csv(tmp_path / "resumed.csv"))
+
+
+def test_not_k_of_several_ks_in_one_job_equals_one_job_per_k(digits_member, tmp_path, monkeypatch):
+    import workflow.training as training
+
+    tmp, cfg = digits_member
+    cfg = {**cfg, "ensemble": {**cfg["ensemble"], "checkpoint_every": 1}}
+    for k in (0, 4):
+        studies.not_k_job(k, 0, tmp / "seed0.h5", tmp / "data.npz", cfg, tmp_path / f"alone{k}.csv", device="cpu")
+    saved = []
+    real_save = training._save_checkpoint
+    monkeypatch.setattr(training, "_save_checkpoint", lambda path, state: (saved.append(path), real_save(path, state)))
+    studies.not_k_jobs([4, 0], 0, tmp / "seed0.h5", tmp / "data.npz", cfg,
+                       [tmp_path / "group4.csv", tmp_path / "group0.csv"], device="cpu", checkpoint=tmp_path / "s0.pt")
+    for k in (0, 4):
+        pd.testing.assert_frame_equal(pd.read_csv(tmp_path / f"alone{k}.csv"), pd.read_csv(tmp_path / f"group{k}.csv"))
+    assert {p.name for p in saved} == {"s0-k4.pt", "s0-k0.pt"}  # a resume file per k, each removed at its end
+    assert not list(tmp_path.glob("*.pt"))
+    with pytest.raises(ValueError, match="one output per k"):
+        studies.not_k_jobs([4, 0], 0, tmp / "seed0.h5", tmp / "data.npz", cfg, [tmp_path / "x.csv"], device="cpu")
+    with pytest.raises(ValueError, match="must differ"):
+        studies.not_k_jobs([4, 4], 0, tmp / "seed0.h5", tmp / "data.npz", cfg, [tmp_path / "x.csv"] * 2, device="cpu")
+    assert not (tmp_path / "x.csv").exists()

@@ -211,7 +211,7 @@ def test_runtime_compute_keys_rerun_nothing_and_mixed_precision_reruns_training(
     mixed = snakemake(finished_run, "-n", "--quiet", "rules", "--config", "compute={mixed_precision: bf16}")
     out = mixed.stdout + mixed.stderr
     assert mixed.returncode == 0
-    assert re.search(r"train_posterior\s+12\b", out) and re.search(r"not_k\s+3\b", out), out
+    assert re.search(r"train_posterior\s+12\b", out) and re.search(r"not_k\s+1\b", out), out
     assert "prepare_data" not in out
 
 

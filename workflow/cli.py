@@ -103,13 +103,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("not-k", help="train from initial weights permuted by k transpositions; NoT, distance, barrier")
     _add_common(p)
-    p.add_argument("--k", type=int, required=True)
+    p.add_argument("--k", type=int, nargs="+", required=True, help="one or several k (one retraining each)")
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--member", required=True, help="the member of that seed (a method that supports a permuted init)")
     p.add_argument("--data", required=True)
     p.add_argument("--variant", default="base")
-    p.add_argument("--checkpoint", default=None, help="resume file, written periodically and removed at the end")
-    p.add_argument("--out", required=True)
+    p.add_argument("--checkpoint", default=None, help="resume file, written periodically and removed at the end "
+                   "(several k: one per k, with a -k<k> suffix)")
+    p.add_argument("--out", nargs="+", required=True, help="one CSV per k, in the same order")
 
     p = sub.add_parser("not-path", help="NoT from points of the path to its endpoints, naive and aligned")
     _add_common(p)
@@ -221,8 +222,8 @@ COMMANDS = {
     "pruning": lambda a, c, d: _job("studies", "pruning_job")(a.rebasin, a.gaussians, a.merged, a.data, a.out_csv,
                                                               fractions=c["pruning"]["fractions"], variant=a.variant,
                                                               device=d, memory_mb=c["compute"]["memory_mb"]),
-    "not-k": lambda a, c, d: _job("studies", "not_k_job")(a.k, a.seed, a.member, a.data, c, a.out, variant=a.variant,
-                                                          device=d, checkpoint=a.checkpoint),
+    "not-k": lambda a, c, d: _job("studies", "not_k_jobs")(a.k, a.seed, a.member, a.data, c, a.out, variant=a.variant,
+                                                           device=d, checkpoint=a.checkpoint),
     "not-path": _not_path,
     "concat-tables": lambda a, c, d: _job("studies", "concat_tables")(a.tables, a.out),
     "figure": lambda a, c, d: _job("figures", "study_figure")(a.kind, a.table, a.png, a.pdf, variant=a.variant),
