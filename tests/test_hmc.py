@@ -208,16 +208,20 @@ def kill_after(monkeypatch, n_saves):
     return real_save
 
 
+def killed_then_resumed(run, ckpt, monkeypatch, n_saves):
+    """``run(ckpt)`` killed right after its ``n_saves``-th checkpoint, then run again to the end."""
+    real_save = kill_after(monkeypatch, n_saves)
+    with pytest.raises(KeyboardInterrupt):
+        run(ckpt)
+    monkeypatch.setattr(hmc, "_save_checkpoint", real_save)
+    return run(ckpt)
+
+
 @pytest.mark.parametrize("n_saves", [1, 3])  # killed in warm-up (mid adaptation) or while sampling
 def test_killed_run_resumes_bit_identically(tmp_path, monkeypatch, n_saves):
     reference = sample()
     assert_same(reference, sample())  # deterministic given the seed
-    ckpt = tmp_path / "hmc.pt"
-    real_save = kill_after(monkeypatch, n_saves)
-    with pytest.raises(KeyboardInterrupt):
-        sample(ckpt)
-    monkeypatch.setattr(hmc, "_save_checkpoint", real_save)
-    resumed = sample(ckpt)
+    resumed = killed_then_resumed(sample, tmp_path / "hmc.pt", monkeypatch, n_saves)
     assert resumed.resumed_from == 10 * n_saves
     assert_same(resumed, reference)
     assert not np.array_equal(sample(seed=1).samples, reference.samples)
@@ -307,12 +311,7 @@ def test_killed_batch_of_chains_resumes_bit_identically(tmp_path, monkeypatch, n
         return run_hmc_chains(standard_potential, init, settings, seeds=[0, 5], checkpoint=checkpoint)
 
     reference = run()
-    ckpt = tmp_path / "chains.pt"
-    real_save = kill_after(monkeypatch, n_saves)
-    with pytest.raises(KeyboardInterrupt):
-        run(ckpt)
-    monkeypatch.setattr(hmc, "_save_checkpoint", real_save)
-    resumed = run(ckpt)
+    resumed = killed_then_resumed(run, tmp_path / "chains.pt", monkeypatch, n_saves)
     for a, b in zip(resumed, reference):
         assert a.resumed_from == 10 * n_saves
         assert_same(a, b)
