@@ -6,15 +6,14 @@ learning rate and initial sigma).
 
 from __future__ import annotations
 
+import statistics
 import time
 
 from _common import Problem, Row, digits_problem, mnist_sized_problem
 
 
 def _epoch_seconds(fn, epochs: int) -> float:
-    """Seconds per epoch of ``fn(epochs)`` (a training run), less a one-epoch run's fixed start-up,
-    after one untimed run (lazy initialisation, caches)."""
-    fn(1)
+    """Seconds per epoch of ``fn(epochs)`` (a training run), less a one-epoch run's fixed start-up."""
     start = time.perf_counter()
     fn(1)
     one = time.perf_counter() - start
@@ -23,8 +22,21 @@ def _epoch_seconds(fn, epochs: int) -> float:
     return (time.perf_counter() - start - one) / epochs
 
 
-def ours(problem: Problem, batch_size: int, epochs: int) -> tuple[float, float]:
-    """Seconds per epoch of MAP (a deep-ensemble member) and of mean-field VI."""
+def _interleaved_medians(fns, epochs: int, repeats: int) -> list[float]:
+    """Median seconds per epoch of each training run, measured in turns (run 1, run 2, run 1, ...)
+    after one untimed run each (lazy initialisation, caches): a machine whose speed drifts slows
+    every run alike, so the ratio of the medians holds where one-off timings do not."""
+    for fn in fns:
+        fn(1)
+    times = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, out in zip(fns, times):
+            out.append(_epoch_seconds(fn, epochs))
+    return [statistics.median(t) for t in times]
+
+
+def ours(problem: Problem, batch_size: int, epochs: int, repeats: int = 3) -> tuple[float, float]:
+    """Seconds per epoch of MAP (a deep-ensemble member) and of mean-field VI, measured in turns."""
     import torch
 
     from workflow.training import MapSettings, train_map
@@ -41,10 +53,11 @@ def ours(problem: Problem, batch_size: int, epochs: int) -> tuple[float, float]:
                                                                    checkpoint_every=0, sigma_init=0.05),
                  seed=0, device=cpu)
 
-    return _epoch_seconds(map_run, epochs), _epoch_seconds(vi_run, epochs)
+    map_epoch, vi_epoch = _interleaved_medians([map_run, vi_run], epochs, repeats)
+    return map_epoch, vi_epoch
 
 
-def pyro_svi(problem: Problem, batch_size: int, epochs: int) -> float:
+def pyro_svi(problem: Problem, batch_size: int, epochs: int, repeats: int = 3) -> float:
     """Seconds per epoch of Pyro SVI (AutoNormal, Trace_ELBO, Adam 1e-3) on the same Bayesian MLP."""
     import pyro
     import pyro.distributions as dist
@@ -79,21 +92,21 @@ def pyro_svi(problem: Problem, batch_size: int, epochs: int) -> float:
                 idx = order[i:i + batch_size]
                 svi.step(problem.x[idx], problem.y[idx])
 
-    return _epoch_seconds(run, epochs)
+    return _interleaved_medians([run], epochs, repeats)[0]
 
 
 def run(opts) -> list[Row]:
     rows = []
     for problem, batch, epochs in ((digits_problem(), 64, 3 if opts.quick else 10),
                                    (mnist_sized_problem(), 64, 1 if opts.quick else 2)):
-        map_epoch, vi_epoch = ours(problem, batch, epochs)
+        map_epoch, vi_epoch = ours(problem, batch, epochs, opts.repeats)
         steps = -(-len(problem.x) // batch)
         # the target bounds the cost ratio itself: at most 2 MAP steps
         rows.append(Row("VI", f"{problem.name}: one VI step, in MAP steps (batch {batch})", vi_epoch / map_epoch,
                         None, "x MAP", None, target=2.0, at_most=True,
                         note=f"{vi_epoch / steps * 1e3:.2f} ms against {map_epoch / steps * 1e3:.2f} ms"))
         if opts.peers:
-            svi_epoch = pyro_svi(problem, batch, epochs)
+            svi_epoch = pyro_svi(problem, batch, epochs, opts.repeats)
             rows.append(Row("VI", f"{problem.name}: Pyro SVI epoch / our VI epoch (AutoNormal, batch {batch})",
                             vi_epoch, svi_epoch, "s", svi_epoch / vi_epoch, target=3.0))
     return rows
