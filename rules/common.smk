@@ -11,8 +11,8 @@ from snakemake.exceptions import WorkflowError
 
 from workflow import methods as registry
 from workflow.captions import caption_text, table_item
-from workflow.config import (ConfigError, expand_variants, method_seeds, result_config, runtime_config, seed_groups, seed_pairs,
-                             sweep_table, validate_config)
+from workflow.config import (ConfigError, expand_variants, method_seeds, result_config, runtime_config, seed_groups,
+                             seed_pairs, sweep_table, validate_config)
 
 try:
     _validated = validate_config(config)

@@ -44,8 +44,8 @@ def test_hmc_seeds_fitted_in_one_job_equal_one_job_per_seed(digits, tmp_path):
     ("hmc", [1, 1], 2, "must differ"),
 ])
 def test_bad_train_requests_are_refused_and_write_nothing(digits, tmp_path, method, seeds, n_outs, message):
-    data, cfg = digits
+    _, cfg = digits
     outs = [tmp_path / f"out{i}.h5" for i in range(n_outs)]
-    with pytest.raises(ValueError, match=message):
-        train_jobs.train_posteriors(method, data, seeds, cfg, outs, device="cpu")
+    with pytest.raises(ValueError, match=message):  # refused before the data (absent here) is read
+        train_jobs.train_posteriors(method, tmp_path / "absent.npz", seeds, cfg, outs, device="cpu")
     assert not list(tmp_path.iterdir())

@@ -109,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True)
     p.add_argument("--variant", default="base")
     p.add_argument("--checkpoint", default=None, help="resume file, written periodically and removed at the end "
-                   "(several k: one per k, with a -k<k> suffix)")
+                   "(one per k, with a -k<k> suffix)")
     p.add_argument("--out", nargs="+", required=True, help="one CSV per k, in the same order")
 
     p = sub.add_parser("not-path", help="NoT from points of the path to its endpoints, naive and aligned")

@@ -69,8 +69,9 @@ class MeanField(nn.Module):
     def mu(self) -> list[torch.Tensor]:
         return self._split(self.mu_flat)
 
-    def sigmas(self) -> list[torch.Tensor]:
-        return self._split(self.sigma_flat())
+    def sigmas(self, sigma: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """Sigma per parameter; ``sigma``: ``sigma_flat()`` if the caller has it already."""
+        return self._split(self.sigma_flat() if sigma is None else sigma)
 
     def sample(self, n: int, sigma: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """n weight samples, each parameter stacked as [n, *shape] (one draw of n x D normals).
@@ -138,8 +139,7 @@ def local_reparam_logits(model: nn.Module, q: MeanField, x: torch.Tensor, n_samp
     if hook is None:
         raise ValueError(f"local reparameterisation is not available for {type(model).__name__}; set "
                          "vi.local_reparam: false")
-    sigmas = q.sigmas() if sigma is None else q._split(sigma)
-    return hook(model, dict(zip(q.names, q.mu)), dict(zip(q.names, sigmas)), x, n_samples)
+    return hook(model, dict(zip(q.names, q.mu)), dict(zip(q.names, q.sigmas(sigma))), x, n_samples)
 
 
 def train_vi(model: nn.Module, x: torch.Tensor, y: torch.Tensor, settings: ViSettings, *, seed: int,

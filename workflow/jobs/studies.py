@@ -248,17 +248,15 @@ def not_k_jobs(ks, seed: int, member_path, data_path, cfg: dict, outs, *, varian
                device: str = "auto", checkpoint=None) -> None:
     """``not_k_job`` for each k of one seed in one job (one torch start instead of one per k), into
     one output per k, in order. ``checkpoint`` (a resume file) gains a ``-k<k>`` suffix per k."""
+    ckpt = Path(checkpoint) if checkpoint else None
     ks = [int(k) for k in ks]
     if len(outs) != len(ks) or not ks:
         raise ValueError(f"one output per k: got {len(outs)} outputs for ks {ks}")
     if len(set(ks)) != len(ks):
         raise ValueError(f"the ks of one job must differ, got {ks}")
     for k, out in zip(ks, outs):
-        ckpt = None
-        if checkpoint:
-            ckpt = Path(checkpoint)
-            ckpt = ckpt.with_name(f"{ckpt.stem}-k{k}{ckpt.suffix}") if len(ks) > 1 else ckpt
-        not_k_job(k, seed, member_path, data_path, cfg, out, variant=variant, device=device, checkpoint=ckpt)
+        not_k_job(k, seed, member_path, data_path, cfg, out, variant=variant, device=device,
+                  checkpoint=ckpt.with_name(f"{ckpt.stem}-k{k}{ckpt.suffix}") if ckpt else None)
 
 
 def not_path_job(method: str, pairs, out_csv, *, n_points: int = 21, variant: str = "base",
