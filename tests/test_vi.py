@@ -145,6 +145,48 @@ def test_gaussian_kl_gradients_are_the_closed_form_ones():
 
 
 @pytest.mark.parametrize("param", ["softplus", "exp"])
+@pytest.mark.parametrize("n", [1, 3])
+def test_training_draw_has_autograds_values_and_gradients(param, n):
+    """The training step's samples and KL (one function, backward pass written out) against
+    autograd through the elementwise formulas, and against finite differences."""
+    from workflow.vi import _DrawWithKL
+
+    g = torch.Generator().manual_seed(n)
+    mu = torch.randn(9, generator=g, dtype=torch.float64, requires_grad=True)
+    rho = (torch.randn(9, generator=g, dtype=torch.float64) - 1).requires_grad_(True)
+    eps = torch.randn(n, 9, generator=g, dtype=torch.float64)
+    probe = torch.randn(n, 9, generator=g, dtype=torch.float64)  # a linear functional of the samples
+
+    def loss(w, kl):
+        return (probe * w).sum() + 0.3 * kl
+
+    w, kl = _DrawWithKL.apply(mu, rho, eps, 0.8, param)
+    ours = torch.autograd.grad(loss(w, kl), (mu, rho))
+    sigma = torch.nn.functional.softplus(rho) if param == "softplus" else torch.exp(rho)
+    w_ref = mu + sigma * eps
+    kl_ref = (math.log(0.8) - torch.log(sigma) + (sigma ** 2 + mu ** 2) / (2 * 0.64) - 0.5).sum()
+    plain = torch.autograd.grad(loss(w_ref, kl_ref), (mu, rho))
+    torch.testing.assert_close(w, w_ref, rtol=1e-14, atol=1e-14)
+    torch.testing.assert_close(kl, kl_ref, rtol=1e-12, atol=1e-12)
+    for a, b in zip(ours, plain):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    assert torch.autograd.gradcheck(lambda m, r: _DrawWithKL.apply(m, r, eps, 0.8, param), (mu, rho))
+
+
+def test_training_draw_follows_the_global_seed_like_sample():
+    """A step's samples are those ``sample`` draws from the same global RNG state."""
+    model, _ = build_model("mlp", (1, 2, 2), 3, hidden=[3])
+    q = MeanField(model, sigma_init=0.3)
+    torch.manual_seed(5)
+    drawn, kl = q.draw(2, 0.7)
+    torch.manual_seed(5)
+    sampled = q.sample(2)
+    for name in q.names:
+        torch.testing.assert_close(drawn[name], sampled[name], rtol=0, atol=0)
+    torch.testing.assert_close(kl, q.kl(0.7), rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("param", ["softplus", "exp"])
 def test_sigma_parameterisations_start_at_sigma_init(param):
     model, _ = build_model("mlp", (1, 2, 2), 3, hidden=[3])
     q = MeanField(model, sigma_init=0.05, sigma_param=param)
