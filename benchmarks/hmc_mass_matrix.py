@@ -1,12 +1,15 @@
-"""Benchmark: HMC mixing with the identity against the adapted diagonal mass matrix (hmc.mass_matrix),
-on the default config's digits MLP and HMC settings, same seeds, same budget of gradients.
+"""Benchmark: HMC mixing with the identity against the adapted diagonal mass matrices (hmc.mass_matrix:
+diagonal, from the draws; ggn, the diagonal Laplace variance at the position), on the default
+config's digits MLP and HMC settings, same seeds, same budget of gradients.
 
 Mixing is judged on the test predictive p(y_n | x_n, w) (unchanged by hidden-unit permutations): the
 median over test points of its effective sample size, per chain and per second of sampling, and
-the median split R-hat across chains. Prints one row per metric and the diagonal / identity ratio.
-Not a test: run it by hand (about 2 minutes per chain on 2 CPU cores),
+the median split R-hat across chains. Prints one row per measure, one column per metric and each
+metric's ratio to the identity's. Not a test: run it by hand (about 20 s per chain and metric on 2
+CPU cores),
 
     python benchmarks/hmc_mass_matrix.py [--config config.yaml] [--chains 2] [--threads 2]
+                                         [--metrics identity,diagonal,ggn]
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ def main() -> None:
     parser.add_argument("--config", default=str(REPO / "config.yaml"))
     parser.add_argument("--chains", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--metrics", default="identity,diagonal,ggn",
+                        help="comma-separated hmc.mass_matrix values; the first is the ratios' baseline")
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
     import torch
@@ -35,7 +40,7 @@ def main() -> None:
     from workflow.architectures import build_model
     from workflow.config import load_config, model_args
     from workflow.data import load_dataset
-    from workflow.hmc import HmcSettings, effective_sample_size, split_rhat
+    from workflow.hmc import MASS_MATRICES, HmcSettings, effective_sample_size, split_rhat
     from workflow.hmc_bnn import sample_bnn
     from workflow.predict import Stacked, sample_label_log_probs
 
@@ -48,8 +53,12 @@ def main() -> None:
     xt, yt = torch.as_tensor(ds.x_test), torch.as_tensor(ds.y_test)
     keys = {f.name for f in dataclasses.fields(HmcSettings)}
     base = HmcSettings(**{k: v for k, v in cfg["hmc"].items() if k in keys} | {"checkpoint_every": 0})
+    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    unknown = sorted(set(metrics) - set(MASS_MATRICES))
+    if unknown or not metrics:
+        parser.error(f"--metrics: unknown {', '.join(unknown) or '(none given)'}; allowed: {', '.join(MASS_MATRICES)}")
     rows = {}
-    for metric in ("identity", "diagonal"):
+    for metric in metrics:
         settings = dataclasses.replace(base, mass_matrix=metric)
         probs, seconds, accept = [], 0.0, []
         for seed in range(args.chains):
@@ -70,10 +79,13 @@ def main() -> None:
     print(f"# {platform.machine()}, {args.threads} threads, torch {torch.__version__}; config {Path(args.config).name}: "
           f"{base.n_warmup} warm-up, {base.n_samples} draws x thinning {base.thinning}, L = {base.n_leapfrog}, "
           f"{args.chains} chain(s)")
-    print(f"{'metric':<34} {'identity':>10} {'diagonal':>10} {'ratio':>8}")
-    for name in rows["identity"]:
-        a, b = rows["identity"][name], rows["diagonal"][name]
-        print(f"{name:<34} {a:>10.3g} {b:>10.3g} {b / a if a else np.nan:>8.2f}")
+    base_metric = metrics[0]
+    ratios = [f"{m} / {base_metric}" for m in metrics[1:]]
+    print(f"{'measure':<34} " + " ".join(f"{m:>10}" for m in metrics) + " " + " ".join(f"{r:>18}" for r in ratios))
+    for name in rows[base_metric]:
+        a = rows[base_metric][name]
+        values = " ".join(f"{rows[m][name]:>10.3g}" for m in metrics)
+        print(f"{name:<34} {values} " + " ".join(f"{rows[m][name] / a if a else np.nan:>18.2f}" for m in metrics[1:]))
 
 
 if __name__ == "__main__":

@@ -261,7 +261,12 @@ def scaled_energy(v):
     return SCALED(v)
 
 
-@pytest.mark.parametrize("mass_matrix", ["identity", "diagonal"])
+def position_metric(xb):
+    """A metric_fn that depends on each chain's position, row by row (as the BNN's GGN metric)."""
+    return 1.0 / (1.0 + xb.pow(2))
+
+
+@pytest.mark.parametrize("mass_matrix", ["identity", "diagonal", "ggn"])
 @pytest.mark.parametrize("how", ["potential", "grad_fn", "energy_fn"])
 def test_chains_advanced_together_equal_the_chains_run_one_by_one(mass_matrix, how):
     """Bit for bit: each chain keeps its generator, step size, adaptation and mass matrix, and its
@@ -270,13 +275,15 @@ def test_chains_advanced_together_equal_the_chains_run_one_by_one(mass_matrix, h
                            mass_matrix=mass_matrix, checkpoint_every=0)
     fns = {"potential": dict(potential=SCALED), "grad_fn": dict(potential=None, grad_fn=scaled_grad_fn),
            "energy_fn": dict(potential=None, grad_fn=scaled_grad_fn, energy_fn=scaled_energy)}[how]
+    if mass_matrix == "ggn":
+        fns["metric_fn"] = position_metric
     init = torch.randn(3, 4, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
     seeds = [7, 2, 11]
     together = run_hmc_chains(init=init, settings=settings, seeds=seeds, **fns)
     for c, seed in enumerate(seeds):
         alone = run_hmc(init=init[c], settings=settings, seed=seed, **fns)
         assert_same(together[c], alone)
-        if mass_matrix == "diagonal":
+        if mass_matrix != "identity":
             np.testing.assert_array_equal(together[c].inv_mass, alone.inv_mass)
     # the chains really differ, and adapted on their own: distinct step sizes
     assert len({r.step_size for r in together}) == 3
@@ -302,13 +309,16 @@ def test_wide_chains_together_equal_one_by_one_where_a_batch_reduction_would_not
         torch.set_num_threads(threads)
 
 
+@pytest.mark.parametrize("mass_matrix", ["diagonal", "ggn"])
 @pytest.mark.parametrize("n_saves", [2, 5])  # killed mid adaptation of the metric, or while sampling
-def test_killed_batch_of_chains_resumes_bit_identically(tmp_path, monkeypatch, n_saves):
-    settings = HmcSettings(**{**vars(CKPT_SETTINGS), "mass_matrix": "diagonal", "n_warmup": 40})
+def test_killed_batch_of_chains_resumes_bit_identically(tmp_path, monkeypatch, n_saves, mass_matrix):
+    settings = HmcSettings(**{**vars(CKPT_SETTINGS), "mass_matrix": mass_matrix, "n_warmup": 40})
     init = torch.stack([torch.full((3,), 2.0), torch.full((3,), -1.0)])
+    metric_fn = position_metric if mass_matrix == "ggn" else None
 
     def run(checkpoint=None):
-        return run_hmc_chains(standard_potential, init, settings, seeds=[0, 5], checkpoint=checkpoint)
+        return run_hmc_chains(standard_potential, init, settings, seeds=[0, 5], checkpoint=checkpoint,
+                              metric_fn=metric_fn)
 
     reference = run()
     resumed = killed_then_resumed(run, tmp_path / "chains.pt", monkeypatch, n_saves)
@@ -552,6 +562,44 @@ def test_adapted_diagonal_mass_matrix_learns_the_scales_and_mixes_faster():
     ess_identity = effective_sample_size((ident.samples / SCALES.numpy())[None])
     assert np.median(ess) > 10 * np.median(ess_identity), (ess, ess_identity)
     assert ident.inv_mass is None
+
+
+def test_ggn_metric_is_taken_at_each_windows_start_and_end_and_mixes_like_the_true_scales():
+    """mass_matrix 'ggn': the metric comes from metric_fn at the position, at the bounds of Stan's
+    windows, and the step size is adapted afresh after each. Given the exact variances (a Gaussian's
+    Laplace approximation is exact), every scale mixes, and the kept metric is that function's."""
+    calls = []
+
+    def exact_variances(xb):
+        calls.append(xb.clone())
+        return (SCALES ** 2).expand_as(xb).clone()
+
+    settings = HmcSettings(step_size=0.01, n_leapfrog=3, n_warmup=600, n_samples=400, mass_matrix="ggn",
+                           checkpoint_every=0)
+    result = run_hmc(gaussian_potential(torch.diag(SCALES ** -2)), torch.zeros(len(SCALES), dtype=torch.float64),
+                     settings, seed=0, metric_fn=exact_variances)
+    bounds = sorted({b for w in hmc.adaptation_windows(600) for b in w})
+    assert len(calls) == len(bounds) == 5 and all(c.shape == (1, len(SCALES)) for c in calls)
+    np.testing.assert_array_equal(result.inv_mass, SCALES.numpy() ** 2)
+    z = result.samples / SCALES.numpy()
+    ess = effective_sample_size(z[None])
+    assert np.all(np.abs(z.mean(0)) < 4 / np.sqrt(ess)), (z.mean(0), ess)
+    assert np.all(np.abs(z.var(0) - 1) < 0.35), z.var(0)
+    ess_identity = effective_sample_size((adapted_chain("identity").samples / SCALES.numpy())[None])
+    assert np.median(ess) > 10 * np.median(ess_identity), (ess, ess_identity)
+
+
+@pytest.mark.parametrize("metric_fn, message", [
+    (None, "metric_fn"),
+    (lambda xb: torch.ones(xb.shape[1]), r"\(1, 3\) tensor"),
+    (lambda xb: -torch.ones_like(xb), "non-positive"),
+    (lambda xb: torch.full_like(xb, float("nan")), "non-finite"),
+])
+def test_a_missing_or_bad_ggn_metric_is_refused(metric_fn, message):
+    settings = HmcSettings(step_size=0.1, n_leapfrog=2, n_warmup=20, n_samples=2, mass_matrix="ggn",
+                           checkpoint_every=0)
+    with pytest.raises(ValueError, match=message):
+        run_hmc(standard_potential, torch.zeros(3), settings, seed=0, metric_fn=metric_fn)
 
 
 def test_a_run_killed_mid_window_resumes_bit_identically(tmp_path, monkeypatch):

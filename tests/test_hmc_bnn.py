@@ -104,15 +104,15 @@ def test_the_metropolis_test_rejects_large_steps_and_accepts_small_ones():
     assert np.isfinite(res_big.energy).all() and res_big.energy.max() < 1e4
 
 
-@pytest.mark.parametrize("data_chunk", [None, 16])
-def test_bnn_chains_advanced_together_equal_the_chains_sampled_one_by_one(data_chunk):
+@pytest.mark.parametrize("data_chunk, mass_matrix", [(None, "diagonal"), (16, "diagonal"), (16, "ggn")])
+def test_bnn_chains_advanced_together_equal_the_chains_sampled_one_by_one(data_chunk, mass_matrix):
     """The batch of a job's chains changes nothing in any chain, bit for bit (on one machine)."""
     from workflow.hmc_bnn import sample_bnn_chains
 
     model, _ = build_model("mlp", (1, 4, 4), 3, hidden=[64])
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(50, 1, 4, 4, generator=g), torch.randint(0, 3, (50,), generator=g)
-    s = HmcSettings(step_size=0.01, n_leapfrog=5, n_warmup=25, n_samples=6, mass_matrix="diagonal",
+    s = HmcSettings(step_size=0.01, n_leapfrog=5, n_warmup=25, n_samples=6, mass_matrix=mass_matrix,
                     checkpoint_every=0)
     together = sample_bnn_chains(model, x, y, s, prior_std=1.0, seeds=[5, 1, 3], device=torch.device("cpu"),
                                  data_chunk=data_chunk)
@@ -125,3 +125,29 @@ def test_bnn_chains_advanced_together_equal_the_chains_sampled_one_by_one(data_c
         np.testing.assert_array_equal(res.inv_mass, res1.inv_mass)
         assert res.step_size == res1.step_size
     assert not np.array_equal(together[0][0]["out.bias"], together[1][0]["out.bias"])
+
+
+def test_ggn_metric_is_the_diagonal_laplace_variance_at_each_chains_position():
+    """1 / (diag GGN of the summed NLL + 1 / sigma_p^2) per row, from that row's weights alone; where the
+    data do not reach a weight (an input that is always 0) it is the prior's variance."""
+    from workflow.hmc_bnn import ggn_metric
+    from workflow.laplace_core import diagonal_ggn
+
+    model, _ = build_model("mlp", (1, 2, 2), 3, hidden=[5])
+    model = model.double()
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(30, 1, 2, 2, generator=g, dtype=torch.float64)
+    x[:, 0, 0, 0] = 0.0  # pixel 0 is always off
+    like = {k: v.detach() for k, v in model.named_parameters()}
+    rows = torch.randn(2, sum(v.numel() for v in like.values()), generator=g, dtype=torch.float64)
+    metric = ggn_metric(model, x, 0.5, like)(rows)
+    assert metric.shape == rows.shape and metric.dtype == rows.dtype
+    for row, got in zip(rows, metric):
+        params = {k: v.reshape(like[k].shape) for k, v in zip(like, row.split([v.numel() for v in like.values()]))}
+        ggn = diagonal_ggn(model, params, x)
+        want = torch.cat([1.0 / (ggn[k].reshape(-1) + 4.0) for k in like])
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=0)
+    weights = metric[:, :model.hidden[0].weight.numel()].reshape(2, 5, 4)
+    torch.testing.assert_close(weights[:, :, 0], torch.full((2, 5), 0.25, dtype=torch.float64))  # the prior's
+    assert (weights[:, :, 1:] < 0.25).all()  # the data sharpen every weight they reach
+    assert not torch.equal(metric[0], metric[1])

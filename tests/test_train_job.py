@@ -38,6 +38,17 @@ def test_hmc_seeds_fitted_in_one_job_equal_one_job_per_seed(digits, tmp_path):
         assert together.diagnostic_attrs == alone.diagnostic_attrs
 
 
+def test_hmc_with_the_ggn_metric_keeps_the_laplace_variance_it_sampled_with(digits, tmp_path):
+    """hmc.mass_matrix: ggn, from the config to the artifact: the metric is the diagonal Laplace
+    variance at the chain's position, between 0 and the prior's variance (1 here)."""
+    data, cfg = digits
+    cfg = {**cfg, "hmc": {**cfg["hmc"], "mass_matrix": "ggn"}}
+    train_jobs.train_posterior("hmc", data, 2, cfg, tmp_path / "ggn.h5", device="cpu")
+    inv_mass = read_posterior(tmp_path / "ggn.h5").diagnostics["inv_mass"]
+    assert inv_mass.shape == (16 * 64 + 16 + 16 * 10 + 10,)
+    assert np.all((inv_mass > 0) & (inv_mass <= 1.0)) and inv_mass.min() < 0.1  # the data sharpen some weights
+
+
 @pytest.mark.parametrize("method, seeds, n_outs, message", [
     ("ensemble", [0, 1], 2, "fits one seed per job.*hmc"),
     ("hmc", [0, 1], 1, "one output per seed"),

@@ -3,10 +3,12 @@
 ``run_hmc`` samples exp(-U(w)) for any differentiable potential U of a flat vector (for a BNN,
 U(w) = -log p(D|w) - log p(w) over the whole data set; ``flatten``/``unflatten`` go between the
 vector and named parameters): leapfrog with an identity mass matrix or a diagonal one adapted in
-warm-up (Stan's windows), a Metropolis correction on H = U + p^T M^-1 p / 2, and a step size tuned
-by dual averaging during warm-up only. Given the same seed and checkpoint file, a killed run
-resumes to exactly the result of an uninterrupted one. ``run_hmc_chains`` advances several
-chains together as one batch; each chain's result is the one it has alone.
+warm-up (Stan's windows: estimated from the draws, or given by a ``metric_fn`` of the position
+such as the diagonal Laplace variance of a BNN), a Metropolis correction on
+H = U + p^T M^-1 p / 2, and a step size tuned by dual averaging during warm-up only. Given the
+same seed and checkpoint file, a killed run resumes to exactly the result of an uninterrupted
+one. ``run_hmc_chains`` advances several chains together as one batch; each chain's result is
+the one it has alone.
 
 ``split_rhat`` and ``effective_sample_size`` diagnose [chains, draws, ...] arrays of scalar
 summaries. Use them on predictive quantities: unlike raw weights, those are unchanged by the
@@ -37,7 +39,9 @@ Potential = Callable[[torch.Tensor], torch.Tensor]
 # grad_fn(x) -> (U(x), dU/dx), both detached
 GradFn = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
-MASS_MATRICES = ("identity", "diagonal")
+MASS_MATRICES = ("identity", "diagonal", "ggn")
+# metric_fn(x) -> the diagonal inverse mass matrix at positions x ([chains, dim] -> [chains, dim], row by row)
+MetricFn = Callable[[torch.Tensor], torch.Tensor]
 
 # an energy error this large counts as a divergence (Stan's threshold); its acceptance is ~exp(-1000) anyway
 DIVERGENCE_THRESHOLD = 1000.0
@@ -52,7 +56,9 @@ class HmcSettings:
     thinning: int = 1  # keep every k-th post-warm-up iteration
     target_accept: float = 0.8
     adapt_step_size: bool = True
-    # "diagonal": a diagonal mass matrix adapted in warm-up (Stan's windows); "identity": none
+    # "diagonal": a diagonal mass matrix adapted in warm-up (Stan's windows), the draws' variances;
+    # "ggn": the same windows, the metric from ``metric_fn`` at the position (BNNs: the diagonal
+    # Laplace variance 1 / (GGN + prior precision)); "identity": none
     mass_matrix: str = "identity"
     checkpoint_every: int = 50  # iterations; 0 disables checkpoints
 
@@ -74,8 +80,8 @@ class HmcSettings:
             raise ValueError(f"target_accept must be in (0, 1), got {self.target_accept!r}")
         if self.mass_matrix not in MASS_MATRICES:
             raise ValueError(f"mass_matrix must be one of {', '.join(MASS_MATRICES)}, got {self.mass_matrix!r}")
-        if self.mass_matrix == "diagonal" and self.n_warmup < 20:
-            raise ValueError(f"mass_matrix 'diagonal' is adapted in warm-up: n_warmup must be >= 20, got "
+        if self.mass_matrix != "identity" and self.n_warmup < 20:
+            raise ValueError(f"mass_matrix {self.mass_matrix!r} is adapted in warm-up: n_warmup must be >= 20, got "
                              f"{self.n_warmup!r}")
 
 
@@ -268,6 +274,17 @@ class Welford:
 # the sampler
 
 
+def _checked_metric(inv_mass: torch.Tensor, x: torch.Tensor, desc: str) -> torch.Tensor:
+    """A metric_fn's inverse mass matrix, refused unless it is [chains, dim], finite and positive."""
+    if not torch.is_tensor(inv_mass) or inv_mass.shape != x.shape:
+        shape = tuple(inv_mass.shape) if torch.is_tensor(inv_mass) else type(inv_mass).__name__
+        raise ValueError(f"{desc}: metric_fn must return the inverse mass matrix as a {tuple(x.shape)} tensor, "
+                         f"got {shape}")
+    if not (torch.isfinite(inv_mass).all() and (inv_mass > 0).all()):
+        raise ValueError(f"{desc}: metric_fn returned a non-finite or non-positive inverse mass matrix")
+    return inv_mass.to(dtype=x.dtype, device=x.device)
+
+
 def _save_checkpoint(path: Path, state: dict) -> None:
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
@@ -275,12 +292,13 @@ def _save_checkpoint(path: Path, state: dict) -> None:
 
 def run_hmc(potential: Potential | None, init: torch.Tensor, settings: HmcSettings, *, seed: int,
             checkpoint: str | os.PathLike | None = None, identity: dict | None = None,
-            desc: str = "HMC", grad_fn: GradFn | None = None, energy_fn: Potential | None = None) -> HmcResult:
+            desc: str = "HMC", grad_fn: GradFn | None = None, energy_fn: Potential | None = None,
+            metric_fn: MetricFn | None = None) -> HmcResult:
     """One HMC chain from ``init`` (a flat vector): ``run_hmc_chains`` with one chain."""
     if init.ndim != 1:
         raise ValueError(f"init must be a flat parameter vector, got shape {tuple(init.shape)}")
     return run_hmc_chains(potential, init[None], settings, seeds=[seed], checkpoint=checkpoint, identity=identity,
-                          desc=desc, grad_fn=grad_fn, energy_fn=energy_fn)[0]
+                          desc=desc, grad_fn=grad_fn, energy_fn=energy_fn, metric_fn=metric_fn)[0]
 
 
 def chains_value_and_grad(potential: Potential | None, grad_fn: GradFn | None):
@@ -301,7 +319,8 @@ def chains_value_and_grad(potential: Potential | None, grad_fn: GradFn | None):
 
 def run_hmc_chains(potential: Potential | None, init: torch.Tensor, settings: HmcSettings, *, seeds: Sequence[int],
                    checkpoint: str | os.PathLike | None = None, identity: dict | None = None, desc: str = "HMC",
-                   grad_fn: GradFn | None = None, energy_fn: Potential | None = None) -> list[HmcResult]:
+                   grad_fn: GradFn | None = None, energy_fn: Potential | None = None,
+                   metric_fn: MetricFn | None = None) -> list[HmcResult]:
     """Independent HMC chains advanced together, one per row of ``init`` ([chains, dim]) and seed:
     ``n_warmup`` adaptation iterations, then ``n_samples * thinning`` iterations of which every
     ``thinning``-th is kept. Returns one result per chain.
@@ -320,6 +339,11 @@ def run_hmc_chains(potential: Potential | None, init: torch.Tensor, settings: Hm
     eps_bar). A checkpoint is resumed only if it was made for the same seeds, settings, initial
     positions, dtype, device and ``identity`` (e.g. the job's config and data); otherwise it is
     ignored with a warning.
+
+    ``metric_fn`` (``mass_matrix: ggn``): positions [chains, dim] -> the diagonal inverse mass
+    matrix there, row by row (a row must depend on its own chain only). It is taken at the start
+    and at the end of each of Stan's slow windows of warm-up (not estimated from draws), and the
+    step size is adapted afresh after each.
     """
     if init.ndim != 2 or len(init) < 1:
         raise ValueError(f"init must be [chains, dim] flat parameter vectors, got shape {tuple(init.shape)}")
@@ -350,10 +374,16 @@ def run_hmc_chains(potential: Potential | None, init: torch.Tensor, settings: Hm
     gens = [torch.Generator(device=x.device).manual_seed(s) for s in seeds]
     das = [DualAveraging.start(settings.step_size)] * n_chains
     step_sizes = [float(settings.step_size)] * n_chains
-    # diagonal mass matrix: estimated from the positions of each slow window of warm-up, per chain
+    # diagonal mass matrix, per chain: estimated from the positions of each slow window of warm-up
+    # ("diagonal"), or metric_fn at each window's start and end ("ggn")
+    adapt_metric = settings.mass_matrix != "identity"
     diagonal = settings.mass_matrix == "diagonal"
-    windows = adaptation_windows(settings.n_warmup) if diagonal else []
-    inv_mass = torch.ones_like(x) if diagonal else None
+    if settings.mass_matrix == "ggn" and metric_fn is None:
+        raise ValueError(f"{desc}: mass_matrix 'ggn' takes its metric from a metric_fn (the BNN sampler gives "
+                         "one); none was given")
+    windows = adaptation_windows(settings.n_warmup) if adapt_metric else []
+    metric_points = set() if diagonal else {bound for window in windows for bound in window}
+    inv_mass = torch.ones_like(x) if adapt_metric else None
     welford = Welford.start(x) if diagonal else None
     samples = torch.empty(n_chains, settings.n_samples, x.shape[1], dtype=x.dtype)  # on the CPU: may be large
     energy = np.empty((n_chains, settings.n_samples))
@@ -380,8 +410,9 @@ def run_hmc_chains(potential: Potential | None, init: torch.Tensor, settings: Hm
             samples[:, :kept], energy[:, :kept], accepted[:, :post] = (state["samples"], state["energy"],
                                                                        state["accepted"])
             divergences = np.asarray(state["divergences"], dtype=int)
-            if diagonal:
+            if adapt_metric:
                 inv_mass = state["inv_mass"].to(init.device)
+            if diagonal:
                 welford = Welford(int(state["welford"]["count"]), state["welford"]["mean"].to(init.device),
                                   state["welford"]["m2"].to(init.device))
             log.info("%s: resumed from %s at iteration %d", desc, ckpt, start)
@@ -400,7 +431,11 @@ def run_hmc_chains(potential: Potential | None, init: torch.Tensor, settings: Hm
                 # the last warm-up iteration hands over the averaged step size, fixed from then on
                 last = it + 1 == settings.n_warmup
                 step_sizes = [math.exp(d.log_step_bar if last else d.log_step) for d in das]
-            window = next((w for w in windows if w[0] <= it < w[1]), None)
+            window = next((w for w in windows if w[0] <= it < w[1]), None) if diagonal else None
+            if it + 1 in metric_points:
+                inv_mass = _checked_metric(metric_fn(x.detach()), x, desc)
+                if settings.adapt_step_size:
+                    das = [DualAveraging.start(e) for e in step_sizes]
             if window is not None:
                 welford = welford.add(x)
                 if it + 1 == window[1]:

@@ -18,9 +18,12 @@ SETTINGS = {
     "target_accept": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1, "default": 0.8,
                       "description": "acceptance rate the warm-up aims for"},
     "adapt_step_size": {"type": "boolean", "default": True, "description": "adapt the step size during warm-up"},
-    "mass_matrix": {"enum": ["identity", "diagonal"], "default": "identity",
-                    "description": "diagonal: a diagonal mass matrix (the posterior's variances) adapted in warm-up "
-                                   "in Stan's windows, the step size adapted afresh after each; needs n_warmup >= 20"},
+    "mass_matrix": {"enum": ["identity", "diagonal", "ggn"], "default": "identity",
+                    "description": "diagonal: a diagonal mass matrix (the posterior's variances, estimated from the "
+                                   "draws) adapted in warm-up in Stan's windows, the step size adapted afresh after "
+                                   "each; ggn: the same windows, the metric the diagonal Laplace variance at the "
+                                   "chain's position, 1 / (diag GGN of the NLL + 1 / prior std^2), taken at each "
+                                   "window's start and end; both need n_warmup >= 20"},
     "data_chunk": {"type": ["integer", "null"], "minimum": 1, "default": 2048,
                    "description": "examples per pass of the full-batch potential and gradient (summed over chunks: "
                                   "memory stays bounded; null = all at once). A different chunk sums in another order, "
