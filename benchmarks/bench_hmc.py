@@ -188,7 +188,7 @@ def _hmc_settings(hmc_config: dict):
     return HmcSettings(**{k: v for k, v in hmc_config.items() if k in keys} | {"checkpoint_every": 0})
 
 
-def _chain_as_job(problem_name: str, hmc_config: dict, seed: int):
+def _chain_as_job(problem: Problem, hmc_config: dict, seed: int):
     """One chain as the workflow's job runs it (one thread, the seed's own start): the draws
     [n_samples, dim], its final step size and acceptance rate. Runs in a worker process."""
     import torch
@@ -196,13 +196,12 @@ def _chain_as_job(problem_name: str, hmc_config: dict, seed: int):
     from workflow.hmc import run_hmc
 
     torch.set_num_threads(1)
-    problem = {"digits": digits_problem}[problem_name]()
     _, _, potential, _ = _potential(problem)
     result = run_hmc(potential, _inits(problem, [seed])[0], _hmc_settings(hmc_config), seed=seed)
     return result.samples, result.step_size, result.acceptance_rate
 
 
-def _chains_as_jobs(problem_name: str, hmc_config: dict, seeds, workers: int):
+def _chains_as_jobs(problem: Problem, hmc_config: dict, seeds, workers: int):
     """Every seed's chain as its own one-thread task in a pool of ``workers`` processes (as
     Snakemake runs one-chain jobs on ``workers`` cores); returns the results and the wall time,
     the pool's start-up included."""
@@ -211,7 +210,7 @@ def _chains_as_jobs(problem_name: str, hmc_config: dict, seeds, workers: int):
 
     start = time.perf_counter()
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        results = list(pool.map(_chain_as_job, [problem_name] * len(seeds), [hmc_config] * len(seeds), seeds))
+        results = list(pool.map(_chain_as_job, [problem] * len(seeds), [hmc_config] * len(seeds), seeds))
     return results, time.perf_counter() - start
 
 
@@ -239,8 +238,8 @@ def mixing_chains(problem: Problem, hmc_config: dict, *, chains: int, peers: boo
                 note=f"{seconds:.0f} s, acceptance {np.mean([r.acceptance_rate for r in results]):.2f}, "
                      f"ESS {ess / draws_total:.2f} per draw")]
     jobs = None
-    if workers > 1 and problem.name == "digits":
-        job_results, job_seconds = _chains_as_jobs("digits", hmc_config, seeds, workers)
+    if workers > 1:
+        job_results, job_seconds = _chains_as_jobs(problem, hmc_config, seeds, workers)
         job_ess = _predictive_ess(problem, model, like, *(r[0] for r in job_results))
         jobs = job_ess / job_seconds
         jobs_label = f"{chains} one-chain jobs, {workers} at a time, 1 thread each (as the workflow runs them)"

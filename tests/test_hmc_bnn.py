@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from workflow.hmc import HmcSettings, flatten
+from workflow.hmc import HmcSettings, flatten, unflatten
 from workflow.hmc_bnn import bnn_potential, sample_bnn
 from workflow.architectures import build_model
 
@@ -143,8 +143,7 @@ def test_ggn_metric_is_the_diagonal_laplace_variance_at_each_chains_position():
     metric = ggn_metric(model, x, 0.5, like)(rows)
     assert metric.shape == rows.shape and metric.dtype == rows.dtype
     for row, got in zip(rows, metric):
-        params = {k: v.reshape(like[k].shape) for k, v in zip(like, row.split([v.numel() for v in like.values()]))}
-        ggn = diagonal_ggn(model, params, x)
+        ggn = diagonal_ggn(model, unflatten(row, like), x)
         want = torch.cat([1.0 / (ggn[k].reshape(-1) + 4.0) for k in like])
         torch.testing.assert_close(got, want, rtol=1e-12, atol=0)
     weights = metric[:, :model.hidden[0].weight.numel()].reshape(2, 5, 4)
