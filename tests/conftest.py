@@ -12,6 +12,15 @@ settings.load_profile("ci" if os.environ.get("CI") else "default")
 from workflow.architectures import build_model, get_params
 
 
+@pytest.fixture(autouse=True)
+def torch_threads():
+    """Each test starts with the process's thread count: jobs run in-process (cli.main) set it to
+    their --threads, and a test after them would otherwise compute with another summation order."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)

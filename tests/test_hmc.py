@@ -615,3 +615,58 @@ def test_a_run_killed_mid_window_resumes_bit_identically(tmp_path, monkeypatch):
     assert_same(resumed, reference)
     np.testing.assert_array_equal(resumed.inv_mass, reference.inv_mass)
     assert not np.array_equal(reference.samples, sample().samples)  # the metric changed the chain
+
+
+# --- 5c. what a GPU would change (CPU stand-ins) --------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["potential", "grad_fn", "energy_fn"])
+def test_each_chain_is_evaluated_on_a_copy_of_its_row_not_a_view_at_an_offset(how, monkeypatch):
+    """cuBLASLt and vectorised reductions pick kernels by their input's alignment, so a chain's row
+    seen at its offset in the batch could round differently from the chain alone on a GPU: every
+    per-chain function (potential, gradient, energy, kinetic energy) gets a fresh copy at offset 0."""
+    offsets = []
+
+    def recording(fn):
+        def wrapped(v):
+            offsets.append(v.storage_offset())
+            return fn(v)
+        return wrapped
+
+    fns = {"potential": dict(potential=recording(SCALED)),
+           "grad_fn": dict(potential=None, grad_fn=recording(scaled_grad_fn)),
+           "energy_fn": dict(potential=None, grad_fn=scaled_grad_fn, energy_fn=recording(scaled_energy))}[how]
+    real_hamiltonian = hmc.hamiltonian
+
+    def hamiltonian(u, p, inv_mass=None):
+        offsets.append(p.storage_offset())
+        return real_hamiltonian(u, p, inv_mass)
+
+    monkeypatch.setattr(hmc, "hamiltonian", hamiltonian)
+    settings = HmcSettings(step_size=0.05, n_leapfrog=3, n_warmup=2, n_samples=2, checkpoint_every=0)
+    init = torch.randn(3, 4, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    run_hmc_chains(init=init, settings=settings, seeds=[7, 2, 11], **fns)
+    assert len(offsets) > 20 and set(offsets) == {0}
+
+
+def test_a_checkpoint_made_on_another_gpu_model_or_the_cpu_is_not_resumed(tmp_path, monkeypatch, caplog):
+    """Another device rounds differently: a checkpoint resumed there would not match an uninterrupted
+    run on either. The fingerprint holds the device and GPU model (not the index: another GPU of the
+    same model computes the same)."""
+    ckpt = tmp_path / "hmc.pt"
+    monkeypatch.setattr(hmc, "device_identity", lambda device: "cuda (NVIDIA A100-SXM4-80GB)")
+    real_save = kill_after(monkeypatch, 2)
+    with pytest.raises(KeyboardInterrupt):
+        sample(ckpt)
+    monkeypatch.setattr(hmc, "_save_checkpoint", real_save)
+    saved = ckpt.read_bytes()
+    for other in ("cuda (NVIDIA H200)", "cpu"):
+        monkeypatch.setattr(hmc, "device_identity", lambda device, other=other: other)
+        ckpt.write_bytes(saved)
+        with caplog.at_level(logging.WARNING, logger="workflow.hmc"):
+            caplog.clear()
+            assert sample(ckpt).resumed_from == 0
+        assert "ignoring checkpoint" in caplog.text
+    monkeypatch.setattr(hmc, "device_identity", lambda device: "cuda (NVIDIA A100-SXM4-80GB)")
+    ckpt.write_bytes(saved)
+    assert sample(ckpt).resumed_from == 20  # the same model resumes

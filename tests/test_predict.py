@@ -51,6 +51,24 @@ def test_fast_mlp_path_equals_functional_call_per_sample(hidden):
         torch.testing.assert_close(fast[s], ref, rtol=1e-5, atol=1e-5)
 
 
+def test_fast_mlp_path_chunks_samples_for_the_cpu_cache_only(monkeypatch):
+    """Cache-sized sample chunks pay on a CPU; on a GPU they made MNIST's 2,000 points x 512 units one
+    sample per chunk, S small sequential matmuls. Elsewhere every sample of the call (already fitted
+    to the memory budget by the caller) goes at once; the meta device stands in for a GPU."""
+    from workflow.architectures import build_model
+    from workflow.architectures import mlp
+
+    assert mlp.sample_chunk(100, 2000, 512, torch.device("cpu")) == 1
+    assert mlp.sample_chunk(100, 20, 64, torch.device("cpu")) == 100
+    assert mlp.sample_chunk(100, 2000, 512, torch.device("cuda:0")) == 100
+    model, _ = build_model("mlp", (1, 28, 28), 10, hidden=[512])
+    stack = {k: torch.empty(100, *v.shape, device="meta") for k, v in model.named_parameters()}
+    first_layers, real_addmm = [], torch.addmm
+    monkeypatch.setattr(mlp.torch, "addmm", lambda *a, **k: first_layers.append(1) or real_addmm(*a, **k))
+    logits = mlp.sample_logits(model, stack, torch.empty(2000, 1, 28, 28, device="meta"))
+    assert logits.shape == (100, 2000, 10) and len(first_layers) == 1
+
+
 def test_chunked_predictive_equals_unchunked():
     model, _, params = make_mlp()
     stack = {k: torch.as_tensor(v)[None] + 0.3 * torch.randn(10, *v.shape) for k, v in params.items()}

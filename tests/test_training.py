@@ -124,17 +124,22 @@ def test_crop_augmentation_shifts_each_image_within_its_padding():
     from workflow.training import augment_batch
 
     x = torch.arange(2 * 1 * 8 * 8, dtype=torch.float32).reshape(2, 1, 8, 8) + 1  # no zeros inside
-    out = augment_batch(x, "crop", torch.Generator().manual_seed(0))
+    from workflow.training import draw_augmentation
+
+    def augment(x, mode, seed):
+        return augment_batch(x, mode, draw_augmentation([len(x)], mode, x.shape[-2], torch.Generator().manual_seed(seed)))
+
+    out = augment(x, "crop", 0)
     assert out.shape == x.shape
     padded = torch.nn.functional.pad(x, (1, 1, 1, 1))  # pad = 8 / 8 = 1 pixel
     for i in range(2):  # each image is its zero-padded copy cropped at one offset
         crops = [padded[i, :, dy:dy + 8, dx:dx + 8] for dy in range(3) for dx in range(3)]
         assert sum(torch.equal(out[i], c) for c in crops) == 1
-    again = augment_batch(x, "crop", torch.Generator().manual_seed(0))
+    again = augment(x, "crop", 0)
     torch.testing.assert_close(out, again)
-    flipped = augment_batch(x, "crop_flip", torch.Generator().manual_seed(1))
+    flipped = augment(x, "crop_flip", 1)
     assert flipped.shape == x.shape
-    assert augment_batch(x, "none", torch.Generator()) is x
+    assert augment_batch(x, "none", ()) is x
 
 
 def test_cosine_schedule_and_sgd_settings():
@@ -173,3 +178,146 @@ def test_mixed_precision_training_runs_in_bfloat16():
     assert not np.array_equal(full.params["out.weight"], mixed.params["out.weight"])
     assert mixed.diagnostics["loss"][-1] < 0.5 * mixed.diagnostics["loss"][0]
     assert mixed.diagnostics["loss"][-1] == pytest.approx(full.diagnostics["loss"][-1], rel=0.1)
+
+
+# --- what a GPU would change (CPU stand-ins) -----------------------------------------------
+
+
+def test_checkpoints_are_read_onto_the_cpu_whatever_the_jobs_device(tmp_path, monkeypatch):
+    """torch.load(map_location=<the data's device>) put the saved RNG states on the GPU, where
+    Generator.set_state refuses them ('RNG state must be a torch.ByteTensor'): every resumed job on
+    a GPU crashed, and so did each retry. Training and HMC read checkpoints onto the CPU by name
+    (load_state_dict then copies the weights and the optimizer's state onto the parameters' device)."""
+    import workflow.training as training
+
+    s = MapSettings(epochs=6, batch_size=32, lr=0.01, checkpoint_every=2)
+    ckpt = tmp_path / "ckpt.pt"
+    kill_at_first_checkpoint(monkeypatch, lambda: fit(s, checkpoint=ckpt))
+    asked, real_load = [], torch.load
+
+    def spy(f, *args, map_location=None, **kwargs):
+        asked.append(map_location)
+        return real_load(f, *args, map_location=map_location, **kwargs)
+
+    monkeypatch.setattr(training.torch, "load", spy)
+    assert fit(s, checkpoint=ckpt).resumed_from_epoch == 2
+    assert asked == ["cpu"]  # the string: a torch.device would be the data's device (a GPU there)
+    state = training.load_checkpoint(ckpt)
+    assert state["generator"].device.type == "cpu" and state["generator"].dtype == torch.uint8
+
+
+def test_only_the_jobs_own_gpus_random_state_is_saved_and_restored(monkeypatch):
+    """get/set_rng_state_all failed with IndexError when a retry saw fewer GPUs than the run that
+    saved; the job's own GPU's state is what its draws come from, and the state goes back as a CPU
+    ByteTensor to that GPU."""
+    import workflow.training as training
+
+    calls = []
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: pytest.fail("saved every GPU's state"))
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", lambda s: pytest.fail("restored every GPU's state"))
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device="cuda": torch.arange(8, dtype=torch.uint8))
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device="cuda": calls.append((state, device)))
+    gpu = torch.device("cuda:0")
+    state = training._rng_state(gpu)
+    training._set_rng_state(state, gpu)
+    (restored, device), = calls
+    assert device == gpu and restored.device.type == "cpu" and restored.dtype == torch.uint8
+    assert "cuda" not in training._rng_state(torch.device("cpu"))
+
+
+def image_data(n=120):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, 1, 8, 8, generator=g)
+    return x, (x.mean((1, 2, 3)) > 0).long()
+
+
+def test_an_epochs_batches_and_augmentation_reach_the_device_in_one_copy_each(monkeypatch):
+    """A host-to-GPU copy of each minibatch's crop offsets made the host wait for the GPU stream every
+    batch: the order and the augmentation draws travel once per epoch (4 copies with crop_flip),
+    drawn from the generator in the same order as before (the same numbers)."""
+    real_to = torch.Tensor.to
+
+    def copies(epochs):
+        moved = []
+
+        def to(t, *args, **kwargs):
+            moved.append(tuple(t.shape))
+            return real_to(t, *args, **kwargs)
+
+        s = MapSettings(epochs=epochs, batch_size=8, lr=0.01, augment="crop_flip")  # 15 minibatches per epoch
+        model, _ = build_model("mlp", (1, 8, 8), 2, hidden=[8])
+        monkeypatch.setattr(torch.Tensor, "to", to)
+        result = train_map(model, *image_data(), s, seed=0, device=torch.device("cpu"))
+        monkeypatch.setattr(torch.Tensor, "to", real_to)
+        assert len(result.diagnostics["loss"]) == epochs
+        return len(moved)
+
+    per_epoch = (copies(3) - copies(1)) / 2
+    assert per_epoch == 4  # order, offsets y and x, flips: not 1 + 3 per minibatch
+
+
+def test_augmentation_draws_follow_the_generator_batch_by_batch():
+    """The epoch's draws equal drawing each minibatch's offsets and flips in turn from the generator."""
+    from workflow.training import draw_augmentation
+
+    oy, ox, flip = draw_augmentation([8, 8, 4], "crop_flip", 32, torch.Generator().manual_seed(3))
+    g = torch.Generator().manual_seed(3)
+    parts = [(torch.randint(0, 9, (n,), generator=g), torch.randint(0, 9, (n,), generator=g),
+              torch.rand(n, generator=g) < 0.5) for n in (8, 8, 4)]
+    for got, want in zip((oy, ox, flip), zip(*parts)):
+        assert torch.equal(got, torch.cat(want))
+    assert draw_augmentation([8], "none", 32, torch.Generator()) == ()
+
+
+@pytest.mark.parametrize("method", ["ensemble", "vi"])
+def test_the_data_fingerprint_is_taken_before_the_data_move_to_the_device(monkeypatch, method):
+    """Hashing the data after it moved to a GPU copied the whole training set back to the host at
+    every job start (600 MB for CIFAR): the digest is taken on the host copy, before the move."""
+    import workflow.training as training
+    import workflow.vi as vi
+
+    events = []
+    x, y = toy_data()
+    real_to, real_digest = torch.Tensor.to, training.data_digest
+
+    def to(t, *args, **kwargs):
+        if t is x or t is y:
+            events.append("move")
+        return real_to(t, *args, **kwargs)
+
+    def digest(*tensors):
+        events.append("digest")
+        return real_digest(*tensors)
+
+    monkeypatch.setattr(torch.Tensor, "to", to)
+    monkeypatch.setattr(training, "data_digest", digest)
+    monkeypatch.setattr(vi, "data_digest", digest)
+    model, _ = build_model("mlp", (1, 2, 3), 3, hidden=[8])
+    if method == "ensemble":
+        train_map(model, x, y, MapSettings(epochs=1, batch_size=32), seed=0, device=torch.device("cpu"))
+    else:
+        vi.train_vi(model, x, y, vi.ViSettings(epochs=1, batch_size=32), seed=0, device=torch.device("cpu"))
+    monkeypatch.setattr(torch.Tensor, "to", real_to)
+    assert events[:3] == ["digest", "move", "move"]
+    with pytest.raises(ValueError, match="before the data moves"):
+        real_digest(torch.empty(3, device="meta"))
+
+
+def test_a_checkpoint_made_on_another_device_is_not_resumed(tmp_path, monkeypatch):
+    """A CPU checkpoint resumed on CUDA (or one GPU model's on another) would not match an
+    uninterrupted run on either: the fingerprint holds the device type and GPU model."""
+    import workflow.device as device
+
+    s = MapSettings(epochs=6, batch_size=32, lr=0.01, checkpoint_every=2)
+    ckpt = tmp_path / "ckpt.pt"
+    monkeypatch.setattr(device, "device_identity", lambda d: "cuda (NVIDIA A100-SXM4-80GB)")
+    kill_at_first_checkpoint(monkeypatch, lambda: fit(s, checkpoint=ckpt))
+    saved = ckpt.read_bytes()
+    monkeypatch.setattr(device, "device_identity", lambda d: "cuda (NVIDIA H200)")
+    assert fit(s, checkpoint=ckpt).resumed_from_epoch == 0
+    ckpt.write_bytes(saved)
+    monkeypatch.undo()  # the real identity: 'cpu'
+    assert fit(s, checkpoint=ckpt).resumed_from_epoch == 0
+    ckpt.write_bytes(saved)
+    monkeypatch.setattr(device, "device_identity", lambda d: "cuda (NVIDIA A100-SXM4-80GB)")
+    assert fit(s, checkpoint=ckpt).resumed_from_epoch == 2

@@ -17,9 +17,10 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runtime", type=json.loads, default={},
                    help="runtime settings as JSON (device, checkpoint interval, data root), merged into --config")
     p.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
-    p.add_argument("--gpus", type=int, default=0,
+    p.add_argument("--gpus", type=int, default=None,
                    help="GPUs the job's rule requested (its gpu resource); with compute.device auto the job "
-                        "computes on CUDA exactly when it was given a GPU (workflow/device.py)")
+                        "computes on CUDA exactly when it was given a GPU. Without it, only a scheduler's "
+                        "allocation to this job counts (workflow/device.py)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -253,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         compute = cfg["compute"]
         # the device is decided when a job first computes with torch (device.use_device)
-        set_job(compute["deterministic"], compute["mixed_precision"], gpus=getattr(args, "gpus", 0))
+        set_job(compute["deterministic"], compute["mixed_precision"], gpus=getattr(args, "gpus", None))
         COMMANDS[args.command](args, cfg, compute["device"])
     except (ValueError, KeyError, OSError, FloatingPointError, DatasetError, ArtifactError) as err:
         # known failure kinds: one clear line instead of a traceback

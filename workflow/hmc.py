@@ -30,7 +30,8 @@ import torch
 from tqdm import tqdm
 
 from .atomic import atomic_path
-from .training import check_positive, data_digest
+from .device import device_identity
+from .training import check_positive, data_digest, load_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -183,10 +184,11 @@ def hmc_step(grad_fn: GradFn, x: torch.Tensor, u: torch.Tensor, grad: torch.Tens
         with torch.no_grad():
             u1 = energy_fn(x1)
     if per_chain:
-        # row by row: a reduction over a [chains, dim] block may sum in another order than over one row
-        masses = inv_mass.expand_as(x).unbind(0) if inv_mass is not None else [None] * len(x)
-        energy_error = torch.stack([hamiltonian(a, b, m) for a, b, m in zip(u1, p1, masses)]) - torch.stack(
-            [hamiltonian(a, b, m) for a, b, m in zip(u, p0, masses)])
+        # row by row, on copies: a reduction over a [chains, dim] block, or over a row at an offset,
+        # may sum in another order than over the chain alone
+        masses = chain_rows(inv_mass.expand_as(x)) if inv_mass is not None else [None] * len(x)
+        energy_error = torch.stack([hamiltonian(a, b, m) for a, b, m in zip(u1, chain_rows(p1), masses)]) - \
+            torch.stack([hamiltonian(a, b, m) for a, b, m in zip(u, chain_rows(p0), masses)])
     else:
         energy_error = hamiltonian(u1, p1, inv_mass) - hamiltonian(u, p0, inv_mass)
     finite = torch.isfinite(energy_error) & ~bad
@@ -301,20 +303,27 @@ def run_hmc(potential: Potential | None, init: torch.Tensor, settings: HmcSettin
                           desc=desc, grad_fn=grad_fn, energy_fn=energy_fn, metric_fn=metric_fn)[0]
 
 
+def chain_rows(xb: torch.Tensor) -> list[torch.Tensor]:
+    """Each chain's row of a [chains, dim] batch as a fresh copy, not a view at the row's offset:
+    a kernel may be chosen by its input's alignment (cuBLASLt does), and a chain's numbers must not
+    depend on where in a batch it sits. Differentiable: gradients reach the batch."""
+    return [row.clone() for row in xb.unbind(0)]
+
+
 def chains_value_and_grad(potential: Potential | None, grad_fn: GradFn | None):
     """(U, dU/dx) of a [chains, dim] batch from a one-chain potential or grad_fn, chain by chain.
 
     With a potential, the chains share one autograd graph (one backward call for all); with a
     grad_fn, it is called per chain. Either way each chain's numbers are those of its own
-    evaluation, so a chain does not depend on the batch it runs in."""
+    evaluation on a copy of its row, so a chain does not depend on the batch it runs in."""
     if grad_fn is not None:
         def batch(xb):
-            pairs = [grad_fn(row) for row in xb.unbind(0)]
+            pairs = [grad_fn(row) for row in chain_rows(xb)]
             return torch.stack([u for u, _ in pairs]), torch.stack([g for _, g in pairs])
         return batch
     if potential is None:
         raise ValueError("run_hmc needs a potential or a grad_fn")
-    return lambda xb: value_and_grad(lambda v: torch.stack([potential(row) for row in v.unbind(0)]), xb)
+    return lambda xb: value_and_grad(lambda v: torch.stack([potential(row) for row in chain_rows(v)]), xb)
 
 
 def run_hmc_chains(potential: Potential | None, init: torch.Tensor, settings: HmcSettings, *, seeds: Sequence[int],
@@ -358,7 +367,7 @@ def run_hmc_chains(potential: Potential | None, init: torch.Tensor, settings: Hm
     batch_energy = None
     if energy_fn is not None:
         def batch_energy(xb):
-            return torch.stack([energy_fn(row) for row in xb.unbind(0)])
+            return torch.stack([energy_fn(row) for row in chain_rows(xb)])
 
     x = init.detach().clone()
     u, grad = batch_grad(x)
@@ -390,13 +399,13 @@ def run_hmc_chains(potential: Potential | None, init: torch.Tensor, settings: Hm
     accepted = np.zeros((n_chains, n_post), dtype=bool)
     divergences = np.zeros(n_chains, dtype=int)
     fingerprint = {"seeds": seeds, "settings": {k: v for k, v in asdict(settings).items() if k != "checkpoint_every"},
-                   "dim": x.shape[1], "dtype": str(x.dtype), "device": x.device.type, "init": data_digest(x),
+                   "dim": x.shape[1], "dtype": str(x.dtype), "device": device_identity(x.device),
+                   "init": data_digest(x.cpu()),
                    "identity": json.dumps(identity or {}, sort_keys=True, default=str)}
     start = 0
     ckpt = Path(checkpoint) if checkpoint else None
     if ckpt and ckpt.is_file():
-        # on the CPU: a generator's state must be a CPU tensor even for a CUDA generator
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        state = load_checkpoint(ckpt)  # on the CPU: a CUDA generator's state is a CPU tensor too
         if state.get("fingerprint") != fingerprint:
             log.warning("ignoring checkpoint %s: it was made with other seeds, settings, start or identity", ckpt)
         else:

@@ -84,22 +84,41 @@ def epoch_lr(settings: OptimSettings, epoch: int) -> float:
     return settings.lr
 
 
-def augment_batch(x: torch.Tensor, mode: str, gen: torch.Generator) -> torch.Tensor:
-    """Random crop after zero padding by an eighth of the image side (4 pixels at 32), and for
-    'crop_flip' a horizontal flip with probability 1/2; per example, random numbers from ``gen``."""
+def draw_augmentation(sizes: list[int], mode: str, side: int, gen: torch.Generator) -> tuple[torch.Tensor, ...]:
+    """An epoch's random crop offsets (oy, ox) and flips, each [sum(sizes)], drawn from ``gen`` on the
+    host batch by batch in the order the batches use them, so that they travel to the device in one
+    copy per epoch: a copy per minibatch would make the host wait for the GPU stream every batch.
+    Empty for mode 'none'."""
+    if mode == "none":
+        return ()
+    pad = crop_padding(side)
+    parts = []
+    for n in sizes:
+        oy = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
+        ox = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
+        parts.append((oy, ox, torch.rand(n, generator=gen) < 0.5) if mode == "crop_flip" else (oy, ox))
+    return tuple(torch.cat(column) for column in zip(*parts))
+
+
+def crop_padding(side: int) -> int:
+    """Zero padding of the random crop: an eighth of the image side (4 pixels at 32), at least 1."""
+    return max(1, round(side / 8))
+
+
+def augment_batch(x: torch.Tensor, mode: str, draws: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """Random crop after zero padding (``crop_padding``), and for 'crop_flip' a horizontal flip, per
+    example, with the offsets and flips ``draws`` (``draw_augmentation``'s, on x's device)."""
     if mode == "none":
         return x
     n, _, h, w = x.shape
-    pad = max(1, round(h / 8))
+    pad = crop_padding(h)
     padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
-    oy = torch.randint(0, 2 * pad + 1, (n,), generator=gen).to(x.device)
-    ox = torch.randint(0, 2 * pad + 1, (n,), generator=gen).to(x.device)
+    oy, ox = draws[0], draws[1]
     rows = (oy[:, None] + torch.arange(h, device=x.device))[:, :, None]  # [n, h, 1]
     cols = (ox[:, None] + torch.arange(w, device=x.device))[:, None, :]  # [n, 1, w]
     out = padded.permute(0, 2, 3, 1)[torch.arange(n, device=x.device)[:, None, None], rows, cols].permute(0, 3, 1, 2)
     if mode == "crop_flip":
-        flip = (torch.rand(n, generator=gen) < 0.5).to(x.device)[:, None, None, None]
-        out = torch.where(flip, out.flip(-1), out)
+        out = torch.where(draws[2][:, None, None, None], out.flip(-1), out)
     return out.contiguous()
 
 
@@ -132,69 +151,95 @@ def _save_checkpoint(path: Path, state: dict) -> None:
         torch.save(state, tmp)
 
 
-def _rng_state() -> dict:
+def load_checkpoint(path: Path) -> dict:
+    """A checkpoint's state with every tensor on the CPU: a generator's state must be a CPU
+    ByteTensor (``set_state`` refuses one on CUDA), and each piece is moved where it belongs by
+    whoever restores it (load_state_dict copies onto the parameters' device)."""
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def _rng_state(device: torch.device) -> dict:
+    """The global random states a job on ``device`` draws from: the CPU's, and that GPU's alone (not
+    every visible GPU's: a retry may see another number of them)."""
     state = {"cpu": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
     return state
 
 
-def _set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["cpu"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+def _set_rng_state(state: dict, device: torch.device) -> None:
+    torch.set_rng_state(state["cpu"].cpu())
+    if device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"].cpu(), device)
 
 
 def data_digest(*tensors: torch.Tensor) -> str:
-    """Content hash of the training data, so a checkpoint is never resumed on other data."""
+    """Content hash of the training data, so a checkpoint is never resumed on other data. Takes host
+    tensors: hash the data before it moves to a GPU (hashing it there copies it all back)."""
     h = hashlib.sha1()
     for t in tensors:
+        if t.device.type != "cpu":
+            raise ValueError(f"data_digest hashes host tensors; got one on {t.device}: take the digest "
+                             "before the data moves to the device")
         h.update(str((tuple(t.shape), str(t.dtype))).encode())
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+        h.update(t.detach().contiguous().numpy().tobytes())
     return h.hexdigest()
 
 
 def run_training(module: torch.nn.Module, objective: Objective, x: torch.Tensor, y: torch.Tensor, settings, *,
-                 seed: int, checkpoint: str | os.PathLike | None = None, desc: str = "train",
+                 seed: int, data_hash: str, checkpoint: str | os.PathLike | None = None, desc: str = "train",
                  identity: dict | None = None, fused_optimizer: bool = False) -> TrainResult:
     """``settings.optimizer`` over ``module``'s parameters for ``settings.epochs`` epochs of shuffled,
-    optionally augmented minibatches.
+    optionally augmented minibatches. ``data_hash``: ``data_digest(x, y)``, taken by the caller
+    while the data were still on the host.
 
-    A checkpoint is resumed only if it was made for the same seed, settings, data, parameter shapes
-    and ``identity`` (e.g. the job's config); otherwise it is ignored with a warning.
+    A checkpoint is resumed only if it was made for the same seed, settings, data, parameter shapes,
+    device (type and GPU model: another rounds differently) and ``identity`` (e.g. the job's
+    config); otherwise it is ignored with a warning.
     """
+    from .device import device_identity
+
     n = len(x)
     opt = make_optimizer(module.parameters(), settings, fused=fused_optimizer)
-    gen = torch.Generator().manual_seed(seed)  # data order
+    gen = torch.Generator().manual_seed(seed)  # data order and augmentation, drawn on the host
     fingerprint = {"seed": seed, "class": type(settings).__name__,
                    "settings": {k: v for k, v in vars(settings).items() if k != "checkpoint_every"},
-                   "data": data_digest(x, y), "shapes": {k: tuple(v.shape) for k, v in module.state_dict().items()},
+                   "data": data_hash, "shapes": {k: tuple(v.shape) for k, v in module.state_dict().items()},
+                   "device": device_identity(x.device),
                    "identity": json.dumps(identity or {}, sort_keys=True, default=str)}
     traces: dict[str, list[float]] = {}
     start = 0
     ckpt = Path(checkpoint) if checkpoint else None
     if ckpt and ckpt.is_file():
-        state = torch.load(ckpt, map_location=x.device, weights_only=False)
+        state = load_checkpoint(ckpt)
         if state.get("fingerprint") != fingerprint:
-            log.warning("ignoring checkpoint %s: it was made with other settings, data or architecture", ckpt)
+            log.warning("ignoring checkpoint %s: it was made with other settings, data, architecture or device",
+                        ckpt)
         else:
             module.load_state_dict(state["module"])
-            opt.load_state_dict(state["optimizer"])
+            opt.load_state_dict(state["optimizer"])  # moves its state onto the parameters' device
             gen.set_state(state["generator"])
-            _set_rng_state(state["rng"])
+            _set_rng_state(state["rng"], x.device)
             traces, start = {k: list(v) for k, v in state["traces"].items()}, int(state["epoch"])
             log.info("resumed from %s at epoch %d", ckpt, start)
 
     for epoch in tqdm(range(start, settings.epochs), desc=desc, disable=None):
         for group in opt.param_groups:
             group["lr"] = epoch_lr(settings, epoch)
-        order = torch.randperm(n, generator=gen).to(x.device)
+        order = torch.randperm(n, generator=gen)
+        starts = range(0, n, settings.batch_size)
+        # the epoch's order and augmentation draws travel to the device once, not per minibatch
+        order, *draws = (t.to(x.device) for t in (order, *draw_augmentation(
+            [min(settings.batch_size, n - i) for i in starts], settings.augment, x.shape[-2] if x.ndim == 4 else 0,
+            gen)))
         # per-minibatch metrics are summed on the device (float64): the host syncs once per epoch
         sums: dict[str, torch.Tensor] = {}
-        for i in range(0, n, settings.batch_size):
-            idx = order[i:i + settings.batch_size]
+        for i in starts:
+            batch = slice(i, i + settings.batch_size)
+            idx = order[batch]
             with autocast(x.device):  # bfloat16 forward passes when compute.mixed_precision is on
-                loss, metrics = objective(augment_batch(x[idx], settings.augment, gen), y[idx])
+                loss, metrics = objective(augment_batch(x[idx], settings.augment, [d[batch] for d in draws]),
+                                          y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -209,7 +254,7 @@ def run_training(module: torch.nn.Module, objective: Objective, x: torch.Tensor,
         if ckpt and settings.checkpoint_every and done % settings.checkpoint_every == 0 and done < settings.epochs:
             _save_checkpoint(ckpt, {"fingerprint": fingerprint, "epoch": done, "traces": traces,
                                     "module": module.state_dict(), "optimizer": opt.state_dict(),
-                                    "generator": gen.get_state(), "rng": _rng_state()})
+                                    "generator": gen.get_state(), "rng": _rng_state(x.device)})
     return TrainResult({k: np.asarray(v) for k, v in traces.items()}, start)
 
 
@@ -238,6 +283,7 @@ def train_map(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, settings
             permuted = apply_permutation(dict(model.named_parameters()), spec, perms)
             for name, param in model.named_parameters():
                 param.copy_(permuted[name])
+    data_hash = data_digest(x, y)  # on the host, before the data move
     model.to(device)
     x, y = x.to(device), y.to(device)
     prior_scale = 1.0 / (2.0 * settings.prior_std ** 2 * len(x))
@@ -248,6 +294,6 @@ def train_map(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, settings
         return nll + prior_scale * penalty, {"nll": nll}
 
     result = run_training(model, objective, x, y, settings, seed=seed if data_seed is None else data_seed,
-                          checkpoint=checkpoint, desc=f"MAP seed {seed}", identity=identity)
+                          data_hash=data_hash, checkpoint=checkpoint, desc=f"MAP seed {seed}", identity=identity)
     params = {k: v.detach().cpu().numpy() for k, v in model.named_parameters()}
     return MapResult(params, result.traces, result.resumed_from_epoch)

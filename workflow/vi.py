@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .training import OptimSettings, check_positive, reset_parameters, run_training
+from .training import OptimSettings, check_positive, data_digest, reset_parameters, run_training
 
 SIGMA_PARAMS = ("softplus", "exp")
 
@@ -190,6 +190,7 @@ def train_vi(model: nn.Module, x: torch.Tensor, y: torch.Tensor, settings: ViSet
     from .predict import batched_logits
 
     reset_parameters(model, seed)  # the means start at the architecture's usual initialisation
+    data_hash = data_digest(x, y)  # on the host, before the data move
     model.to(device)
     x, y = x.to(device), y.to(device)
     q = MeanField(model, settings.sigma_init, settings.sigma_param).to(device)
@@ -210,7 +211,8 @@ def train_vi(model: nn.Module, x: torch.Tensor, y: torch.Tensor, settings: ViSet
     # fused Adam: with mu and rho flat, a step is two tensors; the update in one kernel brings a VI
     # step to about 1.5 MAP steps on the default MLP (benchmarks/bench_vi.py)
     fused = x.device.type in ("cpu", "cuda")
-    result = run_training(q, objective, x, y, settings, seed=seed, checkpoint=checkpoint, desc=f"VI seed {seed}",
+    result = run_training(q, objective, x, y, settings, seed=seed, data_hash=data_hash, checkpoint=checkpoint,
+                          desc=f"VI seed {seed}",
                           identity=identity, fused_optimizer=fused)
     mean, std = q.mean_std()
     return mean, std, result.traces, result.resumed_from_epoch

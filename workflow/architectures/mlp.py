@@ -52,9 +52,18 @@ def permutation_spec(model: MLP) -> PermutationSpec:
 
 # ---------------------------------------------------------------- hooks
 
-# elements of the largest intermediate [samples, points, width] per chunk: small enough to stay in
-# cache, so the activations and bias additions between matmuls are not bound by memory bandwidth
-_CHUNK_ELEMENTS = 2 ** 20
+# CPU only: elements of the largest intermediate [samples, points, width] per chunk, small enough to
+# stay in cache, so the activations and bias additions between matmuls are not bound by memory
+# bandwidth. A GPU takes every sample of the call at once (the caller's chunks already fit its
+# memory budget): cache-sized chunks there would be S small sequential matmuls.
+_CPU_CHUNK_ELEMENTS = 2 ** 20
+
+
+def sample_chunk(n_samples: int, n_points: int, widest: int, device: torch.device) -> int:
+    """Samples per chunk of ``sample_logits``: cache-sized on the CPU, all of them elsewhere."""
+    if torch.device(device).type != "cpu":
+        return max(1, n_samples)
+    return max(1, min(n_samples, _CPU_CHUNK_ELEMENTS // max(1, n_points * widest)))
 
 
 def _activate_(model: MLP, h: torch.Tensor) -> torch.Tensor:
@@ -67,7 +76,7 @@ def sample_logits(model: MLP, stack: Mapping[str, torch.Tensor], x: torch.Tensor
     n_hidden = len(model.hidden)
     n_samples = stack["hidden.0.weight"].shape[0]
     widest = max(stack[f"hidden.{i}.weight"].shape[1] for i in range(n_hidden))
-    chunk = max(1, min(n_samples, _CHUNK_ELEMENTS // max(1, len(x) * widest)))
+    chunk = sample_chunk(n_samples, len(x), widest, x.device)
     xf = x.flatten(1)
     out = []
     for s0 in range(0, n_samples, chunk):
