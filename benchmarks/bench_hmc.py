@@ -92,7 +92,7 @@ def _predictive_ess(problem: Problem, model, like: dict, *flat_draws: np.ndarray
     """Median over test points of the ESS of p(y_n | x_n, w), over one chain or several (one array each)."""
     import torch
 
-    from workflow.hmc import effective_sample_size
+    from workflow.mcmc_diagnostics import effective_sample_size
     from workflow.predict import Stacked, sample_label_log_probs
 
     probs = []

@@ -40,7 +40,8 @@ def main() -> None:
     from workflow.architectures import build_model
     from workflow.config import load_config, model_args
     from workflow.data import load_dataset
-    from workflow.hmc import MASS_MATRICES, HmcSettings, effective_sample_size, split_rhat
+    from workflow.hmc import MASS_MATRICES, HmcSettings
+    from workflow.mcmc_diagnostics import ess_bulk, rhat
     from workflow.hmc_bnn import sample_bnn
     from workflow.predict import Stacked, sample_label_log_probs
 
@@ -71,10 +72,10 @@ def main() -> None:
             stack = {k: torch.as_tensor(v) for k, v in draws.items()}
             probs.append(sample_label_log_probs(model, Stacked(stack), xt, yt).exp().numpy())  # [draws, N]
         chains = np.stack(probs)  # [chains, draws, N]
-        ess = effective_sample_size(chains)
-        rows[metric] = {"median ESS of p(y|x), all chains": float(np.nanmedian(ess)),
+        ess = ess_bulk(chains)
+        rows[metric] = {"median bulk ESS of p(y|x), all chains": float(np.nanmedian(ess)),
                         "ESS per second of sampling": float(np.nanmedian(ess)) / seconds,
-                        "median split R-hat": float(np.nanmedian(split_rhat(chains))) if args.chains > 1 else np.nan,
+                        "median R-hat (rank-normalised)": float(np.nanmedian(rhat(chains))) if args.chains > 1 else np.nan,
                         "seconds of sampling": seconds, "acceptance": float(np.mean(accept))}
     print(f"# {platform.machine()}, {args.threads} threads, torch {torch.__version__}; config {Path(args.config).name}: "
           f"{base.n_warmup} warm-up, {base.n_samples} draws x thinning {base.thinning}, L = {base.n_leapfrog}, "

@@ -35,6 +35,7 @@ MODULES = {
     "compare": ["tests/test_compare.py", "tests/test_table1.py"],
     "barriers": ["tests/test_barriers.py", "tests/test_matching.py"],
     "hmc": ["tests/test_hmc.py", "tests/test_hmc_bnn.py"],
+    "mcmc_diagnostics": ["tests/test_mcmc_diagnostics.py"],
 }
 FLIP = {ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt, ast.Eq: ast.NotEq,
         ast.NotEq: ast.Eq, ast.In: ast.NotIn, ast.NotIn: ast.In, ast.Is: ast.IsNot, ast.IsNot: ast.Is}

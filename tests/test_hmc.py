@@ -9,8 +9,9 @@ import pytest
 import torch
 
 import workflow.hmc as hmc
-from workflow.hmc import (HmcSettings, effective_sample_size, flatten, hmc_step, leapfrog, run_hmc, run_hmc_chains,
-                          split_rhat, unflatten, value_and_grad)
+from workflow.hmc import (HmcSettings, flatten, hmc_step, leapfrog, run_hmc, run_hmc_chains, unflatten,
+                          value_and_grad)
+from workflow.mcmc_diagnostics import effective_sample_size, split_rhat
 
 
 def gaussian_potential(precision: torch.Tensor, mean: torch.Tensor | None = None):
@@ -368,46 +369,6 @@ def test_thinning_keeps_every_kth_post_warmup_iteration():
     assert thinned.step_size == every.step_size
 
 
-# --- 7. diagnostics ------------------------------------------------------------------------
-
-
-def ar1(rng, chains, draws, rho):
-    """Stationary AR(1) chains with unit marginal variance."""
-    x = np.empty((chains, draws))
-    x[:, 0] = rng.normal(size=chains)
-    noise = rng.normal(size=(chains, draws)) * math.sqrt(1 - rho ** 2)
-    for t in range(1, draws):
-        x[:, t] = rho * x[:, t - 1] + noise[:, t]
-    return x
-
-
-def test_split_rhat_and_ess(rng):
-    iid = rng.normal(size=(4, 4000, 3))
-    rhat = split_rhat(iid)
-    assert rhat.shape == (3,) and np.all(np.abs(rhat - 1) < 0.01)
-    shifted = iid + np.array([0.0, 0.0, 2.0, 2.0])[:, None, None]  # expected R-hat sqrt(1 + 8/7) = 1.46
-    assert np.all(split_rhat(shifted) > 1.1)
-    drifting = iid + np.linspace(0, 2, 4000)[None, :, None]  # every chain drifts alike: only splitting sees it
-    assert np.all(split_rhat(drifting) > 1.1)
-
-    ess = effective_sample_size(iid)
-    # the estimate scatters by a few percent here (truncation after a few noisy lags); 15% is wide
-    assert ess.shape == (3,) and np.all(np.abs(ess / iid[..., 0].size - 1) < 0.15)
-    # vectorised over trailing dims: the same as one call per slice
-    np.testing.assert_allclose(ess, [effective_sample_size(iid[..., i]) for i in range(3)])
-
-    rho = 0.9
-    chain = ar1(rng, 4, 8000, rho)
-    expected = chain.size * (1 - rho) / (1 + rho)  # integrated autocorrelation time (1 + rho) / (1 - rho)
-    assert abs(effective_sample_size(chain) / expected - 1) < 0.3  # its relative sd here is ~7%
-    assert split_rhat(chain) < 1.05
-
-    # constant draws: undefined, not an error
-    assert np.isnan(split_rhat(np.ones((2, 10)))) and np.isnan(effective_sample_size(np.ones((2, 10))))
-    with pytest.raises(ValueError, match="draws"):
-        split_rhat(np.zeros(10))
-
-
 # --- 8. helpers and settings ---------------------------------------------------------------
 
 
@@ -493,14 +454,6 @@ def test_a_chain_whose_every_proposal_diverges_is_an_error():
                     checkpoint_every=0)
     with pytest.raises(FloatingPointError, match="every one of the 20 post-warm-up proposals diverged"):
         run_hmc(wall_potential, torch.zeros(2), s, seed=0)
-
-
-def test_split_rhat_needs_four_draws_per_chain():
-    """A survivor of the mutation run (half < 2 -> half <= 2) asked for this boundary."""
-    rng = np.random.default_rng(0)
-    assert split_rhat(rng.standard_normal((3, 4))).shape == ()
-    with pytest.raises(ValueError, match="at least 4 draws"):
-        split_rhat(rng.standard_normal((3, 3)))
 
 
 # --- 6. a diagonal mass matrix, adapted in warm-up -------------------------------------------

@@ -114,9 +114,9 @@ def test_table1_compares_every_predictive_with_hmc(finished_run):
     assert (tables / "table1_base.tex").read_text().startswith("\\begin{tabular}")
     diag = pd.read_csv(tables / "chain_diagnostics_base.csv").iloc[0]
     assert diag["chains"] == 3 and diag["draws_per_chain"] == 10
-    # the diagnostics are split R-hat / ESS of p(y|x) on the test points over the three HMC chains:
+    # the diagnostics are R-hat / ESS of p(y|x) on the test points over the three HMC chains:
     # recomputed here from the posterior files (a wrong chain, split or quantity would differ)
-    from workflow.hmc import effective_sample_size, split_rhat
+    from workflow.mcmc_diagnostics import ess_bulk, ess_tail, rhat, split_rhat
     from workflow.predict import sample_label_log_probs
     from workflow.prepared import load_prepared
 
@@ -126,10 +126,11 @@ def test_table1_compares_every_predictive_with_hmc(finished_run):
     model, _ = posts[0].build_model()
     chains = np.stack([sample_label_log_probs(model, p.sample_source(0, 0), data["x_test"], data["y_test"])
                        .exp().numpy() for p in posts])
-    rhat, ess = split_rhat(chains), effective_sample_size(chains)
-    assert diag["rhat_median"] == pytest.approx(np.nanmedian(rhat), rel=1e-6)
-    assert diag["rhat_max"] == pytest.approx(np.nanmax(rhat), rel=1e-6)
-    assert diag["ess_min"] == pytest.approx(np.nanmin(ess), rel=1e-6)
+    assert diag["rhat_median"] == pytest.approx(np.nanmedian(rhat(chains)), rel=1e-6)
+    assert diag["rhat_max"] == pytest.approx(np.nanmax(rhat(chains)), rel=1e-6)
+    assert diag["rhat_classic_max"] == pytest.approx(np.nanmax(split_rhat(chains)), rel=1e-6)
+    assert diag["ess_bulk_min"] == pytest.approx(np.nanmin(ess_bulk(chains)), rel=1e-6)
+    assert diag["ess_tail_median"] == pytest.approx(np.nanmedian(ess_tail(chains)), rel=1e-6)
     assert diag["acceptance_seed1"] == pytest.approx(posts[1].diagnostic_attrs["acceptance_rate"])
     q_r = read_posterior(finished_run / "results" / "tiny" / "base" / "rebasin" / "hmc" / "iterated" / "q_r.h5")
     assert q_r.kind == "gaussian" and q_r.diagnostic_attrs["n_samples"] == 30

@@ -104,7 +104,7 @@ TABLE_TITLES = {
     "barrier_curves": ("barriers", "Barrier curves: loss and error at every point of every path"),
     "barriers": ("barriers", "Loss and error barriers, one row per seed pair and alignment"),
     "table1": ("table1", "Table 1: every predictive against HMC's"),
-    "chain_diagnostics": ("chain_diagnostics", "HMC chains: split R-hat and ESS of p(y|x) on the test points"),
+    "chain_diagnostics": ("chain_diagnostics", "HMC chains: rank-normalised R-hat, bulk and tail ESS of p(y|x) on the test points"),
     "basin": ("basin", "Gaussians aligned into the basin of HMC's q_r"),
     "sigma": ("sigma", "Sigma histograms of q_d, q_r and the Gaussian methods"),
     "pruning": ("pruning", "Pruning by sigma: test accuracy of the pruned mean network"),

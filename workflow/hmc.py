@@ -10,9 +10,7 @@ same seed and checkpoint file, a killed run resumes to exactly the result of an 
 one. ``run_hmc_chains`` advances several chains together as one batch; each chain's result is
 the one it has alone.
 
-``split_rhat`` and ``effective_sample_size`` diagnose [chains, draws, ...] arrays of scalar
-summaries. Use them on predictive quantities: unlike raw weights, those are unchanged by the
-hidden-unit permutations that make chains of a BNN land in different but equivalent modes.
+Convergence diagnostics of the draws (R-hat, bulk and tail ESS) are in ``mcmc_diagnostics``.
 """
 
 from __future__ import annotations
@@ -520,65 +518,3 @@ def unflatten(vec: torch.Tensor, like: dict[str, torch.Tensor]) -> dict[str, tor
     if vec.ndim != 1 or vec.numel() != sum(sizes):
         raise ValueError(f"vector of shape {tuple(vec.shape)} does not hold the {sum(sizes)} values of {list(like)}")
     return {k: piece.reshape(t.shape) for (k, t), piece in zip(like.items(), torch.split(vec, sizes))}
-
-
-# ---------------------------------------------------------------------------------------------
-# convergence diagnostics across chains
-
-
-def _split_chains(x) -> np.ndarray:
-    """[chains, draws, ...] -> [2 * chains, draws // 2, ...]: first and second halves as separate chains
-    (the middle draw of an odd count is dropped), so a drift within a chain shows up like a disagreement."""
-    x = np.asarray(x, dtype=np.float64)
-    if x.ndim < 2:
-        raise ValueError(f"expected an array shaped [chains, draws, ...], got shape {x.shape}")
-    half = x.shape[1] // 2
-    if half < 2:
-        raise ValueError(f"need at least 4 draws per chain, got {x.shape[1]}")
-    return np.concatenate([x[:, :half], x[:, x.shape[1] - half:]], axis=0)
-
-
-def split_rhat(x: np.ndarray) -> np.ndarray:
-    """Split-R-hat of x shaped [chains, draws, ...], one value per trailing index.
-
-    The classic potential scale reduction on split chains (Gelman et al., BDA3 ch. 11.4; Vehtari et
-    al. 2021, eq. 4), without their rank normalisation and folding: sqrt(var_plus / W), with W the mean
-    within-chain variance and var_plus = (n - 1) / n * W + B / n. NaN where every draw is equal.
-    """
-    s = _split_chains(x)
-    n = s.shape[1]
-    within = s.var(axis=1, ddof=1).mean(axis=0)
-    var_plus = (n - 1) / n * within + s.mean(axis=1).var(axis=0, ddof=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.sqrt(var_plus / within)
-
-
-def effective_sample_size(x: np.ndarray) -> np.ndarray:
-    """Multi-chain effective sample size of x shaped [chains, draws, ...], one value per trailing index.
-
-    Stan's estimator (Stan reference manual, "Effective sample size"; BDA3 ch. 11.5) on split chains
-    as in Vehtari et al. 2021, without rank normalisation: autocorrelations rho_t = 1 - (W - mean
-    autocovariance_t) / var_plus combine within- and between-chain variance; their pair sums
-    rho_2k + rho_2k+1 are truncated at the first non-positive one and made non-increasing (Geyer's
-    initial monotone sequence); ESS = chains * draws / (-1 + 2 * sum of pair sums), capped at
-    N log10(N) as in Stan. NaN where every draw is equal.
-    """
-    s = _split_chains(x)
-    m, n = s.shape[:2]
-    centred = s - s.mean(axis=1, keepdims=True)
-    size = 1 << (2 * n - 1).bit_length()  # zero padding: circular correlation would wrap around
-    f = np.fft.rfft(centred, n=size, axis=1)
-    acov = np.fft.irfft(f * np.conj(f), n=size, axis=1)[:, :n] / n  # biased autocovariance per chain
-    within = acov[:, 0].mean(axis=0) * n / (n - 1)
-    var_plus = within * (n - 1) / n + (s.mean(axis=1).var(axis=0, ddof=1) if m > 1 else 0.0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rho = 1.0 - (within - acov.mean(axis=0)) / var_plus  # [n, ...]
-        pairs = rho[0:2 * (n // 2):2] + rho[1:2 * (n // 2):2]
-        positive = np.logical_and.accumulate(pairs > 0, axis=0)
-        positive[0] = True  # the sum always includes rho_0 + rho_1
-        monotone = np.minimum.accumulate(pairs, axis=0)
-        tau = -1.0 + 2.0 * np.where(positive, monotone, 0.0).sum(axis=0)
-        total = m * n
-        cap = total * math.log10(total)
-        ess = np.where(tau > 0, total / tau, cap)
-        return np.where(np.isnan(tau), np.nan, np.minimum(ess, cap))

@@ -95,10 +95,11 @@ def table1_job(posterior_paths: dict, rebasin_paths: dict, data_path, cfg: dict,
                out_diag, *, device: str = "auto") -> None:
     """Xiao et al.'s Table 1: every predictive against the reference method's (agreement, TV), accuracies
     and NLL. ``posterior_paths``: method -> its posteriors (seed order); ``rebasin_paths``:
-    '<method>/<reference>/<fit>' -> Gaussian fit. The reference chains' split R-hat and ESS of p(y|x)
-    on the test points go to ``out_diag``."""
+    '<method>/<reference>/<fit>' -> Gaussian fit. The reference chains' convergence on p(y|x) at the
+    test points goes to ``out_diag``: rank-normalised split R-hat (and the classic one), bulk, tail
+    and classic ESS (``mcmc_diagnostics.summary``)."""
     from ..compare import accuracy, agreement, total_variation
-    from ..hmc import effective_sample_size, split_rhat
+    from ..mcmc_diagnostics import summary as chain_summary
     from ..predict import log_predictive, sample_label_log_probs
 
     ref = methods.reference_method(list(posterior_paths))
@@ -148,9 +149,7 @@ def table1_job(posterior_paths: dict, rebasin_paths: dict, data_path, cfg: dict,
                        for post in reference_posts])  # [chains, draws, N]
     diag = {"method": ref, "chains": len(reference_posts), "draws_per_chain": chains.shape[1]}
     if chains.shape[1] >= 4:
-        rhat, ess = split_rhat(chains), effective_sample_size(chains)
-        diag.update(rhat_max=float(np.nanmax(rhat)), rhat_median=float(np.nanmedian(rhat)),
-                    ess_min=float(np.nanmin(ess)), ess_median=float(np.nanmedian(ess)))
+        diag.update(chain_summary(chains))
     for p in reference_posts:
         diag[f"acceptance_seed{p.seed}"] = float(p.diagnostic_attrs.get("acceptance_rate", np.nan))
         diag[f"divergences_seed{p.seed}"] = int(p.diagnostic_attrs.get("divergences", 0))
