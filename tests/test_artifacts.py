@@ -164,3 +164,24 @@ def test_artifacts_get_the_usual_file_permissions(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert (tmp_path / "p.h5").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_a_gaussians_predictive_round_trips_and_bad_ones_are_refused(tmp_path):
+    """'glm' travels with the artifact and makes its sample source linearised; files written before
+    the attribute existed read as 'sample'; anything else is refused by name."""
+    import h5py
+
+    from workflow.artifacts import ArtifactError
+
+    post = gaussian_posterior(make_mlp()[2])
+    post.predictive = "glm"
+    write_posterior(tmp_path / "glm.h5", post)
+    back = read_posterior(tmp_path / "glm.h5")
+    assert back.predictive == "glm" and back.sample_source(4, 0).linearized
+    assert not back.sample_source(4, 0, predictive="sample").linearized
+    with h5py.File(tmp_path / "glm.h5", "a") as f:
+        del f.attrs["predictive"]
+    assert read_posterior(tmp_path / "glm.h5").predictive == "sample"
+    post.predictive = "probit"
+    with pytest.raises(ArtifactError, match="predictive 'probit' is not one of"):
+        write_posterior(tmp_path / "bad.h5", post)

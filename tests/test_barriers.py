@@ -43,3 +43,28 @@ def test_summary_table_and_markdown(tmp_path):
     # two curves claiming the same pair are refused, not silently merged
     with pytest.raises(ValueError, match="repeated"):
         summarize_barriers(paths + paths[:1], {"base": {}}, tmp_path / "c.csv", tmp_path / "d.csv", tmp_path / "d.md")
+
+
+def test_a_glm_path_predicts_every_gaussian_through_the_linearised_network():
+    """gaussian_path(linearized=True): at each t the loss of N(mean_t, std_t^2) under the GLM
+    predictive, not under sampled networks (Laplace pairs, whose predictive is 'glm')."""
+    import torch
+
+    from workflow.barriers import gaussian_path
+    from workflow.predict import Gaussian, marginal_loss_error
+
+    from .conftest import make_mlp
+
+    model, _, a = make_mlp(seed=0)
+    _, _, b = make_mlp(seed=1)
+    std = {k: np.full_like(v, 0.3) for k, v in a.items()}
+    x = torch.randn(20, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    y = torch.arange(20) % 5
+    ts = np.array([0.0, 0.5, 1.0])
+    glm = gaussian_path(model, a, std, b, std, 8, 3, x, y, ts, linearized=True)
+    sampled = gaussian_path(model, a, std, b, std, 8, 3, x, y, ts)
+    mid = {k: 0.5 * (a[k] + b[k]) for k in a}
+    for t, mean, row in zip(ts, (a, mid, b), glm.itertuples()):
+        assert row.loss == pytest.approx(marginal_loss_error(model, Gaussian(mean, std, 8, 3, linearized=True), x, y)[0],
+                                         rel=1e-5)
+    assert not np.allclose(glm["loss"], sampled["loss"])

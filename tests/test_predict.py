@@ -146,3 +146,50 @@ def test_loss_error_hand_example():
     nll, err = loss_error(logp, torch.tensor([0, 0, 1]))
     assert nll == pytest.approx(-(math.log(0.7) + math.log(0.4) + math.log(0.1)) / 3, rel=1e-6)
     assert err == pytest.approx(2 / 3)
+
+
+# --- the linearised (GLM) predictive of a Gaussian ------------------------------------------
+
+
+def glm_case(std_value=0.1, n=6, seed=3):
+    model, _, params = make_mlp((7, 6))
+    std = {k: np.full_like(v, std_value) for k, v in params.items()}
+    x = torch.randn(9, 1, 4, 4, generator=torch.Generator().manual_seed(1))
+    return model, params, std, x, Gaussian(params, std, n, seed, linearized=True)
+
+
+def test_linearized_logits_are_the_first_order_expansion_at_the_mean():
+    """f(x; mu) + J_mu(x) delta, against the Jacobian built explicitly (reverse mode, per parameter)."""
+    from workflow.predict import linearized_logits
+
+    model, params, _, x, source = glm_case()
+    mean = source.mean_tensors("cpu")
+    deltas = source.deltas(0, source.n, "cpu")
+    with torch.no_grad():
+        lin = linearized_logits(model, mean, deltas, x)
+    jac = torch.func.jacrev(lambda p: torch.func.functional_call(model, p, (x,)))(mean)
+    f0 = torch.func.functional_call(model, mean, (x,))
+    expected = torch.stack([f0 + sum(jac[k].reshape(*f0.shape, -1) @ deltas[k][s].reshape(-1) for k in mean)
+                            for s in range(source.n)])
+    torch.testing.assert_close(lin, expected, rtol=1e-5, atol=1e-5)
+    # the draws are the sampled Gaussian's: mean + delta
+    sampled = Gaussian(params, source.std, source.n, source.seed).chunk(0, source.n, "cpu")
+    for k in mean:
+        torch.testing.assert_close(sampled[k], mean[k] + deltas[k])
+
+
+def test_glm_predictive_is_the_mean_network_at_zero_width_and_differs_from_sampling_when_wide():
+    model, params, _, x, _ = glm_case()
+    mean_net = log_predictive(model, Stacked({k: v[None] for k, v in params.items()}), x)
+    _, _, _, _, narrow = glm_case(std_value=0.0)
+    torch.testing.assert_close(log_predictive(model, narrow, x), mean_net, rtol=1e-6, atol=1e-6)
+    _, _, std, _, wide = glm_case(std_value=0.5, n=50)
+    glm = log_predictive(model, wide, x)
+    sampled = log_predictive(model, Gaussian(params, std, 50, wide.seed), x)
+    assert (glm - sampled).abs().max() > 0.05  # a wide Gaussian: the expansion and the network part ways
+
+
+def test_glm_predictive_does_not_depend_on_chunking():
+    model, _, _, x, source = glm_case(n=7)
+    whole = log_predictive(model, source, x)
+    torch.testing.assert_close(log_predictive(model, source, x, memory_mb=TINY_MB), whole, rtol=1e-5, atol=1e-6)

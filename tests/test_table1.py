@@ -67,3 +67,22 @@ def test_table1_columns_follow_the_registry():
     labels = [c[0] for c in table1_columns(paths, fits)]
     assert labels == ["HMC samples", "HMC q_d", "HMC q_r (first ref.)", "HMC q_r (iterated ref.)", "Ens. samples",
                       "Ens. q_d", "Ens. q_r (first ref.)", "Ens. q_r (iterated ref.)", "VI q", "Laplace q"]
+
+
+def test_a_glm_gaussian_gets_its_sampled_predictive_beside_it(case):
+    """Laplace's q predicts through the linearised network; Table 1 shows the sampled predictive next
+    to it. With a tiny sigma both are the mean network."""
+    tmp, nll = case
+    from workflow.artifacts import read_posterior
+
+    vi = read_posterior(tmp / "vi0.h5")
+    vi.method, vi.predictive = "laplace", "glm"
+    write_posterior(tmp / "laplace0.h5", vi)
+    paths = {"hmc": [tmp / "hmc0.h5"], "laplace": [tmp / "laplace0.h5"]}
+    cfg = fill_defaults({"table": {"mc_samples": 4}})
+    table1_job(paths, {}, tmp / "data.npz", cfg, tmp / "t.csv", tmp / "t.md", tmp / "t.tex", tmp / "d.csv",
+               device="cpu")
+    t = pd.read_csv(tmp / "t.csv").pivot(index="metric", columns="column", values="value")
+    assert list(pd.unique(pd.read_csv(tmp / "t.csv")["column"])) == ["HMC samples", "Laplace q", "Laplace q (sampled)"]
+    for column in ("Laplace q", "Laplace q (sampled)"):
+        assert t.loc["test NLL", column] == pytest.approx(nll, rel=1e-3)

@@ -60,3 +60,24 @@ def test_bad_train_requests_are_refused_and_write_nothing(digits, tmp_path, meth
     with pytest.raises(ValueError, match=message):  # refused before the data (absent here) is read
         train_jobs.train_posteriors(method, tmp_path / "absent.npz", seeds, cfg, outs, device="cpu")
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("predictive", ["glm", "sample"])
+def test_laplace_writes_the_predictive_it_was_configured_with(digits, tmp_path, predictive):
+    """laplace.predictive, from the config to the artifact (glm by default): its sample source is the
+    linearised network's, and the job's recorded test NLL is that predictive's."""
+    from workflow.predict import marginal_loss_error
+    from workflow.prepared import load_prepared
+
+    data, cfg = digits
+    cfg = {**cfg, "ensemble": {**cfg["ensemble"], "epochs": 3}, "laplace": {**cfg["laplace"], "predictive": predictive}}
+    train_jobs.train_posterior("ensemble", data, 0, cfg, tmp_path / "e.h5", device="cpu")
+    train_jobs.train_posterior("laplace", data, 0, cfg, tmp_path / "l.h5", device="cpu", base_path=tmp_path / "e.h5")
+    post = read_posterior(tmp_path / "l.h5")
+    assert post.predictive == predictive
+    assert post.sample_source(3, 0).linearized is (predictive == "glm")
+    prepared = load_prepared(data)
+    model, _ = post.build_model()
+    nll, _ = marginal_loss_error(model, post.sample_source(cfg["laplace"]["eval_samples"], 0), prepared["x_test"],
+                                 prepared["y_test"])
+    assert post.diagnostic_attrs["test_nll"] == pytest.approx(nll, rel=1e-5)

@@ -3,6 +3,7 @@
 Posterior file layout (format ``bnn-posterior``, version 1)::
 
     /                      attrs: format, format_version, kind ("samples" | "gaussian"), method,
+                                  predictive (kind=gaussian: "sample" | "glm"; absent: "sample"),
                                   architecture, architecture_args (JSON), dataset, input_shape,
                                   n_classes, seed, param_names (JSON), code_revision, created,
                                   device, gpu_name, torch_version, cuda_version, compute (JSON:
@@ -46,6 +47,8 @@ POSTERIOR_FORMAT = "bnn-posterior"
 ALIGNMENT_FORMAT = "bnn-alignment"
 FORMAT_VERSION = 1
 KINDS = ("samples", "gaussian")
+# how a Gaussian predicts: networks at sampled weights, or the network linearised at the mean (GLM)
+PREDICTIVES = ("sample", "glm")
 
 
 class ArtifactError(ValueError):
@@ -69,6 +72,7 @@ class Posterior:
     diagnostics: dict[str, np.ndarray] = field(default_factory=dict)
     diagnostic_attrs: dict[str, Any] = field(default_factory=dict)
     provenance: dict = field(default_factory=dict)  # filled on read
+    predictive: str = "sample"  # kind=gaussian: one of PREDICTIVES
 
     # ------------------------------------------------------------ operations
 
@@ -113,13 +117,14 @@ class Posterior:
                 raise ArtifactError(f"{where}: posteriors differ in {attr}: {getattr(self, attr)!r} vs "
                                     f"{getattr(other, attr)!r}")
 
-    def sample_source(self, n_mc: int, seed: int):
-        """Weight samples of the predictive: every draw, or ``n_mc`` Monte Carlo draws of the Gaussian."""
+    def sample_source(self, n_mc: int, seed: int, predictive: str | None = None):
+        """Weight samples of the predictive: every draw, or ``n_mc`` Monte Carlo draws of the Gaussian,
+        through the network linearised at the mean where its predictive (or ``predictive``) is 'glm'."""
         from .predict import Gaussian, Stacked
 
         if self.kind == "samples":
             return Stacked(self.flat_samples())
-        return Gaussian(self.mean, self.std, n_mc, seed)
+        return Gaussian(self.mean, self.std, n_mc, seed, linearized=(predictive or self.predictive) == "glm")
 
     def mean_network(self):
         """The single network at the representative, as a one-sample source."""
@@ -152,6 +157,8 @@ class Posterior:
         else:
             if not self.mean or self.std is None:
                 raise ArtifactError(f"{where}: kind 'gaussian' needs both mean and std")
+            if self.predictive not in PREDICTIVES:
+                raise ArtifactError(f"{where}: predictive {self.predictive!r} is not one of {PREDICTIVES}")
             if set(self.mean) != set(self.std):
                 raise ArtifactError(f"{where}: mean and std name different parameters")
             for k in self.mean:
@@ -229,6 +236,7 @@ def _write_posterior_group(g: h5py.Group, post: Posterior, prov: dict) -> None:
         "dataset": post.dataset, "input_shape": np.asarray(post.input_shape, dtype=np.int64),
         "n_classes": int(post.n_classes), "seed": int(post.seed),
         "param_names": json.dumps(post.param_names),
+        **({"predictive": post.predictive} if post.kind == "gaussian" else {}),
         "code_revision": prov["code_revision"], "created": prov["created"], **_compute_attrs(prov),
     })
     _json_text(g, "config", post.config)
@@ -324,6 +332,7 @@ def _read_posterior_group(g: h5py.Group, where: str) -> Posterior:
         elif kind == "gaussian":
             post.mean = _read_block(g, "mean", where, names)
             post.std = _read_block(g, "std", where, names)
+            post.predictive = str(a.get("predictive", "sample"))
         if "diagnostics" in g:
             post.diagnostics = {k: v[()] for k, v in g["diagnostics"].items()}
             post.diagnostic_attrs = dict(g["diagnostics"].attrs)

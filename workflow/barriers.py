@@ -47,15 +47,17 @@ def linear_path(model: torch.nn.Module, a: Mapping, b: Mapping, x: torch.Tensor,
 
 def gaussian_path(model: torch.nn.Module, a_mean, a_std, b_mean, b_std, n_samples: int, seed: int,
                   x: torch.Tensor, y: torch.Tensor, ts: np.ndarray, *,
-                  memory_mb: float | None = None) -> pd.DataFrame:
+                  memory_mb: float | None = None, linearized: bool = False) -> pd.DataFrame:
     """Marginalized loss and error along the W2 geodesic between N(a_mean, a_std^2) and N(b_mean, b_std^2),
-    with the same ``n_samples`` noise draws (``seed``) at every t."""
+    with the same ``n_samples`` noise draws (``seed``) at every t; ``linearized``: each Gaussian of the
+    path predicts through the network linearised at its mean (the GLM predictive)."""
     from .predict import DEFAULT_MEMORY_MB, Gaussian, marginal_loss_error
 
     memory_mb = DEFAULT_MEMORY_MB if memory_mb is None else memory_mb
     rows = []
     for t in ts:
-        source = Gaussian(interpolate(a_mean, b_mean, float(t)), interpolate(a_std, b_std, float(t)), n_samples, seed)
+        source = Gaussian(interpolate(a_mean, b_mean, float(t)), interpolate(a_std, b_std, float(t)), n_samples, seed,
+                          linearized=linearized)
         loss, error = marginal_loss_error(model, source, x, y, memory_mb=memory_mb)
         rows.append({"t": float(t), "loss": loss, "error": error})
     return pd.DataFrame(rows)

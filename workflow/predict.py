@@ -7,6 +7,12 @@ Samples come from a :class:`SampleSource` (a stack of draws, or a diagonal Gauss
 noise chunk by chunk), so neither all S weight sets nor all S x N activations are ever held at
 once: points and samples go through in chunks sized to ``memory_mb``. An architecture may provide a
 fast batched path (its ``sample_logits`` hook); any other goes through ``vmap(functional_call)``.
+
+A Gaussian marked ``linearized`` is predicted through the network linearised at its mean (the GLM
+predictive of the Laplace literature: Immer, Korzepa and Bauer 2021; laplace-torch's default):
+logits f(x; mu) + J_mu(x) (w - mu) for each draw w, one Jacobian-vector product per draw. Sampling
+the weights of a network instead puts them where the Laplace approximation (a second-order
+expansion at mu) no longer describes the network, and its predictive underfits.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from typing import Mapping
 
 import numpy as np
 import torch
-from torch.func import functional_call, vmap
+from torch.func import functional_call, jvp, vmap
 
 DEFAULT_MEMORY_MB = 1024  # the schema's compute.memory_mb default; jobs pass the configured value
 
@@ -58,11 +64,12 @@ class Gaussian(SampleSource):
     chunking gives the same draws, and two Gaussians with the same ``seed`` share their noise (common
     random numbers along a path)."""
 
-    def __init__(self, mean: Mapping, std: Mapping, n: int, seed: int):
+    def __init__(self, mean: Mapping, std: Mapping, n: int, seed: int, linearized: bool = False):
         self.mean, self.std = dict(mean), dict(std)
         self.names = list(self.mean)
         self.n, self.seed = int(n), int(seed)
         self.numel = sum(int(np.prod(np.shape(v))) for v in self.mean.values())
+        self.linearized = bool(linearized)  # predicted through the network linearised at the mean
 
     def noise(self, start: int, stop: int) -> dict[str, torch.Tensor]:
         eps = {k: [] for k in self.names}
@@ -73,11 +80,17 @@ class Gaussian(SampleSource):
         return {k: torch.stack(v) for k, v in eps.items()}
 
     def chunk(self, start, stop, device, dtype=torch.float32):
+        mean = self.mean_tensors(device, dtype)
+        return {k: mean[k] + d for k, d in self.deltas(start, stop, device, dtype).items()}
+
+    def mean_tensors(self, device, dtype=torch.float32) -> dict[str, torch.Tensor]:
+        return {k: torch.as_tensor(np.asarray(v)).to(device=device, dtype=dtype) for k, v in self.mean.items()}
+
+    def deltas(self, start, stop, device, dtype=torch.float32) -> dict[str, torch.Tensor]:
+        """The draws' offsets from the mean, std * eps, [stop - start, *shape] per parameter."""
         eps = self.noise(start, stop)
-        return {k: (torch.as_tensor(np.asarray(self.mean[k])).to(device=device, dtype=dtype)
-                    + torch.as_tensor(np.asarray(self.std[k])).to(device=device, dtype=dtype)
-                    * eps[k].to(device=device, dtype=dtype))
-                for k in self.names}
+        return {k: torch.as_tensor(np.asarray(self.std[k])).to(device=device, dtype=dtype)
+                * eps[k].to(device=device, dtype=dtype) for k in self.names}
 
 
 def as_source(samples) -> SampleSource:
@@ -103,6 +116,21 @@ def batched_logits(model: torch.nn.Module, stack: Mapping[str, torch.Tensor], x:
     if fast is not None:
         return fast(model, stack, x)
     return vmap(lambda p, xb: functional_call(model, p, (xb,)), in_dims=(0, None))(dict(stack), x)
+
+
+def linearized_logits(model: torch.nn.Module, mean: Mapping[str, torch.Tensor], deltas: Mapping[str, torch.Tensor],
+                      x: torch.Tensor) -> torch.Tensor:
+    """Logits [S, N, C] of the network linearised at ``mean``: f(x; mean) + J_mean(x) delta_s for each of
+    the S offsets ``deltas`` ([S, *shape] per parameter), one forward-mode product per offset."""
+    mean = dict(mean)
+
+    def f(p):
+        return functional_call(model, p, (x,))
+
+    def tangent(d):
+        return jvp(f, (mean,), (d,))[1]
+
+    return f(mean).unsqueeze(0) + vmap(tangent)(dict(deltas))
 
 
 def activation_elements(model: torch.nn.Module, input_shape) -> int:
@@ -141,13 +169,21 @@ def chunk_sizes(model, source: SampleSource, x: torch.Tensor, memory_mb: float) 
 def _chunks(model, samples, x, memory_mb):
     """Yield (sample slice, point slice, log-softmax [s, n, C]) over every chunk."""
     source = as_source(samples)
-    s_chunk, n_chunk = chunk_sizes(model, source, x, memory_mb)
+    linearized = getattr(source, "linearized", False)
+    # a Jacobian-vector product carries a tangent beside every activation: half the chunk
+    s_chunk, n_chunk = chunk_sizes(model, source, x, memory_mb / 2 if linearized else memory_mb)
     dtype = next(model.parameters()).dtype  # the network's precision (float32 unless a test asks for float64)
+    mean = source.mean_tensors(x.device, dtype) if linearized else None
     for s0 in range(0, source.n, s_chunk):
-        stack = source.chunk(s0, min(source.n, s0 + s_chunk), x.device, dtype)
+        stop = min(source.n, s0 + s_chunk)
+        if linearized:
+            deltas = source.deltas(s0, stop, x.device, dtype)
+        else:
+            stack = source.chunk(s0, stop, x.device, dtype)
         for i in range(0, len(x), n_chunk):
-            yield slice(s0, s0 + s_chunk), slice(i, i + n_chunk), torch.log_softmax(
-                batched_logits(model, stack, x[i:i + n_chunk]), dim=-1)
+            xb = x[i:i + n_chunk]
+            logits = linearized_logits(model, mean, deltas, xb) if linearized else batched_logits(model, stack, xb)
+            yield slice(s0, s0 + s_chunk), slice(i, i + n_chunk), torch.log_softmax(logits, dim=-1)
 
 
 @torch.no_grad()

@@ -67,7 +67,7 @@ def _curve(alignment: str, path_a, path_b, data, cfg: dict, *, device: str, vari
         # the same noise for every alignment of this pair and every t: curves differ by the path alone
         noise_seed = int(np.random.SeedSequence([bcfg["seed"], a.seed, b.seed]).generate_state(1)[0])
         curve = barriers.gaussian_path(model, a.mean, a.std, b.mean, b.std, bcfg["mc_samples"], noise_seed, x, y, ts,
-                                       memory_mb=budget)
+                                       memory_mb=budget, linearized=a.predictive == b.predictive == "glm")
     else:
         curve = barriers.linear_path(model, a.flat_samples(), b.flat_samples(), x, y, ts, memory_mb=budget)
     front = {"variant": variant, "method": a.method, "alignment": alignment, "aligned": alignment != "naive",
