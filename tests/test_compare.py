@@ -53,3 +53,34 @@ def test_accuracy_counts_argmax_hits(pq):
     y = p.argmax(1)
     assert accuracy(p, y) == 1.0
     assert accuracy(p, (y + 1) % p.shape[1]) == 0.0
+
+
+def test_expected_calibration_error_by_hand():
+    from workflow.compare import expected_calibration_error
+
+    # confidences 0.9, 0.9, 0.6, 0.6 (bins (0.8667, 0.9333] and (0.6, 0.6667]... with 15 bins: 0.9 -> bin 13,
+    # 0.6 -> bin 8); the 0.9 pair is half right (|0.5 - 0.9| = 0.4), the 0.6 pair all right (|1 - 0.6| = 0.4)
+    p = np.array([[0.9, 0.1], [0.9, 0.1], [0.4, 0.6], [0.4, 0.6]])
+    y = np.array([0, 1, 1, 1])
+    assert expected_calibration_error(p, y) == pytest.approx(0.5 * 0.4 + 0.5 * 0.4)
+    # one bin: |accuracy - mean confidence| = |3/4 - 0.75|
+    assert expected_calibration_error(p, y, bins=1) == pytest.approx(0.0)
+    # perfectly calibrated within each bin: confidence 0.5 on two classes, half right
+    assert expected_calibration_error(np.full((4, 2), 0.5), np.array([0, 1, 0, 1])) == pytest.approx(0.0)
+    # a confident wrong point: ECE = confidence
+    assert expected_calibration_error(np.array([[1.0, 0.0]]), np.array([1])) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="bins"):
+        expected_calibration_error(p, y, bins=0)
+    with pytest.raises(ValueError, match="labels"):
+        expected_calibration_error(p, y[:3])
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(1, 30), st.integers(0, 2 ** 31 - 1))
+def test_expected_calibration_error_is_between_zero_and_one(bins, seed):
+    from workflow.compare import expected_calibration_error
+
+    rng = np.random.default_rng(seed)
+    p = rng.dirichlet(np.ones(4), size=50)
+    y = rng.integers(0, 4, size=50)
+    assert 0.0 <= expected_calibration_error(p, y, bins) <= 1.0

@@ -56,6 +56,8 @@ def test_table1_nll_comes_from_log_probabilities(case):
     assert list(t.columns) == ["HMC samples", "VI q"]
     assert t.loc["test NLL", "HMC samples"] == pytest.approx(nll, rel=1e-5)
     assert t.loc["test NLL", "VI q"] == pytest.approx(nll, rel=1e-3)  # std 1e-6: the same network
+    # confident everywhere, right on half the points: the calibration error is about 1/2
+    assert t.loc["test ECE", "HMC samples"] == pytest.approx(0.5, abs=0.01)
     assert t.loc["agreement with HMC", "VI q"] == 1.0
     assert (tmp / "t.md").read_text().startswith("| metric | HMC samples | VI q |")
 
@@ -86,3 +88,26 @@ def test_a_glm_gaussian_gets_its_sampled_predictive_beside_it(case):
     assert list(pd.unique(pd.read_csv(tmp / "t.csv")["column"])) == ["HMC samples", "Laplace q", "Laplace q (sampled)"]
     for column in ("Laplace q", "Laplace q (sampled)"):
         assert t.loc["test NLL", column] == pytest.approx(nll, rel=1e-3)
+
+
+def test_each_columns_calibration_error_is_its_own_predictives(case):
+    """A wide VI posterior predicts differently from HMC: its ECE row is that of its own predictive."""
+    tmp, _ = case
+    from workflow.artifacts import read_posterior
+    from workflow.compare import expected_calibration_error
+    from workflow.predict import log_predictive
+    from workflow.prepared import load_prepared
+
+    vi = read_posterior(tmp / "vi0.h5")
+    vi.std = {k: np.full_like(v, 3.0) for k, v in vi.std.items()}
+    write_posterior(tmp / "wide.h5", vi)
+    cfg = fill_defaults({"table": {"mc_samples": 4}})
+    table1_job({"hmc": [tmp / "hmc0.h5"], "vi": [tmp / "wide.h5"]}, {}, tmp / "data.npz", cfg, tmp / "t.csv",
+               tmp / "t.md", tmp / "t.tex", tmp / "d.csv", device="cpu")
+    t = pd.read_csv(tmp / "t.csv").pivot(index="metric", columns="column", values="value")
+    data = load_prepared(tmp / "data.npz")
+    model, _ = vi.build_model()
+    p = log_predictive(model, vi.sample_source(4, cfg["table"]["seed"]), data["x_test"]).exp().numpy()
+    ece = expected_calibration_error(p, data["y_test"].numpy())
+    assert t.loc["test ECE", "VI q"] == pytest.approx(ece, rel=1e-6)
+    assert abs(ece - t.loc["test ECE", "HMC samples"]) > 0.05

@@ -32,3 +32,20 @@ def total_variation(p: np.ndarray, reference: np.ndarray) -> float:
 
 def accuracy(p: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(np.asarray(p).argmax(1) == np.asarray(y)))
+
+
+def expected_calibration_error(p: np.ndarray, y: np.ndarray, bins: int = 15) -> float:
+    """Expected calibration error of the argmax (Guo et al. 2017; Izmailov et al. 2021 report it
+    beside HMC): the points binned by their confidence max_y p(y|x) into ``bins`` equal-width bins
+    (lo, hi], then sum_b (n_b / N) |accuracy_b - mean confidence_b|."""
+    p, y = np.asarray(p, dtype=np.float64), np.asarray(y)
+    if p.ndim != 2 or y.shape != (len(p),):
+        raise ValueError(f"expected p [N, C] and labels [N], got shapes {p.shape} and {y.shape}")
+    if not isinstance(bins, int) or isinstance(bins, bool) or bins < 1:
+        raise ValueError(f"bins must be an integer >= 1, got {bins!r}")
+    confidence = p.max(1)
+    correct = (p.argmax(1) == y).astype(np.float64)
+    which = np.clip(np.ceil(confidence * bins).astype(int) - 1, 0, bins - 1)
+    counts = np.bincount(which, minlength=bins)
+    gap = np.abs(np.bincount(which, correct, bins) - np.bincount(which, confidence, bins))
+    return float(gap.sum() / len(p)) if counts.sum() else float("nan")

@@ -98,7 +98,7 @@ def table1_job(posterior_paths: dict, rebasin_paths: dict, data_path, cfg: dict,
     '<method>/<reference>/<fit>' -> Gaussian fit. The reference chains' convergence on p(y|x) at the
     test points goes to ``out_diag``: rank-normalised split R-hat (and the classic one), bulk, tail
     and classic ESS (``mcmc_diagnostics.summary``)."""
-    from ..compare import accuracy, agreement, total_variation
+    from ..compare import accuracy, agreement, expected_calibration_error, total_variation
     from ..mcmc_diagnostics import summary as chain_summary
     from ..predict import log_predictive, sample_label_log_probs
 
@@ -141,7 +141,8 @@ def table1_job(posterior_paths: dict, rebasin_paths: dict, data_path, cfg: dict,
                   "test accuracy % of mean network": (100 * accuracy(logp_mean.cpu().numpy(), y_np)
                                                       if logp_mean is not None else np.nan),
                   # from log-probabilities: -log of a float32 probability underflows for confident errors
-                  "test NLL": float(-logp.double().gather(1, y[:, None]).mean())}
+                  "test NLL": float(-logp.double().gather(1, y[:, None]).mean()),
+                  "test ECE": expected_calibration_error(p, y_np)}
         rows += [{"metric": m, "column": label, "value": values[m]} for m in tables.TABLE1_METRICS]
     table = pd.DataFrame(rows)
     write_csv(out_csv, table.assign(device=device_label()))
