@@ -68,3 +68,28 @@ def test_a_glm_path_predicts_every_gaussian_through_the_linearised_network():
         assert row.loss == pytest.approx(marginal_loss_error(model, Gaussian(mean, std, 8, 3, linearized=True), x, y)[0],
                                          rel=1e-5)
     assert not np.allclose(glm["loss"], sampled["loss"])
+
+
+def test_paths_carry_the_calibration_error_and_its_barrier():
+    """Every point of a path records the ECE of its predictive; the summary gives its barrier, and
+    curves written before the column existed still summarize."""
+    import torch
+
+    from workflow.barriers import linear_path, summarize
+    from workflow.compare import expected_calibration_error
+
+    from .conftest import make_mlp
+
+    model, _, a = make_mlp(seed=0)
+    _, _, b = make_mlp(seed=1)
+    x = torch.randn(30, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    y = torch.arange(30) % 5
+    ts = np.linspace(0, 1, 5)
+    curve = linear_path(model, {k: v[None] for k, v in a.items()}, {k: v[None] for k, v in b.items()}, x, y, ts)
+    with torch.no_grad():
+        p_a = torch.softmax(torch.func.functional_call(model, {k: torch.as_tensor(v) for k, v in a.items()}, (x,)), 1)
+    assert curve["ece"].iloc[0] == pytest.approx(expected_calibration_error(p_a.numpy(), y.numpy()), rel=1e-5)
+    curve["pair"] = "0-1"
+    summary = summarize(curve)
+    assert summary["ece_barrier"].iloc[0] == pytest.approx(barrier_height(curve["t"], curve["ece"]))
+    assert "ece_barrier" not in summarize(curve.drop(columns="ece"))

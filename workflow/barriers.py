@@ -4,7 +4,8 @@ Point estimates and sample sets follow the linear path (sample s of A is paired 
 B; a point estimate is a set of one). Diagonal Gaussians follow the W2 geodesic: means and
 standard deviations interpolate linearly, and the same noise eps_s gives w_s(t) = mu_t + sigma_t
 eps_s at every t (common random numbers: the curve is smooth in t).
-Barrier B = max_t [ v(t) - ((1 - t) v(0) + t v(1)) ] on the t grid, for loss and error alike.
+Barrier B = max_t [ v(t) - ((1 - t) v(0) + t v(1)) ] on the t grid, for the loss, the error and the
+expected calibration error (ECE) alike.
 """
 
 from __future__ import annotations
@@ -33,16 +34,13 @@ def interpolate(a: Mapping, b: Mapping, t: float) -> dict:
 def linear_path(model: torch.nn.Module, a: Mapping, b: Mapping, x: torch.Tensor, y: torch.Tensor, ts: np.ndarray,
                 *, memory_mb: float | None = None) -> pd.DataFrame:
     """Marginalized loss and error at every t of the path between stacks ``a`` and ``b`` ([S, *shape] each)."""
-    from .predict import DEFAULT_MEMORY_MB, Stacked, marginal_loss_error
+    from .predict import DEFAULT_MEMORY_MB, Stacked, log_predictive
 
     memory_mb = DEFAULT_MEMORY_MB if memory_mb is None else memory_mb
     if set(a) != set(b) or any(a[k].shape != b[k].shape for k in a):
         raise ValueError("the two endpoints must have the same parameters with the same shapes (and sample counts)")
-    rows = []
-    for t in ts:
-        loss, error = marginal_loss_error(model, Stacked(interpolate(a, b, float(t))), x, y, memory_mb=memory_mb)
-        rows.append({"t": float(t), "loss": loss, "error": error})
-    return pd.DataFrame(rows)
+    return pd.DataFrame([path_point(t, log_predictive(model, Stacked(interpolate(a, b, float(t))), x,
+                                                      memory_mb=memory_mb), y) for t in ts])
 
 
 def gaussian_path(model: torch.nn.Module, a_mean, a_std, b_mean, b_std, n_samples: int, seed: int,
@@ -51,15 +49,14 @@ def gaussian_path(model: torch.nn.Module, a_mean, a_std, b_mean, b_std, n_sample
     """Marginalized loss and error along the W2 geodesic between N(a_mean, a_std^2) and N(b_mean, b_std^2),
     with the same ``n_samples`` noise draws (``seed``) at every t; ``linearized``: each Gaussian of the
     path predicts through the network linearised at its mean (the GLM predictive)."""
-    from .predict import DEFAULT_MEMORY_MB, Gaussian, marginal_loss_error
+    from .predict import DEFAULT_MEMORY_MB, Gaussian, log_predictive
 
     memory_mb = DEFAULT_MEMORY_MB if memory_mb is None else memory_mb
     rows = []
     for t in ts:
         source = Gaussian(interpolate(a_mean, b_mean, float(t)), interpolate(a_std, b_std, float(t)), n_samples, seed,
                           linearized=linearized)
-        loss, error = marginal_loss_error(model, source, x, y, memory_mb=memory_mb)
-        rows.append({"t": float(t), "loss": loss, "error": error})
+        rows.append(path_point(t, log_predictive(model, source, x, memory_mb=memory_mb), y))
     return pd.DataFrame(rows)
 
 
@@ -71,8 +68,6 @@ def mixture_path(logp_a: torch.Tensor, logp_b: torch.Tensor, y: torch.Tensor, ts
     """
     import torch
 
-    from .predict import loss_error
-
     rows = []
     for t in ts:
         t = float(t)
@@ -80,9 +75,19 @@ def mixture_path(logp_a: torch.Tensor, logp_b: torch.Tensor, y: torch.Tensor, ts
             logp = logp_a if t == 0.0 else logp_b
         else:
             logp = torch.logaddexp(logp_a + np.log1p(-t), logp_b + np.log(t))
-        loss, error = loss_error(logp, y)
-        rows.append({"t": t, "loss": loss, "error": error})
+        rows.append(path_point(t, logp, y))
     return pd.DataFrame(rows)
+
+
+def path_point(t: float, logp: torch.Tensor, y: torch.Tensor) -> dict:
+    """One point of a path from its predictive (log-probabilities [N, C]): marginalized NLL, error
+    rate and expected calibration error."""
+    from .compare import expected_calibration_error
+    from .predict import loss_error
+
+    loss, error = loss_error(logp, y)
+    ece = expected_calibration_error(logp.exp().cpu().numpy(), y.cpu().numpy())
+    return {"t": float(t), "loss": loss, "error": error, "ece": ece}
 
 
 def barrier_height(ts: np.ndarray, values: np.ndarray) -> float:
@@ -108,6 +113,8 @@ def summarize(curves: pd.DataFrame) -> pd.DataFrame:
         row = dict(zip(keys, key if isinstance(key, tuple) else (key,)))
         row["loss_barrier"] = barrier_height(g["t"], g["loss"])
         row["error_barrier"] = barrier_height(g["t"], g["error"])
+        if "ece" in g:  # curves written before the ECE column have none
+            row["ece_barrier"] = barrier_height(g["t"], g["ece"])
         row["loss_endpoints_mean"] = float(g.loc[g["t"].isin([0.0, 1.0]), "loss"].mean())
         rows.append(row)
     return pd.DataFrame(rows)
