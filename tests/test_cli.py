@@ -1,6 +1,6 @@
 """Bad input through the command line (`python -m workflow ...`): every class of bad input stops the
 job with exit code 1 and one line naming what is wrong, never a traceback from inside a library.
-The README's bad-input table lists these rows; keep them in step."""
+docs/configuration.md's bad-input table lists these rows; keep them in step."""
 
 import json
 import re
@@ -107,7 +107,7 @@ def _hmc(d, **settings):
                                                                                "adapt_step_size": False, **settings}})]
 
 
-# (README row, arguments given the input folder, words the one-line error must hold)
+# (docs/configuration.md row, arguments given the input folder, words the one-line error must hold)
 CASES = [
     ("config: a bad value", lambda d: ["validate-config", str(_bad_config(d))],
      ["model.activation", "'softmax'", "'relu'"]),
