@@ -59,7 +59,7 @@ def sizes(tiny: bool) -> dict:
                     "checkpoint_every": 10}}
 
 
-def job_config(tiny: bool, device: str) -> dict:
+def job_config(tiny: bool) -> dict:
     from workflow.config import fill_defaults
 
     s = sizes(tiny)
@@ -71,7 +71,7 @@ def job_config(tiny: bool, device: str) -> dict:
         "ensemble": {"lr": 0.003, **s["ensemble"]},
         "vi": {"lr": 0.003, **s["vi"]},
         "hmc": s["hmc"],
-        "compute": {"device": device, "threads": 1},
+        "compute": {"device": "auto", "threads": 1},  # the job's --gpus decides
     })
 
 
@@ -246,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--device cuda, but torch {torch.__version__} sees no GPU here")
     work = Path(args.out)
     work.mkdir(parents=True, exist_ok=True)
-    jobs = Jobs(work, job_config(args.tiny, "auto"), gpus=1 if device == "cuda" else 0)
+    jobs = Jobs(work, job_config(args.tiny), gpus=1 if device == "cuda" else 0)
     checks: list[Check] = []
 
     def guarded(name, fn, *a):
