@@ -43,6 +43,7 @@ rule tables:
     input:
         barrier_tables(),
         table_files(),
+        rebasin_draw_tables(),
         [f for f in study_files() if "/tables/" in f],
         report_tables(),
 

@@ -177,13 +177,26 @@ def figure_files():
 
 
 def rebasin_files(variant):
-    """'<method>/<reference>/<fit>' -> path, for every sample method and configured reference."""
+    """'<method>/<matching>/<reference>/<fit>' -> path, for every sample method, configured matching
+    and reference."""
     return {
-        f"{m}/{r}/{fit}": f"{RESULTS}/{variant}/rebasin/{m}/{r}/{fit}.h5"
+        f"{m}/{mt}/{r}/{fit}": f"{RESULTS}/{variant}/rebasin/{m}/{mt}/{r}/{fit}.h5"
         for m in SAMPLE_METHODS
+        for mt in config["rebasin"]["matchings"]
         for r in config["rebasin"]["references"]
         for fit in ("q_d", "q_r")
     }
+
+
+def rebasin_draw_files(variant):
+    return [f"{RESULTS}/{variant}/rebasin/{m}/{mt}/{r}/draws.csv" for m in SAMPLE_METHODS
+            for mt in config["rebasin"]["matchings"] for r in config["rebasin"]["references"]]
+
+
+def rebasin_draw_tables():
+    if not SAMPLE_METHODS:
+        return []
+    return [f"{RESULTS}/tables/rebasin_draws_{v}.{ext}" for v in VARIANTS for ext in ("csv", "md")]
 
 
 def gaussian_files(variant):
@@ -212,6 +225,7 @@ def summary_tables():
     tables = [f for f in barrier_tables() if f.endswith(".csv")]
     if REFERENCE:
         tables += [f"{RESULTS}/tables/{t}_{v}.csv" for v in VARIANTS for t in ("table1", "chain_diagnostics")]
+    tables += [f for f in rebasin_draw_tables() if f.endswith(".csv")]
     return tables + [f for f in study_files() if f.endswith(".csv")]
 
 
@@ -234,3 +248,4 @@ wildcard_constraints:
     kind="|".join(registry.ALIGNMENT_KINDS),
     alignment="|".join(["naive", *registry.ALIGNMENT_KINDS]),
     reference="first|iterated",
+    matching="weight|activation|correlation",

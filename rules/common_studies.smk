@@ -3,6 +3,7 @@
 from workflow.config import basin_reference
 
 BASIN_REFERENCE = basin_reference(config)
+BASIN_MATCHING = config["rebasin"]["matchings"][0]  # the studies read the first listed matching's q_r
 # Gaussians aligned into the basin of the reference's q_r: every other sample method's q_r, and
 # every Gaussian method's posterior of every seed (label -> what is aligned)
 BASIN_LABELS = [m for m in SAMPLE_METHODS if m != REFERENCE] + [
@@ -14,7 +15,7 @@ NOT_K = NOT_K_METHOD is not None and bool(config["not_study"]["ks"])
 
 
 def reference_qr(variant):
-    return f"{RESULTS}/{variant}/rebasin/{REFERENCE}/{BASIN_REFERENCE}/q_r.h5"
+    return f"{RESULTS}/{variant}/rebasin/{REFERENCE}/{BASIN_MATCHING}/{BASIN_REFERENCE}/q_r.h5"
 
 
 def basin_sources(variant):
@@ -22,7 +23,7 @@ def basin_sources(variant):
     out = {}
     for label in BASIN_LABELS:
         if label in SAMPLE_METHODS:
-            out[label] = f"{RESULTS}/{variant}/rebasin/{label}/{BASIN_REFERENCE}/q_r.h5"
+            out[label] = f"{RESULTS}/{variant}/rebasin/{label}/{BASIN_MATCHING}/{BASIN_REFERENCE}/q_r.h5"
         else:
             method, seed = label.rsplit("-seed", 1)
             out[label] = posterior_file(variant, method, seed)

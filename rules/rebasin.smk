@@ -3,10 +3,11 @@ rule rebasin:
         posteriors=lambda wc: posterior_files(wc.variant, wc.method),
         data=data_file,
     output:
-        q_d=f"{V}/rebasin/{{method}}/{{reference}}/q_d.h5",
-        q_r=f"{V}/rebasin/{{method}}/{{reference}}/q_r.h5",
+        q_d=f"{V}/rebasin/{{method}}/{{matching}}/{{reference}}/q_d.h5",
+        q_r=f"{V}/rebasin/{{method}}/{{matching}}/{{reference}}/q_r.h5",
+        draws=f"{V}/rebasin/{{method}}/{{matching}}/{{reference}}/draws.csv",
     log:
-        f"{LOGS}/{{variant}}/rebasin/{{method}}/{{reference}}.log",
+        f"{LOGS}/{{variant}}/rebasin/{{method}}/{{matching}}/{{reference}}.log",
     params:
         cfg=job_config("rebasin"),
         runtime=job_runtime,
@@ -17,10 +18,30 @@ rule rebasin:
     conda:
         ENV
     shell:
-        "python -m workflow rebasin --method {wildcards.method} --reference {wildcards.reference}"
-        " --posteriors {input.posteriors:q} --seeds {params.seeds} --data {input.data:q}"
+        "python -m workflow rebasin --method {wildcards.method} --matching {wildcards.matching}"
+        " --reference {wildcards.reference} --posteriors {input.posteriors:q} --seeds {params.seeds} --data {input.data:q}"
         " --config {params.cfg:q} --runtime {params.runtime:q} --threads {threads}"
-        " --out-qd {output.q_d:q} --out-qr {output.q_r:q} > {log:q} 2>&1"
+        " --out-qd {output.q_d:q} --out-qr {output.q_r:q} --out-draws {output.draws:q} > {log:q} 2>&1"
+
+
+rule rebasin_draws:
+    # the rebasin control: did matching permute draws of one chain (one mode) differently?
+    input:
+        lambda wc: rebasin_draw_files(wc.variant),
+    output:
+        csv=f"{RESULTS}/tables/rebasin_draws_{{variant}}.csv",
+        md=f"{RESULTS}/tables/rebasin_draws_{{variant}}.md",
+    log:
+        f"{LOGS}/{{variant}}/rebasin_draws.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        ENV
+    shell:
+        "python -m workflow summarize-rebasin-draws --draws {input:q} --variant {wildcards.variant}"
+        " --out-csv {output.csv:q} --out-md {output.md:q} > {log:q} 2>&1"
 
 
 rule table1:

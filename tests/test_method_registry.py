@@ -61,7 +61,7 @@ def test_a_registered_dummy_method_gets_its_jobs_with_no_other_change(tmp_path):
     assert after["train_posterior"] - before["train_posterior"] == seeds
     assert after["align_pair"] - before["align_pair"] == pairs  # weight matching only: not a Gaussian
     assert after["barrier_curves"] - before["barrier_curves"] == 2  # naive and weight, every pair in each
-    assert after["rebasin"] - before["rebasin"] == 2  # first and iterated reference
+    assert after["rebasin"] - before["rebasin"] == 4  # weight and activation matching, first and iterated reference
     assert after["not_path"] - before["not_path"] == 1
     # the method's config section comes from its SETTINGS alone
     config["dummy"] = {"scael": 2.0}

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from workflow.permutations import apply_permutation, compose, random_permutations
+from workflow.permutations import apply_permutation, compose, number_of_transpositions, random_permutations
 from workflow.architectures.mlp import hidden_activations
-from workflow.rebasin import activation_matching, fit_diagonal_gaussian, rebase
+from workflow.rebasin import activation_matching, draw_diagnostics, fit_diagonal_gaussian, rebase
 
 from .conftest import make_mlp
 
@@ -126,3 +126,70 @@ def test_fitted_gaussian_has_the_sample_mean_and_the_unbiased_standard_deviation
     mean, std = fit_diagonal_gaussian(samples)
     np.testing.assert_allclose(mean["w"], [3.0, 4.0])
     np.testing.assert_allclose(std["w"], [2.0, np.sqrt(12.0)])  # sum of squares / (3 - 1)
+
+
+@pytest.mark.parametrize("cost", ["inner", "correlation"])
+def test_activation_matching_maximises_its_own_cost_by_brute_force(cost, rng):
+    """Units with different scales and offsets: the inner-product cost (Xiao et al.) and the correlation
+    cost can disagree; each must find the best permutation of its own objective."""
+    import itertools
+
+    n = 5
+    a = rng.standard_normal((40, n)) * rng.uniform(0.2, 5.0, n) + rng.uniform(-3, 3, n)
+    b = rng.standard_normal((40, n)) * rng.uniform(0.2, 5.0, n) + rng.uniform(-3, 3, n)
+
+    def score(p):
+        x, y = a, b[:, list(p)]
+        if cost == "correlation":
+            x, y = (x - x.mean(0)) / x.std(0), (y - y.mean(0)) / y.std(0)
+        return float(np.sum(x * y))
+
+    best = max(itertools.permutations(range(n)), key=score)
+    perm = activation_matching({"P0": a}, {"P0": b}, cost=cost)["P0"]
+    assert score(perm) == pytest.approx(score(best), rel=1e-12)
+
+
+def test_the_inner_product_and_correlation_costs_differ():
+    """A unit with a large mean but no variation matches by inner product, not by correlation."""
+    x = np.linspace(-1, 1, 50)
+    a = np.stack([x, 10 + 0.01 * np.sin(7 * x)], 1)
+    b = np.stack([10 + 0.01 * x, np.sin(7 * x)], 1)  # b's unit 0 is a's unit 1 by magnitude, unit 0 by shape
+    assert list(activation_matching({"g": a}, {"g": b}, cost="inner")["g"]) == [1, 0]
+    assert list(activation_matching({"g": a}, {"g": b}, cost="correlation")["g"]) == [0, 1]
+    with pytest.raises(ValueError, match="allowed: inner, correlation"):
+        activation_matching({"g": a}, {"g": b}, cost="cosine")
+
+
+def test_draw_diagnostics_count_transpositions_to_the_reference_and_within_the_chain():
+    ident, swap01, cycle = np.arange(4), np.array([1, 0, 2, 3]), np.array([1, 2, 0, 3])
+    perms = [{"P0": ident, "P1": ident[:3]}, {"P0": swap01, "P1": ident[:3]},  # chain a
+             {"P0": cycle, "P1": np.array([0, 2, 1])}, {"P0": cycle, "P1": np.array([0, 2, 1])}]  # chain b
+    rows = draw_diagnostics(perms, ["a", "a", "b", "b"])
+    assert [r["not_to_reference"] for r in rows] == [0, 1, 3, 3]
+    assert [r["not_to_chain_start"] for r in rows] == [0, 1, 0, 0]  # chain b: one permutation for both draws
+    assert [r["draw_in_chain"] for r in rows] == [0, 1, 0, 1] and rows[0]["units"] == 7
+    with pytest.raises(ValueError, match="chain labels"):
+        draw_diagnostics(perms, ["a"])
+
+
+@pytest.mark.parametrize("matching", ["weight", "activation", "correlation"])
+def test_rebasin_leaves_one_chains_draws_together(matching, rng):
+    """Two 'chains' of noisy copies, the second planted in a permuted basin: every draw of a chain gets
+    the same permutation (NoT 0 to its chain's start); the first chain's draws are left as they are
+    and the second's are moved by the planted permutation."""
+    model, spec, params = make_mlp((10,))
+    planted = random_permutations(spec.group_sizes(params), rng)
+    draws = []
+    for chain in range(2):
+        for _ in range(4):
+            noisy = {k: v + 0.01 * rng.standard_normal(v.shape) for k, v in params.items()}
+            draws.append(apply_permutation(noisy, spec, planted) if chain else noisy)
+    samples = {k: np.stack([d[k] for d in draws]) for k in params}
+    x = torch.randn(200, 1, 4, 4)
+    result = rebase(samples, spec, reference="first", matching=matching,
+                    activations=lambda p: hidden_activations(model, p, x))
+    rows = draw_diagnostics(result.perms, ["0"] * 4 + ["1"] * 4)
+    assert all(r["not_to_chain_start"] == 0 for r in rows)
+    assert [r["not_to_reference"] for r in rows[:4]] == [0] * 4
+    assert all(r["not_to_reference"] == sum(number_of_transpositions(p) for p in planted.values()) > 0
+               for r in rows[4:])

@@ -49,10 +49,12 @@ def test_a_permuted_copy_lands_exactly_in_hmc_basin(reference_and_permuted):
 
 def test_sigma_histograms_count_every_weight(reference_and_permuted):
     tmp, _ = reference_and_permuted
-    fits = {"hmc/first/q_d": tmp / "ref.h5", "hmc/first/q_r": tmp / "ref.h5", "hmc/iterated/q_d": tmp / "ref.h5"}
+    fits = {"hmc/weight/first/q_d": tmp / "ref.h5", "hmc/weight/first/q_r": tmp / "ref.h5",
+            "hmc/activation/iterated/q_d": tmp / "ref.h5"}
     studies.sigma_histogram_job(fits, {"vi": [tmp / "src.h5"]}, tmp / "sigma.csv", bins=10)
     table = pd.read_csv(tmp / "sigma.csv")
-    assert set(table["label"]) == {"HMC q_d", "HMC q_r (first ref.)", "VI q"}  # q_d once, whatever the reference
+    # q_d once, whatever the matching and the reference
+    assert set(table["label"]) == {"HMC q_d", "HMC q_r (weight, first ref.)", "VI q"}
     n = sum(v.size for v in make_mlp()[2].values())
     assert (table.groupby("label")["count"].sum() == n).all()
     assert table.groupby("label")["fraction"].sum().to_numpy() == pytest.approx(1.0)
@@ -110,7 +112,7 @@ def test_pruning_curves_start_at_the_mean_network(digits_member, tmp_path, rng):
     std = {k: rng.uniform(0.01, 1.0, v.shape).astype(np.float32) for k, v in mean.items()}
     fit = dataclasses.replace(member, kind="gaussian", samples=None, mean=mean, std=std, config={})
     write_posterior(tmp_path / "q_r.h5", fit)
-    studies.pruning_job({"ensemble/first/q_r": tmp_path / "q_r.h5"}, {}, [], tmp / "data.npz",
+    studies.pruning_job({"ensemble/weight/first/q_r": tmp_path / "q_r.h5"}, {}, [], tmp / "data.npz",
                         tmp_path / "pruning.csv", fractions=[1.0, 0.5, 0.0], device="cpu")
     table = pd.read_csv(tmp_path / "pruning.csv")
     assert list(table["fraction_retained"]) == [1.0, 0.5, 0.0]

@@ -64,11 +64,13 @@ def test_table1_nll_comes_from_log_probabilities(case):
 
 def test_table1_columns_follow_the_registry():
     paths = {"vi": ["v0"], "ensemble": ["e0", "e1"], "hmc": ["h0"], "laplace": ["l0"]}
-    fits = {f"{m}/{r}/{f}": f"{m}{r}{f}" for m in ("hmc", "ensemble") for r in ("first", "iterated")
-            for f in ("q_d", "q_r")}
+    fits = {f"{m}/{mt}/{r}/{f}": f"{m}{mt}{r}{f}" for m in ("hmc", "ensemble") for mt in ("activation", "weight")
+            for r in ("iterated", "first") for f in ("q_r", "q_d")}
     labels = [c[0] for c in table1_columns(paths, fits)]
-    assert labels == ["HMC samples", "HMC q_d", "HMC q_r (first ref.)", "HMC q_r (iterated ref.)", "Ens. samples",
-                      "Ens. q_d", "Ens. q_r (first ref.)", "Ens. q_r (iterated ref.)", "VI q", "Laplace q"]
+    q_r = lambda m: [f"{m} q_r ({mt}, {r} ref.)" for mt in ("weight", "activation")  # noqa: E731
+                     for r in ("first", "iterated")]
+    assert labels == ["HMC samples", "HMC q_d", *q_r("HMC"), "Ens. samples", "Ens. q_d", *q_r("Ens."), "VI q",
+                      "Laplace q"]
 
 
 def test_a_glm_gaussian_gets_its_sampled_predictive_beside_it(case):
@@ -111,3 +113,21 @@ def test_each_columns_calibration_error_is_its_own_predictives(case):
     ece = expected_calibration_error(p, data["y_test"].numpy())
     assert t.loc["test ECE", "VI q"] == pytest.approx(ece, rel=1e-6)
     assert abs(ece - t.loc["test ECE", "HMC samples"]) > 0.05
+
+
+def test_rebasin_draw_summary_splits_the_reference_chain_from_the_others(tmp_path):
+    from workflow.jobs.rebasin import summarize_draws
+
+    rows = [("0", 0, 0, True), ("0", 0, 2, True), ("1", 4, 0, False), ("1", 6, 2, False), ("2", 0, 0, False)]
+    pd.DataFrame([{"method": "hmc", "matching": "weight", "reference": "first", "draw": i, "chain": c,
+                   "draw_in_chain": 0, "not_to_reference": r, "not_to_chain_start": w, "units": 8,
+                   "reference_chain": ref} for i, (c, r, w, ref) in enumerate(rows)]).to_csv(tmp_path / "d.csv",
+                                                                                             index=False)
+    summarize_draws([tmp_path / "d.csv"], tmp_path / "s.csv", tmp_path / "s.md")
+    s = pd.read_csv(tmp_path / "s.csv").set_index("draws_of")
+    assert s.loc["reference chain", ["chains", "draws"]].tolist() == [1, 2]
+    assert s.loc["reference chain", "unpermuted_share"] == 1.0
+    assert s.loc["reference chain", "permuted_unlike_chain_share"] == 0.5
+    assert s.loc["other chains", ["chains", "draws"]].tolist() == [2, 3]
+    assert s.loc["other chains", "unpermuted_share"] == pytest.approx(1 / 3)
+    assert s.loc["other chains", "not_to_reference_mean"] == pytest.approx(10 / 3)

@@ -104,13 +104,13 @@ def test_table1_compares_every_predictive_with_hmc(finished_run):
     t = pd.read_csv(tables / "table1_base.csv").pivot(index="metric", columns="column", values="value")
     assert list(t.columns) == sorted(t.columns)  # pivot sorts; the Markdown keeps the paper's order
     md = (tables / "table1_base.md").read_text().splitlines()[0]
-    assert md.index("HMC samples") < md.index("HMC q_d") < md.index("HMC q_r (first ref.)") < md.index("Ens. samples")
-    assert md.index("Ens. q_r (iterated ref.)") < md.index("VI q") < md.index("Laplace q")
+    assert md.index("HMC samples") < md.index("HMC q_d") < md.index("HMC q_r (weight, first ref.)") < md.index("Ens. samples")
+    assert md.index("Ens. q_r (activation, iterated ref.)") < md.index("VI q") < md.index("Laplace q")
     agree = t.loc["agreement with HMC"]
     assert agree["HMC samples"] == 1.0 and t.loc["TV to HMC", "HMC samples"] == 0.0
     for m in ("HMC", "Ens."):  # rebasin lifts the fitted Gaussian above the unaligned fit
-        assert agree[f"{m} q_r (first ref.)"] > agree[f"{m} q_d"]
-        assert t.loc["test accuracy % of mean network", f"{m} q_r (first ref.)"] > \
+        assert agree[f"{m} q_r (weight, first ref.)"] > agree[f"{m} q_d"]
+        assert t.loc["test accuracy % of mean network", f"{m} q_r (weight, first ref.)"] > \
             t.loc["test accuracy % of mean network", f"{m} q_d"]
     assert (tables / "table1_base.tex").read_text().startswith("\\begin{tabular}")
     diag = pd.read_csv(tables / "chain_diagnostics_base.csv").iloc[0]
@@ -133,8 +133,24 @@ def test_table1_compares_every_predictive_with_hmc(finished_run):
     assert diag["ess_bulk_min"] == pytest.approx(np.nanmin(ess_bulk(chains)), rel=1e-6)
     assert diag["ess_tail_median"] == pytest.approx(np.nanmedian(ess_tail(chains)), rel=1e-6)
     assert diag["acceptance_seed1"] == pytest.approx(posts[1].diagnostic_attrs["acceptance_rate"])
-    q_r = read_posterior(finished_run / "results" / "tiny" / "base" / "rebasin" / "hmc" / "iterated" / "q_r.h5")
+    q_r = read_posterior(finished_run / "results" / "tiny" / "base" / "rebasin" / "hmc" / "weight" / "iterated"
+                         / "q_r.h5")
     assert q_r.kind == "gaussian" and q_r.diagnostic_attrs["n_samples"] == 30
+
+
+def test_rebasin_draws_table_summarises_every_matching_and_reference(finished_run):
+    tables = finished_run / "results" / "tiny" / "tables"
+    summary = pd.read_csv(tables / "rebasin_draws_base.csv")
+    # ensemble and HMC, two matchings, two references, draws of the reference's chain and of the others
+    assert len(summary) == 2 * 2 * 2 * 2
+    hmc = summary[summary["method"] == "hmc"].set_index(["matching", "reference", "draws_of"])
+    assert (hmc["draws"].unstack("draws_of")[["reference chain", "other chains"]] == [10, 20]).all().all()
+    draws = pd.read_csv(finished_run / "results" / "tiny" / "base" / "rebasin" / "hmc" / "activation" / "first"
+                        / "draws.csv", dtype={"chain": str})
+    assert draws.loc[0, "not_to_reference"] == 0  # the first draw is the reference
+    assert hmc.loc[("activation", "first", "reference chain"), "not_to_reference_mean"] == pytest.approx(
+        draws.loc[draws["chain"] == "0", "not_to_reference"].mean())
+    assert (tables / "rebasin_draws_base.md").read_text().startswith("| method | matching |")
 
 
 def test_weight_space_studies_write_their_tables_and_figures(finished_run):
@@ -153,7 +169,7 @@ def test_weight_space_studies_write_their_tables_and_figures(finished_run):
     assert (not_k["not_planted"] <= not_k["k"]).all()
     assert (not_k["loss_barrier_aligned"] <= not_k["loss_barrier_naive"] + 1e-6).all()
     pruning = pd.read_csv(results / "tables" / "pruning_base.csv")
-    assert {"merged: Ens. mean + HMC sigma", "HMC q_r (iterated ref.)", "VI q (seed 0)",
+    assert {"merged: Ens. mean + HMC sigma", "HMC q_r (weight, iterated ref.)", "VI q (seed 0)",
             "Laplace q (seed 0)"} <= set(pruning["label"])
     path = pd.read_csv(results / "tables" / "not_path_base.csv")
     assert set(path["method"]) == {"ensemble", "vi", "hmc", "laplace"}

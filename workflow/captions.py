@@ -16,6 +16,7 @@ ITEM_SECTIONS = {
     "sweep": ("data", "model", "prior", "alignment", "barrier"),
     "table1": ("data", "model", "prior", "rebasin", "table"),
     "chain_diagnostics": ("data", "model", "prior", "table"),
+    "rebasin_draws": ("data", "model", "prior", "rebasin"),
     "basin": ("data", "model", "prior", "rebasin", "alignment"),
     "sigma": ("data", "model", "prior", "rebasin"),
     "pruning": ("data", "model", "prior", "rebasin", "pruning"),
@@ -71,6 +72,8 @@ def item_methods(item: str, cfg: dict, method: str | None = None) -> list[str]:
         return selected
     if item == "chain_diagnostics":
         return [registry.reference_method(selected)]
+    if item == "rebasin_draws":
+        return registry.of_kind(selected, "samples")
     if item == "not_k":
         return [m for m in selected if registry.permuted_init(m)][:1]
     return [m for m in selected if seed_pairs(cfg, m)]  # barriers, not_path: methods with pairs
@@ -105,6 +108,8 @@ TABLE_TITLES = {
     "barriers": ("barriers", "Loss and error barriers, one row per seed pair and alignment"),
     "table1": ("table1", "Table 1: every predictive against HMC's"),
     "chain_diagnostics": ("chain_diagnostics", "HMC chains: rank-normalised R-hat, bulk and tail ESS of p(y|x) on the test points"),
+    "rebasin_draws": ("rebasin_draws", "Rebasin control: NoT matching gave the draws of the reference's chain and of "
+                      "the other chains"),
     "basin": ("basin", "Gaussians aligned into the basin of HMC's q_r"),
     "sigma": ("sigma", "Sigma histograms of q_d, q_r and the Gaussian methods"),
     "pruning": ("pruning", "Pruning by sigma: test accuracy of the pruned mean network"),

@@ -61,16 +61,24 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.add_argument("--method", required=True)
     p.add_argument("--reference", required=True, help="'first' or 'iterated'")
+    p.add_argument("--matching", required=True, help="'weight', 'activation' or 'correlation'")
     p.add_argument("--posteriors", nargs="+", required=True)
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="the seed each posterior must hold (checked)")
     p.add_argument("--data", required=True)
     p.add_argument("--out-qd", required=True)
     p.add_argument("--out-qr", required=True)
+    p.add_argument("--out-draws", required=True, help="CSV: per draw, the NoT of the permutation matching gave it")
+
+    p = sub.add_parser("summarize-rebasin-draws", help="the rebasin control: per-draw NoT summed up per chain group")
+    p.add_argument("--draws", nargs="+", required=True)
+    p.add_argument("--variant", default="base")
+    p.add_argument("--out-csv", required=True)
+    p.add_argument("--out-md", required=True)
 
     p = sub.add_parser("table1", help="Xiao et al.'s Table 1: predictives against the reference method's (HMC)")
     _add_common(p)
     p.add_argument("--posteriors", type=json.loads, required=True, help="JSON: method -> its posterior files")
-    p.add_argument("--rebasin", type=json.loads, required=True, help="JSON: '<method>/<reference>/<fit>' -> path")
+    p.add_argument("--rebasin", type=json.loads, required=True, help="JSON: '<method>/<matching>/<reference>/<fit>' -> path")
     p.add_argument("--data", required=True)
     p.add_argument("--out-csv", required=True)
     p.add_argument("--out-md", required=True)
@@ -86,14 +94,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-csv", required=True)
 
     p = sub.add_parser("sigma-histograms", help="histograms of sigma of q_d, q_r and the Gaussian methods")
-    p.add_argument("--rebasin", type=json.loads, default={}, help="JSON: '<method>/<reference>/<fit>' -> path")
+    p.add_argument("--rebasin", type=json.loads, default={}, help="JSON: '<method>/<matching>/<reference>/<fit>' -> path")
     p.add_argument("--gaussians", type=json.loads, default={}, help="JSON: Gaussian method -> its posterior files")
     p.add_argument("--variant", default="base")
     p.add_argument("--out-csv", required=True)
 
     p = sub.add_parser("pruning", help="accuracy of the mean networks pruned by sigma")
     _add_common(p)
-    p.add_argument("--rebasin", type=json.loads, default={}, help="JSON: '<method>/<reference>/<fit>' -> path")
+    p.add_argument("--rebasin", type=json.loads, default={}, help="JSON: '<method>/<matching>/<reference>/<fit>' -> path")
     p.add_argument("--gaussians", type=json.loads, default={},
                    help="JSON: Gaussian method -> its first seed's posterior file")
     p.add_argument("--merged", type=json.loads, default=[],
@@ -198,7 +206,7 @@ def _job(module: str, function: str):
 
 
 # commands that never compute with torch: they start without importing it (about 2 s per job)
-LIGHT_COMMANDS = {"prepare-data", "align", "summarize-barriers", "concat-tables", "figure", "figure-barriers",
+LIGHT_COMMANDS = {"prepare-data", "align", "summarize-barriers", "summarize-rebasin-draws", "concat-tables", "figure", "figure-barriers",
                   "figure-sweep", "table-html", "paper", "validate-config"}
 
 # command -> (args, config with defaults, device) -> None
@@ -213,7 +221,10 @@ COMMANDS = {
     "summarize-barriers": lambda a, c, d: _job("metrics", "summarize_barriers")(a.curves, a.variants, a.out_curves,
                                                                                 a.out_csv, a.out_md),
     "rebasin": lambda a, c, d: _job("rebasin", "rebasin_job")(a.method, a.posteriors, a.data, c, a.reference,
-                                                              a.out_qd, a.out_qr, seeds=a.seeds),
+                                                              a.out_qd, a.out_qr, a.out_draws,
+                                                              matching=a.matching, seeds=a.seeds),
+    "summarize-rebasin-draws": lambda a, c, d: _job("rebasin", "summarize_draws")(a.draws, a.out_csv, a.out_md,
+                                                                                 variant=a.variant),
     "table1": lambda a, c, d: _job("rebasin", "table1_job")(a.posteriors, a.rebasin, a.data, c, a.out_csv, a.out_md,
                                                             a.out_tex, a.out_diagnostics, device=d),
     "basin": lambda a, c, d: _job("studies", "basin_job")(a.reference, a.sources, a.outs, a.out_csv,

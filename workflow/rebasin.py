@@ -3,8 +3,14 @@
 q_d fits a diagonal Gaussian to the samples as they are; q_r fits it after aligning every sample
 to a reference. The reference is the first sample (as in the paper) or, iterated, the mean of the
 other aligned samples (leave-one-out) until the permutations stop changing. Alignment is weight
-matching (generic over the permutation spec) or activation matching (correlations of hidden
-activations on data; architectures with the hidden_activations hook).
+matching (generic over the permutation spec) or matching of hidden activations on data
+(architectures with the hidden_activations hook): "activation" is Xiao et al.'s cost, the raw inner
+products of post-activation units, C[i, j] = -sum_x a_i(x) b_j(x); "correlation" standardises
+every unit first (Pearson correlations), so that a unit's scale does not decide its match.
+
+``draw_diagnostics`` is the control of a rebasin: draws of one HMC chain sit in one mode, so
+matching should give them all the same permutation; the NoT of each draw's permutation, to the
+reference and to its own chain's first draw, says whether matching scrambled them.
 """
 
 from __future__ import annotations
@@ -16,10 +22,11 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from .matching import weight_matching
-from .permutations import PermutationSpec, apply_permutation
+from .permutations import PermutationSpec, apply_permutation, compose, invert, number_of_transpositions
 
 REFERENCES = ("first", "iterated")
-MATCHINGS = ("weight", "activation")
+MATCHINGS = ("weight", "activation", "correlation")
+ACTIVATION_COSTS = {"activation": "inner", "correlation": "correlation"}
 
 
 @dataclass
@@ -34,16 +41,23 @@ def _sample(samples: Mapping[str, np.ndarray], i: int) -> dict[str, np.ndarray]:
     return {k: v[i] for k, v in samples.items()}
 
 
-def activation_matching(acts_a: Mapping[str, np.ndarray], acts_b: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Per permutation group, the permutation of B's units maximising the correlation with A's units.
+def activation_matching(acts_a: Mapping[str, np.ndarray], acts_b: Mapping[str, np.ndarray], *,
+                        cost: str = "inner") -> dict[str, np.ndarray]:
+    """Per permutation group, the permutation of B's units that best matches A's units: maximising
+    the summed inner products of their activations (``cost="inner"``, Xiao et al.) or correlations
+    (``cost="correlation"``).
 
     A unit's activations do not depend on how other groups are ordered, so every group is one
     independent assignment problem. ``acts_*``: group -> [rows, units] (the architecture's
     ``hidden_activations`` hook)."""
+    if cost not in ("inner", "correlation"):
+        raise ValueError(f"unknown activation matching cost {cost!r}; allowed: inner, correlation")
     perms = {}
     for g in acts_a:
-        a = (acts_a[g] - acts_a[g].mean(0)) / (acts_a[g].std(0) + 1e-12)
-        b = (acts_b[g] - acts_b[g].mean(0)) / (acts_b[g].std(0) + 1e-12)
+        a, b = acts_a[g], acts_b[g]
+        if cost == "correlation":
+            a = (a - a.mean(0)) / (a.std(0) + 1e-12)
+            b = (b - b.mean(0)) / (b.std(0) + 1e-12)
         _, cols = linear_sum_assignment(a.T @ b / len(a), maximize=True)
         perms[g] = cols
     return perms
@@ -61,15 +75,16 @@ def rebase(samples: Mapping[str, np.ndarray], spec: PermutationSpec, *, referenc
         raise ValueError(f"unknown rebasin reference {reference!r}; allowed: {', '.join(REFERENCES)}")
     if matching not in MATCHINGS:
         raise ValueError(f"unknown rebasin matching {matching!r}; allowed: {', '.join(MATCHINGS)}")
-    if matching == "activation" and activations is None:
-        raise ValueError("activation matching needs the architecture's hidden activations (its hidden_activations "
-                         "hook); use rebasin.matching: weight for this architecture")
+    if matching in ACTIVATION_COSTS and activations is None:
+        raise ValueError(f"{matching} matching needs the architecture's hidden activations (its hidden_activations "
+                         "hook); use weight matching for this architecture")
     n = next(iter(samples.values())).shape[0]
     samples = {k: np.asarray(v, dtype=np.float64) for k, v in samples.items()}
 
     def match(ref, i, init):
-        if matching == "activation":
-            return activation_matching(activations(ref), activations(_sample(samples, i)))
+        if matching in ACTIVATION_COSTS:
+            return activation_matching(activations(ref), activations(_sample(samples, i)),
+                                       cost=ACTIVATION_COSTS[matching])
         return weight_matching(ref, _sample(samples, i), spec, seed=seed + i, init=init).perms
 
     ref = _sample(samples, 0)
@@ -99,3 +114,22 @@ def fit_diagonal_gaussian(samples: Mapping[str, np.ndarray]) -> tuple[dict[str, 
     mean = {k: v.mean(0) for k, v in samples.items()}
     std = {k: v.std(0, ddof=1) for k, v in samples.items()}
     return mean, std
+
+
+def draw_diagnostics(perms: list[Mapping[str, np.ndarray]], chains) -> list[dict]:
+    """Per draw, what matching did to it: ``not_to_reference``, the NoT of its permutation (summed over
+    groups; 0: left as it was), and ``not_to_chain_start``, the NoT between its permutation and that of
+    its chain's first draw (0: matched like the rest of its chain, as one mode's draws should be).
+    ``chains``: the chain (or member) of every draw, draws of a chain contiguous and in order."""
+    chains = list(chains)
+    if len(chains) != len(perms):
+        raise ValueError(f"{len(perms)} permutations but {len(chains)} chain labels")
+    rows, start = [], {}
+    for i, (perm, chain) in enumerate(zip(perms, chains)):
+        first = perms[start.setdefault(chain, i)]
+        rows.append({"draw": i, "chain": chain, "draw_in_chain": i - start[chain],
+                     "not_to_reference": sum(number_of_transpositions(p) for p in perm.values()),
+                     "not_to_chain_start": sum(number_of_transpositions(compose(invert(first[g]), perm[g]))
+                                               for g in perm),
+                     "units": sum(len(p) for p in perm.values())})
+    return rows

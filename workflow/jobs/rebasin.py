@@ -22,25 +22,41 @@ log = logging.getLogger(__name__)
 FITS = ("q_d", "q_r")
 
 
-def fit_label(method: str, fit: str, reference: str | None = None) -> str:
-    """Column and legend label of a fitted Gaussian, as in Table 1: 'HMC q_d', 'Ens. q_r (first ref.)'."""
-    return f"{methods.label(method)} {fit}" + (f" ({reference} ref.)" if fit == "q_r" else "")
+def fit_label(method: str, fit: str, reference: str | None = None, matching: str | None = None) -> str:
+    """Column and legend label of a fitted Gaussian, as in Table 1: 'HMC q_d', 'Ens. q_r (weight, first ref.)'."""
+    return f"{methods.label(method)} {fit}" + (f" ({matching}, {reference} ref.)" if fit == "q_r" else "")
 
 
-def parse_fit_key(key: str) -> tuple[str, str, str]:
-    """'<method>/<reference>/<fit>' -> (method, reference, fit), with a clear error otherwise."""
+def parse_fit_key(key: str) -> tuple[str, str, str, str]:
+    """'<method>/<matching>/<reference>/<fit>' -> (method, matching, reference, fit), with a clear error otherwise."""
+    from ..rebasin import MATCHINGS, REFERENCES
+
     parts = key.split("/")
-    if len(parts) != 3 or parts[2] not in FITS or parts[0] not in methods.names() \
-            or methods.kind(parts[0]) != "samples":
-        raise ValueError(f"rebasin key {key!r} is not '<sample method>/<reference>/<q_d|q_r>' (sample methods: "
-                         f"{', '.join(methods.of_kind(methods.names(), 'samples'))})")
-    return parts[0], parts[1], parts[2]
+    if len(parts) != 4 or parts[3] not in FITS or parts[0] not in methods.names() \
+            or methods.kind(parts[0]) != "samples" or parts[1] not in MATCHINGS or parts[2] not in REFERENCES:
+        raise ValueError(f"rebasin key {key!r} is not '<sample method>/<matching>/<reference>/<q_d|q_r>' (sample "
+                         f"methods: {', '.join(methods.of_kind(methods.names(), 'samples'))}; matchings: "
+                         f"{', '.join(MATCHINGS)}; references: {', '.join(REFERENCES)})")
+    return parts[0], parts[1], parts[2], parts[3]
 
 
-def rebasin_job(method: str, paths, data_path, cfg: dict, reference: str, out_qd, out_qr, *, seeds=None) -> None:
-    """Fit q_d (samples as they are) and q_r (after aligning every sample to one reference)."""
+def chain_labels(posts: list[Posterior]) -> list[str]:
+    """The chain of every pooled draw (pooled_samples order): the seed, and the chain within the file
+    where a file holds several ('3.1')."""
+    labels = []
+    for post in posts:
+        n_chains, n_draws = next(iter(post.samples.values())).shape[:2]
+        labels += [str(post.seed) if n_chains == 1 else f"{post.seed}.{c}" for c in range(n_chains)
+                   for _ in range(n_draws)]
+    return labels
+
+
+def rebasin_job(method: str, paths, data_path, cfg: dict, reference: str, out_qd, out_qr, out_draws, *,
+                matching: str = "weight", seeds=None) -> None:
+    """Fit q_d (samples as they are) and q_r (after aligning every sample to one reference by
+    ``matching``); ``out_draws``: per draw, the NoT matching applied (rebasin.draw_diagnostics)."""
     from .. import architectures
-    from ..rebasin import fit_diagonal_gaussian, rebase
+    from ..rebasin import ACTIVATION_COSTS, draw_diagnostics, fit_diagonal_gaussian, rebase
 
     data = load_prepared(data_path)
     posts = read_sample_sets(paths, seeds, data)
@@ -49,18 +65,28 @@ def rebasin_job(method: str, paths, data_path, cfg: dict, reference: str, out_qd
     model, spec = first.build_model()
     rcfg = cfg["rebasin"]
     activations = None
-    if rcfg["matching"] == "activation":
+    if matching in ACTIVATION_COSTS:
         hook = architectures.hook(first.architecture, "hidden_activations")
         if hook is None:
-            raise ValueError(f"rebasin.matching 'activation' needs the hidden_activations hook, which architecture "
+            raise ValueError(f"rebasin matching {matching!r} needs the hidden_activations hook, which architecture "
                              f"{first.architecture!r} does not provide; use 'weight'")
-        activations = functools.partial(hook, model, x=data["x_train"][: rcfg["activation_points"]])
-    result = rebase(samples, spec, reference=reference, matching=rcfg["matching"], activations=activations,
+        points = rcfg["activation_points"]
+        activations = functools.partial(hook, model, x=data["x_train"][:points] if points else data["x_train"])
+    result = rebase(samples, spec, reference=reference, matching=matching, activations=activations,
                     max_iterations=rcfg["max_iterations"])
     n = len(next(iter(samples.values())))
-    log.info("%s rebasin (%s reference, %s matching): %d samples, %d reference updates, changed %s", method,
-             reference, rcfg["matching"], n, result.iterations, result.changed)
-    info = {"reference": reference, "matching": rcfg["matching"], "n_samples": int(n),
+    chains = chain_labels(posts)
+    draws = pd.DataFrame(draw_diagnostics(result.perms, chains))
+    draws.insert(0, "method", method)
+    draws.insert(1, "matching", matching)
+    draws.insert(2, "reference", reference)
+    # the chain whose first draw is (first) or seeded (iterated) the reference
+    draws["reference_chain"] = draws["chain"] == chains[0]
+    log.info("%s rebasin (%s reference, %s matching): %d samples, %d reference updates, changed %s; draws "
+             "left unpermuted %d of %d", method, reference, matching, n, result.iterations, result.changed,
+             int((draws["not_to_reference"] == 0).sum()), n)
+    write_csv(out_draws, draws)
+    info = {"reference": reference, "matching": matching, "n_samples": int(n),
             "reference_updates": result.iterations, "sources": json.dumps([str(p) for p in paths])}
     for fit, arrays, out in (("q_d", samples, out_qd), ("q_r", result.aligned, out_qr)):
         mean, std = fit_diagonal_gaussian(arrays)
@@ -71,20 +97,43 @@ def rebasin_job(method: str, paths, data_path, cfg: dict, reference: str, out_qd
             diagnostic_attrs={"fit": fit, **info}))
 
 
+def summarize_draws(draw_paths, out_csv, out_md, *, variant: str = "base") -> None:
+    """The rebasin control per (method, matching, reference) and group of draws (the reference's chain,
+    the other chains): how many draws matching left unpermuted, their mean NoT to the reference, and
+    how many were permuted unlike their chain's first draw (one chain is one mode: ideally none)."""
+    draws = pd.concat([pd.read_csv(p, dtype={"chain": str}) for p in draw_paths], ignore_index=True)
+    draws["draws_of"] = np.where(draws["reference_chain"], "reference chain", "other chains")
+    rows = []
+    for (method, matching, reference, group), g in draws.groupby(
+            ["method", "matching", "reference", "draws_of"], sort=False):
+        rows.append({"variant": variant, "method": method, "matching": matching, "reference": reference,
+                     "draws_of": group, "chains": g["chain"].nunique(), "draws": len(g),
+                     "unpermuted_share": float((g["not_to_reference"] == 0).mean()),
+                     "not_to_reference_mean": float(g["not_to_reference"].mean()),
+                     "permuted_unlike_chain_share": float((g["not_to_chain_start"] > 0).mean()),
+                     "not_to_chain_start_mean": float(g["not_to_chain_start"].mean()),
+                     "units": int(g["units"].iloc[0])})
+    table = pd.DataFrame(rows)
+    write_csv(out_csv, table)
+    write_text(out_md, tables.markdown(table.drop(columns="variant").set_index("method"), index_name="method"))
+
+
 def table1_columns(posterior_paths: dict, rebasin_paths: dict) -> list[tuple[str, str, object]]:
     """(label, what, source) per column, in the paper's order: for every sample method (the reference
     first) its samples, q_d and q_r per reference; then every Gaussian method's q (its first seed)."""
+    from ..rebasin import MATCHINGS, REFERENCES
+
     selected = list(posterior_paths)
     ref = methods.reference_method(selected)
     sample_methods = [ref] + [m for m in methods.of_kind(selected, "samples") if m != ref]
     cols = []
     for m in sample_methods:
         cols.append((f"{methods.label(m)} samples", "samples", posterior_paths[m]))
-        fits = sorted((k for k in rebasin_paths if k.startswith(f"{m}/")), key=lambda k: (k.split("/")[2], k))
-        for key in fits:
-            _, reference, fit = parse_fit_key(key)
-            label = fit_label(m, fit, reference)
-            if label not in [c[0] for c in cols]:  # q_d does not depend on the reference
+        fits = sorted((parse_fit_key(k) + (k,) for k in rebasin_paths if k.startswith(f"{m}/")),
+                      key=lambda f: (f[3], MATCHINGS.index(f[1]), REFERENCES.index(f[2])))
+        for _, matching, reference, fit, key in fits:
+            label = fit_label(m, fit, reference, matching)
+            if label not in [c[0] for c in cols]:  # q_d depends on neither the matching nor the reference
                 cols.append((label, "fit", rebasin_paths[key]))
     for m in methods.of_kind(selected, "gaussian"):
         cols.append((f"{methods.label(m)} q", "gaussian", posterior_paths[m][0]))
@@ -95,7 +144,7 @@ def table1_job(posterior_paths: dict, rebasin_paths: dict, data_path, cfg: dict,
                out_diag, *, device: str = "auto") -> None:
     """Xiao et al.'s Table 1: every predictive against the reference method's (agreement, TV), accuracies
     and NLL. ``posterior_paths``: method -> its posteriors (seed order); ``rebasin_paths``:
-    '<method>/<reference>/<fit>' -> Gaussian fit. The reference chains' convergence on p(y|x) at the
+    '<method>/<matching>/<reference>/<fit>' -> Gaussian fit. The reference chains' convergence on p(y|x) at the
     test points goes to ``out_diag``: rank-normalised split R-hat (and the classic one), bulk, tail
     and classic ESS (``mcmc_diagnostics.summary``)."""
     from ..compare import accuracy, agreement, expected_calibration_error, total_variation

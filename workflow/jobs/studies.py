@@ -93,13 +93,15 @@ def sigma_histogram_job(rebasin_paths: dict, gaussian_paths: dict, out_csv, *, v
     method's q (``gaussian_paths``: method -> its posteriors, seeds pooled); tidy: one row per (label, bin)."""
     stds = {}
     for key, path in sorted(rebasin_paths.items()):
-        method, reference, fit = parse_fit_key(key)
-        label = fit_label(method, fit, reference)
-        if label not in stds:  # q_d does not depend on the reference
-            stds[label] = (method, fit, reference if fit == "q_r" else "", _flat(_read_gaussian(path).std))
+        method, matching, reference, fit = parse_fit_key(key)
+        label = fit_label(method, fit, reference, matching)
+        if label not in stds:  # q_d depends on neither the matching nor the reference
+            q_r = fit == "q_r"
+            stds[label] = (method, fit, matching if q_r else "", reference if q_r else "",
+                           _flat(_read_gaussian(path).std))
     for method, paths in gaussian_paths.items():
         if paths:
-            stds[f"{methods.label(method)} q"] = (method, "q", "",
+            stds[f"{methods.label(method)} q"] = (method, "q", "", "",
                                                    np.concatenate([_flat(_read_gaussian(p).std) for p in paths]))
     if not stds:
         raise ValueError("sigma histograms need at least one rebasin fit or Gaussian posterior")
@@ -110,11 +112,12 @@ def sigma_histogram_job(rebasin_paths: dict, gaussian_paths: dict, out_csv, *, v
     low, high = np.percentile(positive, 0.1), positive.max()
     edges = np.logspace(np.log10(low), np.log10(high if high > low else low * 10), bins + 1)
     rows = []
-    for label, (method, fit, reference, s) in stds.items():
+    for label, (method, fit, matching, reference, s) in stds.items():
         counts, _ = np.histogram(np.clip(s[s > 0], edges[0], edges[-1]), bins=edges)
         zeros = int(np.sum(s <= 0))
         for lo, hi, c in zip(edges[:-1], edges[1:], counts):
-            rows.append({"variant": variant, "label": label, "method": method, "fit": fit, "reference": reference,
+            rows.append({"variant": variant, "label": label, "method": method, "fit": fit, "matching": matching,
+                         "reference": reference,
                          "bin_left": lo, "bin_right": hi, "count": int(c), "fraction": c / s.size,
                          "median_sigma": float(np.median(s)), "zero_sigma": zeros, "n": int(s.size)})
     write_csv(out_csv, pd.DataFrame(rows))
@@ -138,9 +141,9 @@ def pruning_job(rebasin_paths: dict, gaussian_paths: dict, merged: list, data_pa
     dev = use_device(device)
     curves = {}  # label -> (posterior it comes from, mean, score, criterion)
     for key, path in sorted(rebasin_paths.items()):
-        method, reference, fit = parse_fit_key(key)
+        method, matching, reference, fit = parse_fit_key(key)
         post = _read_gaussian(path)  # the rebasin job checked its samples' data
-        curves.setdefault(fit_label(method, fit, reference), (post, post.mean, post.std, "sigma"))
+        curves.setdefault(fit_label(method, fit, reference, matching), (post, post.mean, post.std, "sigma"))
     for method, path in gaussian_paths.items():
         post = _read_gaussian(path, data)
         curves[f"{methods.label(method)} q (seed {post.seed})"] = (post, post.mean, post.std, "sigma")
