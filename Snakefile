@@ -56,3 +56,4 @@ rule all:
         rules.tables.input,
         study_files(),
         report_tables(),
+        f"{RESULTS}/claims.md",

@@ -133,13 +133,19 @@ def barrier_endpoints_b(wc):
 
 
 def curve_files():
-    """One curve table per variant, method with pairs, and alignment (all pairs in it)."""
+    """One curve table per variant, method with pairs, and alignment (all pairs in it); and the
+    within-chain control of every Markov-chain method with pairs."""
     return [
         f"{RESULTS}/{variant}/barriers/{method}/{alignment}.csv"
         for variant in VARIANTS
         for method in pair_methods()
-        for alignment in ["naive", *kinds_for(method)]
+        for alignment in ["naive", *kinds_for(method), *(["within_chain"] if within_chain_control(method) else [])]
     ]
+
+
+def within_chain_control(method):
+    """A chain with two draws or more can be halved: the control of the method's barriers."""
+    return registry.markov_chain(method) and config[method].get("n_samples", 2) >= 2
 
 
 def alignment_files():

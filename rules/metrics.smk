@@ -25,6 +25,30 @@ rule barrier_curves:
         " --out {output:q} > {log:q} 2>&1"
 
 
+rule barrier_within_chain:
+    # the control row of sample-set barriers: the two halves of each chain, paired by index like the pairs
+    input:
+        posteriors=lambda wc: posterior_files(wc.variant, wc.method),
+        data=data_file,
+    output:
+        f"{V}/barriers/{{method}}/within_chain.csv",
+    log:
+        f"{LOGS}/{{variant}}/barrier/{{method}}/within_chain.log",
+    params:
+        cfg=job_config("barrier"),
+        runtime=job_runtime,
+        seeds=lambda wc: " ".join(str(s) for s in seeds_of(wc.method)),
+    threads: config["compute"]["threads"]
+    resources:
+        **heavy_resources(mem_mb=4000, runtime=60),
+    conda:
+        ENV
+    shell:
+        "python -m workflow barriers-within-chain --variant {wildcards.variant} --posteriors {input.posteriors:q}"
+        " --seeds {params.seeds} --data {input.data:q} --config {params.cfg:q} --runtime {params.runtime:q}"
+        " --threads {threads} --gpus {resources.gpu} --out {output:q} > {log:q} 2>&1"
+
+
 rule summarize_barriers:
     input:
         curve_files(),

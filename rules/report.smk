@@ -6,6 +6,7 @@
 localrules:
     report_table,
     paper,
+    claims,
 
 
 wildcard_constraints:
@@ -58,3 +59,26 @@ rule paper:
     shell:
         "python -m workflow paper --tables {input:q} --sweep-base {params.base:q} --captions {params.captions:q}"
         " --out {output:q} > {log:q} 2>&1"
+
+
+rule claims:
+    # every claim of both papers judged against this run's summary tables, with its control
+    input:
+        summary_tables(),
+    output:
+        csv=f"{RESULTS}/claims.csv",
+        md=f"{RESULTS}/claims.md",
+    log:
+        f"{LOGS}/claims.log",
+    params:
+        run_config=json.dumps(result_config(config, ["data", "model", "prior", "methods", "rebasin"]), sort_keys=True),
+        variants=json.dumps(sweep_table(config, VARIANTS)["variants"], sort_keys=True),
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        ENV
+    shell:
+        "python -m workflow claims --tables {input:q} --run-config {params.run_config:q} --variants {params.variants:q}"
+        " --out-csv {output.csv:q} --out-md {output.md:q} > {log:q} 2>&1"

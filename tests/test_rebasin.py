@@ -193,3 +193,22 @@ def test_rebasin_leaves_one_chains_draws_together(matching, rng):
     assert [r["not_to_reference"] for r in rows[:4]] == [0] * 4
     assert all(r["not_to_reference"] == sum(number_of_transpositions(p) for p in planted.values()) > 0
                for r in rows[4:])
+
+
+def test_unit_correlation_is_one_for_the_same_units_and_follows_a_permutation(rng):
+    """No matching involved: a draw keeps its units (1), a unit-wise permuted copy does not, and the
+    permutation undone restores 1; fresh random weights give about 0."""
+    from workflow.rebasin import unit_correlation
+
+    _, spec, params = make_mlp((40, 30))
+    params = {k: rng.standard_normal(v.shape) for k, v in params.items()}
+    assert unit_correlation(params, params, spec) == pytest.approx(1.0)
+    perms = random_permutations(spec.group_sizes(params), rng)
+    moved = apply_permutation(params, spec, perms)
+    assert abs(unit_correlation(params, moved, spec)) < 0.3
+    from workflow.permutations import invert
+
+    assert unit_correlation(params, apply_permutation(moved, spec, {g: invert(p) for g, p in perms.items()}),
+                            spec) == pytest.approx(1.0)
+    fresh = {k: rng.standard_normal(v.shape) for k, v in params.items()}
+    assert abs(unit_correlation(params, fresh, spec)) < 0.2

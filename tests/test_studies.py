@@ -169,3 +169,36 @@ def test_not_k_of_several_ks_in_one_job_equals_one_job_per_k(digits_member, tmp_
     with pytest.raises(ValueError, match="must differ"):
         studies.not_k_jobs([4, 4], 0, tmp / "seed0.h5", tmp / "data.npz", cfg, [tmp_path / "x.csv"] * 2, device="cpu")
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_the_within_chain_control_pairs_the_two_halves_of_each_chain(digits_member, tmp_path, rng):
+    """A 'chain' of a trained network's draws: when its second half repeats the first, the path between
+    the halves is flat (barrier 0); when the second half sits in a permuted copy of the mode, the
+    path crosses a barrier. An odd last draw is left out; a chain of one draw is refused."""
+    from workflow.jobs.metrics import within_chain_curves
+
+    tmp, cfg = digits_member
+    member = read_posterior(tmp / "seed0.h5")
+    model, spec = member.build_model()
+    w = {k: v[0, 0] for k, v in member.samples.items()}
+    far = apply_permutation(w, spec, random_permutations(spec.group_sizes(w), rng))
+    near = [{k: v + 0.01 * rng.standard_normal(v.shape).astype(v.dtype) for k, v in w.items()} for _ in range(2)]
+
+    def chain(draws, seed):
+        post = dataclasses.replace(member, method="hmc", seed=seed,
+                                   samples={k: np.stack([d[k] for d in draws])[None] for k in w})
+        write_posterior(tmp_path / f"hmc{seed}.h5", post)
+        return tmp_path / f"hmc{seed}.h5"
+
+    paths = [chain([*near, *near, w], 0), chain([*near, far, far], 1)]
+    within_chain_curves(paths, [0, 1], tmp / "data.npz", cfg, tmp_path / "within.csv", device="cpu")
+    curves = pd.read_csv(tmp_path / "within.csv", dtype={"pair": str})
+    assert set(curves["alignment"]) == {"within-chain"} and not curves["aligned"].any()
+    assert list(curves.groupby("pair")["draws"].first()) == [2, 2]
+    from workflow.barriers import summarize
+
+    barrier = summarize(curves).set_index("pair")["loss_barrier"]
+    assert barrier["0-0"] == pytest.approx(0.0, abs=1e-6)
+    assert barrier["1-1"] > 0.1
+    with pytest.raises(ArtifactError, match="1 draw"):
+        within_chain_curves([chain([w], 2)], [2], tmp / "data.npz", cfg, tmp_path / "bad.csv", device="cpu")

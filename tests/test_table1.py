@@ -118,16 +118,22 @@ def test_each_columns_calibration_error_is_its_own_predictives(case):
 def test_rebasin_draw_summary_splits_the_reference_chain_from_the_others(tmp_path):
     from workflow.jobs.rebasin import summarize_draws
 
-    rows = [("0", 0, 0, True), ("0", 0, 2, True), ("1", 4, 0, False), ("1", 6, 2, False), ("2", 0, 0, False)]
+    rows = [("0", 0, 0, 0, True), ("0", 1, 0, 2, True), ("1", 0, 4, 0, False), ("1", 1, 4, 0, False),
+            ("1", 2, 6, 2, False), ("2", 0, 0, 0, False)]
     pd.DataFrame([{"method": "hmc", "matching": "weight", "reference": "first", "draw": i, "chain": c,
-                   "draw_in_chain": 0, "not_to_reference": r, "not_to_chain_start": w, "units": 8,
-                   "reference_chain": ref} for i, (c, r, w, ref) in enumerate(rows)]).to_csv(tmp_path / "d.csv",
-                                                                                             index=False)
+                   "draw_in_chain": d, "not_to_reference": r, "not_to_chain_start": w, "units": 8,
+                   "reference_chain": ref, "unit_corr_to_chain_start": 1 - 0.1 * d}
+                  for i, (c, d, r, w, ref) in enumerate(rows)]).to_csv(
+        tmp_path / "d.csv", index=False)
     summarize_draws([tmp_path / "d.csv"], tmp_path / "s.csv", tmp_path / "s.md")
     s = pd.read_csv(tmp_path / "s.csv").set_index("draws_of")
     assert s.loc["reference chain", ["chains", "draws"]].tolist() == [1, 2]
     assert s.loc["reference chain", "unpermuted_share"] == 1.0
     assert s.loc["reference chain", "permuted_unlike_chain_share"] == 0.5
-    assert s.loc["other chains", ["chains", "draws"]].tolist() == [2, 3]
-    assert s.loc["other chains", "unpermuted_share"] == pytest.approx(1 / 3)
-    assert s.loc["other chains", "not_to_reference_mean"] == pytest.approx(10 / 3)
+    assert s.loc["reference chain", "first_permuted_lag"] == 1
+    assert s.loc["reference chain", "unit_corr_at_first_permuted"] == pytest.approx(0.9)
+    assert s.loc["other chains", "unit_corr_at_first_permuted"] == pytest.approx(0.8)
+    assert s.loc["other chains", ["chains", "draws"]].tolist() == [2, 4]
+    assert s.loc["other chains", "unpermuted_share"] == pytest.approx(1 / 4)
+    assert s.loc["other chains", "not_to_reference_mean"] == pytest.approx(14 / 4)
+    assert s.loc["other chains", "first_permuted_lag"] == 2  # chain 1 at its third draw; chain 2 never

@@ -75,12 +75,17 @@ RUN_SECONDS = {}  # wall time of the uninterrupted tiny run
 def test_workflow_runs_end_to_end_and_alignment_lowers_the_barrier(finished_run):
     results = finished_run / "results" / "tiny"
     table = pd.read_csv(results / "tables" / "barriers.csv")
+    control = table[table["alignment"] == "within-chain"]  # HMC's floor: the two halves of each chain
+    assert set(control["method"]) == {"hmc"} and set(control["pair"]) == {"0-0", "1-1", "2-2"}
+    assert set(control["draws"]) == {5} and set(table.loc[table["method"] == "hmc", "draws"]) == {5, 10}
+    table = table[table["alignment"] != "within-chain"]
     assert set(table["pair"]) == {"0-1", "0-2", "1-2"}
     assert set(table["variant"]) == {"base"}
     by = table.groupby(["method", "alignment"])["loss_barrier"].mean()
     assert set(by.index) == {("ensemble", "naive"), ("ensemble", "weight"), ("vi", "naive"), ("vi", "weight"),
                              ("vi", "w2"), ("hmc", "naive"), ("hmc", "weight"), ("laplace", "naive"),
                              ("laplace", "weight"), ("laplace", "w2")}
+    assert "within-chain" in (results / "tables" / "barriers.md").read_text()
     for method, kind in [("ensemble", "weight"), ("vi", "weight"), ("vi", "w2"), ("laplace", "w2")]:
         assert by[method, kind] < 0.5 * by[method, "naive"], (method, kind)
     aligned = table[table.alignment != "naive"]
@@ -151,6 +156,21 @@ def test_rebasin_draws_table_summarises_every_matching_and_reference(finished_ru
     assert hmc.loc[("activation", "first", "reference chain"), "not_to_reference_mean"] == pytest.approx(
         draws.loc[draws["chain"] == "0", "not_to_reference"].mean())
     assert (tables / "rebasin_draws_base.md").read_text().startswith("| method | matching |")
+
+
+def test_the_run_judges_every_claim_from_its_own_tables(finished_run):
+    from workflow.claims import CLAIMS
+
+    results = finished_run / "results" / "tiny"
+    t = pd.read_csv(results / "claims.csv").set_index("claim")
+    assert set(t.index) == {c.key for c in CLAIMS}
+    table1 = pd.read_csv(results / "tables" / "table1_base.csv").pivot(index="metric", columns="column",
+                                                                         values="value")
+    assert t.loc["xiao-vi-close", "measured"] == pytest.approx(table1.loc["agreement with HMC", "VI q"])
+    assert t.loc["xiao-hmc-rebasin", "verdict"] != "not testable"  # the default matchings include Xiao's
+    assert t.loc["rossi-width", "verdict"] == "not testable"  # no width sweep in this config
+    md = (results / "claims.md").read_text()
+    assert md.startswith("# Claims of both papers") and "config sha1" in md
 
 
 def test_weight_space_studies_write_their_tables_and_figures(finished_run):

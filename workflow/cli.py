@@ -57,6 +57,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True)
     p.add_argument("--out", required=True)
 
+    p = sub.add_parser("barriers-within-chain", help="the control of sample-set barriers: two halves of each chain")
+    _add_common(p)
+    p.add_argument("--variant", default="base", help="sweep variant, recorded in the curve table")
+    p.add_argument("--posteriors", nargs="+", required=True)
+    p.add_argument("--seeds", type=int, nargs="+", required=True, help="the seed each posterior must hold (checked)")
+    p.add_argument("--data", required=True)
+    p.add_argument("--out", required=True)
+
     p = sub.add_parser("rebasin", help="fit q_d and q_r to all samples of a method")
     _add_common(p)
     p.add_argument("--method", required=True)
@@ -141,6 +149,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--png", required=True)
     p.add_argument("--pdf", required=True)
 
+    p = sub.add_parser("claims", help="judge every claim of both papers against a run's summary tables")
+    p.add_argument("--tables", nargs="+", required=True)
+    p.add_argument("--run-config", type=json.loads, required=True, help="JSON: the run's config (result sections)")
+    p.add_argument("--variants", type=json.loads, default={"base": {}},
+                   help="JSON: variant -> {swept dotted key: value}")
+    p.add_argument("--out-csv", required=True)
+    p.add_argument("--out-md", required=True)
+
     p = sub.add_parser("summarize-barriers", help="barrier table from the per-pair curves")
     p.add_argument("--curves", nargs="+", required=True)
     p.add_argument("--variants", type=json.loads, default={"base": {}},
@@ -206,7 +222,7 @@ def _job(module: str, function: str):
 
 
 # commands that never compute with torch: they start without importing it (about 2 s per job)
-LIGHT_COMMANDS = {"prepare-data", "align", "summarize-barriers", "summarize-rebasin-draws", "concat-tables", "figure", "figure-barriers",
+LIGHT_COMMANDS = {"prepare-data", "align", "claims", "summarize-barriers", "summarize-rebasin-draws", "concat-tables", "figure", "figure-barriers",
                   "figure-sweep", "table-html", "paper", "validate-config"}
 
 # command -> (args, config with defaults, device) -> None
@@ -218,6 +234,9 @@ COMMANDS = {
     "align": lambda a, c, d: _job("align", "align_pair")(a.kind, a.a, a.b, c, a.out, seeds=a.seeds),
     "barriers": lambda a, c, d: _job("metrics", "barrier_curves")(a.alignment, a.pairs, a.data, c, a.out, device=d,
                                                                   variant=a.variant),
+    "barriers-within-chain": lambda a, c, d: _job("metrics", "within_chain_curves")(a.posteriors, a.seeds, a.data, c,
+                                                                                a.out, device=d, variant=a.variant),
+    "claims": lambda a, c, d: _job("claims", "claims_job")(a.tables, a.run_config, a.variants, a.out_csv, a.out_md),
     "summarize-barriers": lambda a, c, d: _job("metrics", "summarize_barriers")(a.curves, a.variants, a.out_curves,
                                                                                 a.out_csv, a.out_md),
     "rebasin": lambda a, c, d: _job("rebasin", "rebasin_job")(a.method, a.posteriors, a.data, c, a.reference,

@@ -28,7 +28,8 @@ def save_figure(fig, png: str | os.PathLike, pdf: str | os.PathLike) -> None:
     plt.close(fig)
 
 
-ALIGNMENT_LABELS = {"naive": "naive", "weight": "weight matching", "w2": "W2 (means + stds)"}
+ALIGNMENT_LABELS = {"naive": "naive", "weight": "weight matching", "w2": "W2 (means + stds)",
+                    "within-chain": "within one chain (control)"}
 
 
 def _is_gaussian(frame: pd.DataFrame) -> bool:

@@ -116,20 +116,49 @@ def fit_diagonal_gaussian(samples: Mapping[str, np.ndarray]) -> tuple[dict[str, 
     return mean, std
 
 
-def draw_diagnostics(perms: list[Mapping[str, np.ndarray]], chains) -> list[dict]:
+def unit_vectors(params: Mapping[str, np.ndarray], spec: PermutationSpec) -> dict[str, np.ndarray]:
+    """Per group, every unit's weights as one row: the slices of all parameters the group permutes
+    (incoming and outgoing weights, biases), [units, features]."""
+    out = {}
+    for g, members in spec.groups.items():
+        out[g] = np.concatenate([np.moveaxis(np.asarray(params[p]), axis, 0).reshape(params[p].shape[axis], -1)
+                                 for p, axis in members], axis=1)
+    return out
+
+
+def unit_correlation(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray], spec: PermutationSpec) -> float:
+    """Median over all hidden units of the correlation between a unit's weights in ``a`` and the same
+    unit's (same index, no matching) in ``b``: about 1 while a chain keeps its units, about 0 once
+    every unit has moved."""
+    corrs, vectors_b = [], unit_vectors(b, spec)
+    for g, ua in unit_vectors(a, spec).items():
+        ub = vectors_b[g]
+        ua, ub = ua - ua.mean(1, keepdims=True), ub - ub.mean(1, keepdims=True)
+        denom = np.sqrt((ua ** 2).sum(1) * (ub ** 2).sum(1))
+        corrs.append(np.where(denom > 0, (ua * ub).sum(1) / np.where(denom > 0, denom, 1), np.nan))
+    return float(np.nanmedian(np.concatenate(corrs)))
+
+
+def draw_diagnostics(perms: list[Mapping[str, np.ndarray]], chains, samples: Mapping[str, np.ndarray] | None = None,
+                     spec: PermutationSpec | None = None) -> list[dict]:
     """Per draw, what matching did to it: ``not_to_reference``, the NoT of its permutation (summed over
     groups; 0: left as it was), and ``not_to_chain_start``, the NoT between its permutation and that of
     its chain's first draw (0: matched like the rest of its chain, as one mode's draws should be).
-    ``chains``: the chain (or member) of every draw, draws of a chain contiguous and in order."""
+    With ``samples`` and ``spec``, ``unit_corr_to_chain_start`` says, without any matching, whether the
+    chain kept its units since its first draw (``unit_correlation``). ``chains``: the chain (or member)
+    of every draw, draws of a chain contiguous and in order."""
     chains = list(chains)
     if len(chains) != len(perms):
         raise ValueError(f"{len(perms)} permutations but {len(chains)} chain labels")
     rows, start = [], {}
     for i, (perm, chain) in enumerate(zip(perms, chains)):
         first = perms[start.setdefault(chain, i)]
-        rows.append({"draw": i, "chain": chain, "draw_in_chain": i - start[chain],
-                     "not_to_reference": sum(number_of_transpositions(p) for p in perm.values()),
-                     "not_to_chain_start": sum(number_of_transpositions(compose(invert(first[g]), perm[g]))
-                                               for g in perm),
-                     "units": sum(len(p) for p in perm.values())})
+        row = {"draw": i, "chain": chain, "draw_in_chain": i - start[chain],
+               "not_to_reference": sum(number_of_transpositions(p) for p in perm.values()),
+               "not_to_chain_start": sum(number_of_transpositions(compose(invert(first[g]), perm[g])) for g in perm),
+               "units": sum(len(p) for p in perm.values())}
+        if samples is not None and spec is not None:
+            row["unit_corr_to_chain_start"] = unit_correlation(_sample(samples, start[chain]), _sample(samples, i),
+                                                               spec)
+        rows.append(row)
     return rows

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import numpy as np
@@ -16,6 +17,8 @@ from ..prepared import load_prepared
 from .inputs import check_posterior, read_posterior
 
 log = logging.getLogger(__name__)
+
+WITHIN_CHAIN = "within-chain"  # the control row of sample-set barriers: two halves of one chain
 
 
 def barrier_curves(alignment: str, pairs, data_path, cfg: dict, out, *, device: str = "auto",
@@ -55,6 +58,39 @@ def _curve(alignment: str, path_a, path_b, data, cfg: dict, *, device: str, vari
                 "not_total": sum(al.not_per_group.values()), "units_total": sum(len(p) for p in al.perms.values())}
     check_posterior(b, path_b, seed=seeds[1] if seeds else None, data=data)
     a.check_compatible(b, f"path between {path_a} and {path_b}")
+    return _path_curve(a, b, data, cfg, alignment=alignment, pair=f"{a.seed}-{b.seed}", meta=meta, device=device,
+                       variant=variant)
+
+
+def within_chain_curves(paths, seeds, data_path, cfg: dict, out, *, device: str = "auto",
+                        variant: str = "base") -> None:
+    """The control of sample-set barriers: the path between the first and the second half of every
+    chain (draw i of one half paired with draw i of the other, as the pairs of chains are). Both
+    halves sample one mode, so their barrier is the floor an alignment of two chains could reach."""
+    data = load_prepared(data_path)
+    frames = []
+    for path, seed in zip(paths, seeds):
+        post = read_posterior(path, seed=int(seed), data=data, kind="samples", what="the within-chain control")
+        n_chains, n_draws = next(iter(post.samples.values())).shape[:2]
+        if n_draws < 2:
+            raise ArtifactError(f"{path}: the within-chain control halves every chain, but its chains hold "
+                                f"{n_draws} draw(s)")
+        half = n_draws // 2
+        for c in range(n_chains):
+            a = dataclasses.replace(post, samples={k: v[c:c + 1, :half] for k, v in post.samples.items()})
+            b = dataclasses.replace(post, samples={k: v[c:c + 1, half:2 * half] for k, v in post.samples.items()})
+            dist_kind, dist = a.distance_to(b)
+            meta = {"distance_kind": dist_kind, "distance": dist, "not_total": np.nan, "units_total": np.nan}
+            chain = str(post.seed) if n_chains == 1 else f"{post.seed}.{c}"
+            frames.append(_path_curve(a, b, data, cfg, alignment=WITHIN_CHAIN, pair=f"{chain}-{chain}", meta=meta,
+                                      device=device, variant=variant))
+    if not frames:
+        raise ValueError("within_chain_curves needs at least one posterior")
+    write_csv(out, pd.concat(frames, ignore_index=True))
+
+
+def _path_curve(a, b, data, cfg: dict, *, alignment: str, pair: str, meta: dict, device: str,
+                variant: str) -> pd.DataFrame:
     bcfg = cfg["barrier"]
     split = bcfg["split"]
     dev = use_device(device)
@@ -70,8 +106,9 @@ def _curve(alignment: str, path_a, path_b, data, cfg: dict, *, device: str, vari
                                        memory_mb=budget, linearized=a.predictive == b.predictive == "glm")
     else:
         curve = barriers.linear_path(model, a.flat_samples(), b.flat_samples(), x, y, ts, memory_mb=budget)
-    front = {"variant": variant, "method": a.method, "alignment": alignment, "aligned": alignment != "naive",
-             "pair": f"{a.seed}-{b.seed}", "seed_a": a.seed, "seed_b": b.seed}
+    front = {"variant": variant, "method": a.method, "alignment": alignment,
+             "aligned": alignment not in ("naive", WITHIN_CHAIN), "pair": pair, "seed_a": a.seed, "seed_b": b.seed,
+             "draws": len(next(iter(a.flat_samples().values()))) if a.kind == "samples" else np.nan}
     for i, (k, v) in enumerate(front.items()):
         curve.insert(i, k, v)
     curve["split"] = split
@@ -86,8 +123,8 @@ def summarize_barriers(curve_paths, variants: dict, out_curves, out_csv, out_md)
     values as columns (``variants``: variant -> {dotted key: value}); Markdown mean ± sd over pairs."""
     curves = pd.concat([pd.read_csv(p) for p in curve_paths], ignore_index=True)
     summary = barriers.summarize(curves)
-    pair_meta = curves.groupby(["variant", "method", "alignment", "pair"], sort=False)[
-        ["distance_kind", "distance", "not_total", "units_total"]].first().reset_index()
+    meta_cols = ["distance_kind", "distance", "not_total", "units_total", *(["draws"] if "draws" in curves else [])]
+    pair_meta = curves.groupby(["variant", "method", "alignment", "pair"], sort=False)[meta_cols].first().reset_index()
     summary = summary.merge(pair_meta, on=["variant", "method", "alignment", "pair"], how="left")
     for col in ("not_total", "units_total"):  # integers, empty for the naive rows
         summary[col] = summary[col].astype("Int64")

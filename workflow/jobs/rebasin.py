@@ -76,7 +76,7 @@ def rebasin_job(method: str, paths, data_path, cfg: dict, reference: str, out_qd
                     max_iterations=rcfg["max_iterations"])
     n = len(next(iter(samples.values())))
     chains = chain_labels(posts)
-    draws = pd.DataFrame(draw_diagnostics(result.perms, chains))
+    draws = pd.DataFrame(draw_diagnostics(result.perms, chains, samples, spec))
     draws.insert(0, "method", method)
     draws.insert(1, "matching", matching)
     draws.insert(2, "reference", reference)
@@ -100,22 +100,45 @@ def rebasin_job(method: str, paths, data_path, cfg: dict, reference: str, out_qd
 def summarize_draws(draw_paths, out_csv, out_md, *, variant: str = "base") -> None:
     """The rebasin control per (method, matching, reference) and group of draws (the reference's chain,
     the other chains): how many draws matching left unpermuted, their mean NoT to the reference, and
-    how many were permuted unlike their chain's first draw (one chain is one mode: ideally none)."""
+    how many were permuted unlike their chain's first draw, and how far into a chain that starts
+    (``first_permuted_lag``, median over chains; empty when never), with how much that draw's units
+    still resembled the chain's start (``unit_corr_at_first_permuted``, no matching involved): a draw
+    permuted while its units still match the chain's start (correlation near 1) is matching noise; one
+    permuted after the chain moved its units (near 0) shows the chain itself travelled across unit
+    labellings."""
     draws = pd.concat([pd.read_csv(p, dtype={"chain": str}) for p in draw_paths], ignore_index=True)
     draws["draws_of"] = np.where(draws["reference_chain"], "reference chain", "other chains")
     rows = []
     for (method, matching, reference, group), g in draws.groupby(
             ["method", "matching", "reference", "draws_of"], sort=False):
+        lag, corr = _first_permuted(g)
         rows.append({"variant": variant, "method": method, "matching": matching, "reference": reference,
                      "draws_of": group, "chains": g["chain"].nunique(), "draws": len(g),
                      "unpermuted_share": float((g["not_to_reference"] == 0).mean()),
                      "not_to_reference_mean": float(g["not_to_reference"].mean()),
                      "permuted_unlike_chain_share": float((g["not_to_chain_start"] > 0).mean()),
                      "not_to_chain_start_mean": float(g["not_to_chain_start"].mean()),
+                     "first_permuted_lag": lag, "unit_corr_at_first_permuted": corr,
                      "units": int(g["units"].iloc[0])})
     table = pd.DataFrame(rows)
     write_csv(out_csv, table)
     write_text(out_md, tables.markdown(table.drop(columns="variant").set_index("method"), index_name="method"))
+
+
+def _first_permuted(draws: pd.DataFrame) -> tuple[float, float]:
+    """Median over chains of the first draw (counted from the chain's start) that matching permuted
+    unlike the chain's first draw, and of that draw's unit correlation with the chain's start; NaN
+    when no chain has one."""
+    lags, corrs = [], []
+    for _, g in draws.groupby("chain"):
+        permuted = g[g["not_to_chain_start"] > 0]
+        if len(permuted):
+            first = permuted.loc[permuted["draw_in_chain"].idxmin()]
+            lags.append(first["draw_in_chain"])
+            corrs.append(first.get("unit_corr_to_chain_start", np.nan))
+    if not lags:
+        return float("nan"), float("nan")
+    return float(np.median(lags)), float(np.nanmedian(corrs)) if not np.all(np.isnan(corrs)) else float("nan")
 
 
 def table1_columns(posterior_paths: dict, rebasin_paths: dict) -> list[tuple[str, str, object]]:

@@ -12,6 +12,7 @@ Each method is one module below, light to import (torch only inside ``fit``), de
 
 and optionally ``FITTED_AROUND`` (a method whose posterior of the same seed it starts from),
 ``REFERENCE = True`` (its predictive is the gold standard that Table 1 compares with),
+``MARKOV_CHAIN = True`` (its draws come from Markov chains: the within-chain barrier control applies),
 ``SEED_LIMIT_KEY`` (a setting that runs it on the first N seeds only) and
 ``PERMUTED_INIT = True`` (``fit`` honours ``request.init_permutation``: the NoT study retrains it) and
 ``fit_together(requests) -> list[Posterior]`` (several seeds fitted in one job, as one batch, each
@@ -65,6 +66,11 @@ def fitted_around(name: str) -> str | None:
 
 def is_reference(name: str) -> bool:
     return bool(getattr(load(name), "REFERENCE", False))
+
+
+def markov_chain(name: str) -> bool:
+    """Whether the method's draws of one seed form a Markov chain (halves of it sample one mode)."""
+    return bool(getattr(load(name), "MARKOV_CHAIN", False))
 
 
 def seed_limit_key(name: str) -> str | None:

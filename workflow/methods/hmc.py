@@ -7,6 +7,7 @@ KIND = "samples"
 LABEL = "HMC"
 DESCRIPTION = "full-batch Hamiltonian Monte Carlo, one chain per seed; the reference predictive of Table 1"
 REFERENCE = True
+MARKOV_CHAIN = True
 SEED_LIMIT_KEY = "chains"
 SETTINGS = {
     "step_size": {"type": "number", "exclusiveMinimum": 0, "default": 0.001, "description": "initial leapfrog step size"},
