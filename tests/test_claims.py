@@ -54,7 +54,7 @@ def test_the_rebasin_lift_is_judged_on_the_papers_matching_and_reference():
 
 @pytest.mark.parametrize("share, lag, corr, words", [
     (0.02, 10, 0.1, "the chain had already moved its units"),
-    (0.5, 1, 0.9, "part of the permuting is matching noise"),
+    (0.5, 1, 0.9, "part of the permuting is noise of this matching"),
     (1.0, float("nan"), float("nan"), "matching permuted 0% of the reference chain's 100 draws"),
 ])
 def test_the_lift_is_diagnosed_by_the_reference_chains_own_draws(share, lag, corr, words):
