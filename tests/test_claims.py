@@ -191,3 +191,35 @@ def test_a_failed_pruning_names_prior_dominated_sigmas():
     sigma["median_sigma"] = 0.1
     (v,) = verdict("xiao-pruning", Run({"pruning_base": pd.DataFrame(rows), "sigma_base": sigma}, cfg, {"base": {}}))
     assert "prior-dominated" not in v.reason
+
+
+def test_an_excess_only_among_units_that_matter_not_is_blamed_on_the_dead_ones():
+    t = not_k([(0, 20), (8, 20), (32, 20)])
+    t = t.assign(setting="xiao", matching="activation", units_live=100, not_planted_live=t["not_planted"],
+                 not_found_live=t["not_planted"], not_residual_live=0)
+    (v,) = verdict("xiao-not-training", Run({"not_k_base": t}, CONFIG, {"base": {}}))
+    assert v.verdict == NOT_REPRODUCED and "units the data never reach" in v.reason
+    assert "setting xiao, activation matching" in v.reason and "over the 100 units that matter" in v.reason
+
+
+def test_the_results_page_is_the_runs_own_files_under_a_stamp(tmp_path):
+    from workflow.jobs.claims import claims_job
+    from workflow.jobs.results_doc import results_doc_job
+
+    run = tmp_path / "results" / "t"
+    (run / "tables").mkdir(parents=True)
+    table1(**{"HMC q_d": 0.2, Q_R: 0.8}).to_csv(run / "tables" / "table1_base.csv", index=False)
+    (run / "tables" / "table1_base.md").write_text("| metric | HMC q_d |\n|---|---|\n| agreement with HMC | 0.2 |\n")
+    (run / "tables" / "barriers.md").write_text("| variant | method |\n|---|---|\n| base | vi |\n")
+    config = tmp_path / "c.yaml"
+    config.write_text("name: t\nseeds: [0, 1]\n")
+    with pytest.raises(FileNotFoundError, match="snakemake claims"):
+        results_doc_job(run, config, tmp_path / "page.md")
+    claims_job([run / "tables" / "table1_base.csv"], CONFIG, {"base": {}}, run / "claims.csv", run / "claims.md")
+    results_doc_job(run, config, tmp_path / "page.md")
+    page = (tmp_path / "page.md").read_text()
+    assert page.startswith("# Results of `t`") and "config sha1" in page and "Do not edit by hand" in page
+    assert (run / "tables" / "table1_base.md").read_text() in page  # copied, not retyped
+    assert (run / "tables" / "barriers.md").read_text() in page
+    assert "## NoT study" not in page  # the run has no such table: no section
+    assert "name: t\nseeds: [0, 1]" in page and "| **reproduced** |" in page

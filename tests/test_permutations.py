@@ -239,3 +239,18 @@ def test_spec_check_counts_axes_after_the_batch_dims():
     spec.check({"w": np.zeros((2, 5, 3, 4))}, batch_dims=2)
     with pytest.raises(ValueError, match="has no axis 1"):
         spec.check({"w": np.zeros((2, 5, 3))}, batch_dims=2)
+
+
+def test_the_induced_permutation_strikes_the_left_out_items_from_the_cycles():
+    from workflow.permutations import induced_permutation
+
+    perm = np.array([1, 2, 3, 0, 5, 4])  # cycles (0 1 2 3)(4 5)
+    keep = np.array([True, False, True, True, False, False])
+    # (0 1 2 3) without 1 is (0 2 3) on the kept items 0, 2, 3 -> labels 0, 1, 2; (4 5) is gone
+    assert induced_permutation(perm, keep).tolist() == [1, 2, 0]
+    assert number_of_transpositions(induced_permutation(perm, keep)) == 2
+    assert induced_permutation(perm, np.ones(6, bool)).tolist() == perm.tolist()
+    # a transposition of two left-out units (dead units swapped) counts nothing
+    assert number_of_transpositions(induced_permutation(np.array([0, 2, 1]), [True, False, False])) == 0
+    with pytest.raises(ValueError, match="shape"):
+        induced_permutation(perm, [True])

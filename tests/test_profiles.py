@@ -12,7 +12,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "tests" / "configs" / "tiny.yaml"
 # the rules whose jobs compute with torch (workflow/device.py's policy applies to them)
-GPU_RULES = {"train_posterior", "barrier_curves", "table1", "pruning", "not_k"}
+GPU_RULES = {"train_posterior", "barrier_curves", "barrier_within_chain", "table1", "pruning", "not_k"}
 
 
 def dry_run_resources(tmp_path, compute: str, *extra: str) -> dict[str, set[str]]:

@@ -202,3 +202,28 @@ def test_the_within_chain_control_pairs_the_two_halves_of_each_chain(digits_memb
     assert barrier["1-1"] > 0.1
     with pytest.raises(ArtifactError, match="1 draw"):
         within_chain_curves([chain([w], 2)], [2], tmp / "data.npz", cfg, tmp_path / "bad.csv", device="cpu")
+
+
+def test_the_not_study_in_xiaos_setting_recovers_the_planted_units_that_matter(digits_member, tmp_path):
+    """Plain SGD without a prior, matched by activations: with the same minibatch order the permuted run
+    is the baseline permuted, so matching undoes the planted permutation on every unit that the data
+    reach (units never active are interchangeable: activation matching may swap them freely)."""
+    tmp, cfg = digits_member
+    cfg = fill_defaults({**cfg, "not_study": {"data_order": "same", "seed": 3, "setting": "xiao", "sgd_lr": 0.05}})
+    baseline = studies.xiao_baseline(0, tmp / "seed0.h5", tmp / "data.npz", cfg, device="cpu")
+    member = read_posterior(tmp / "seed0.h5").representative()
+    assert not np.allclose(baseline["hidden.0.weight"], member["hidden.0.weight"], atol=1e-3)  # SGD, no prior
+    studies.not_k_job(8, 0, tmp / "seed0.h5", tmp / "data.npz", cfg, tmp_path / "k8.csv", device="cpu",
+                      baseline=baseline)
+    row = pd.read_csv(tmp_path / "k8.csv").iloc[0]
+    assert row["setting"] == "xiao" and row["matching"] == "activation"
+    assert 0 < row["not_planted"] <= 8 and row["not_residual_live"] == 0
+    assert row["not_planted_live"] <= row["not_planted"] and row["units_live"] <= row["units_total"]
+    assert row["loss_barrier_aligned"] == pytest.approx(0.0, abs=1e-4)
+    with pytest.raises(ValueError, match="baseline"):
+        studies.not_k_job(8, 0, tmp / "seed0.h5", tmp / "data.npz", cfg, tmp_path / "bad.csv", device="cpu")
+
+
+def test_units_the_data_never_reach_are_not_units_that_matter():
+    acts = {"P0": np.array([[0.0, 1.0, 0.0, 2.0], [0.0, 3.0, 0.0, 2.0], [0.0, 0.5, 1e-3, 2.0]])}
+    assert studies.live_units(acts)["P0"].tolist() == [False, True, True, False]  # dead, live, live, constant

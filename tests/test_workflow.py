@@ -99,7 +99,7 @@ def test_workflow_runs_end_to_end_and_alignment_lowers_the_barrier(finished_run)
     assert not list((results / "figures").glob("sweep_*"))  # no sweep, no sweep figure
     curves = pd.read_csv(results / "tables" / "barrier_curves.csv")
     assert {"variant", "pair", "t", "loss", "error", "aligned", "alignment", "distance"} <= set(curves.columns)
-    assert len(curves) == 3 * 7 * 10  # pairs x points x (2 + 3 + 2 + 3 curves)
+    assert len(curves) == 3 * 7 * 10 + 3 * 7  # pairs x points x (2 + 3 + 2 + 3 curves), and HMC's 3 chains halved
     assert set(curves["device"]) == {"cpu"}  # tables computed with torch name their device
     assert set(pd.read_csv(results / "tables" / "table1_base.csv")["device"]) == {"cpu"}
 
@@ -287,7 +287,7 @@ def test_report_holds_every_figure_and_table_with_settings_seeds_and_pairs(finis
     out = finished_run / "results" / "tiny"
     figures = {f"results/tiny/figures/{p.name}" for p in (out / "figures").glob("*.png")}
     tables = {f"results/tiny/report/{p.stem}.html": p for p in (out / "tables").glob("*.csv")}
-    assert len(figures) == 8 and len(tables) == 9  # 4 barrier figures, 4 studies; every CSV table
+    assert len(figures) == 8 and len(tables) == 10  # 4 barrier figures, 4 studies; every CSV table
     assert figures | set(tables) <= set(results), sorted(figures | set(tables) - set(results))
     for path, entry in results.items():
         caption = entry["caption"]

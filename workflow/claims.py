@@ -365,19 +365,30 @@ def _not_claim(run: Run) -> list[Verdict]:
         floor = float(zero["excess"].mean()) if len(zero) else math.nan
         control = "NoT found with nothing planted (k = 0): the floor of matching on this net"
         by_k = ", ".join(f"k={k}: {g['excess'].mean():+.1f}" for k, g in t.groupby("k"))
+        setting = (f"setting {t['setting'].iloc[0]}, {t['matching'].iloc[0]} matching, " if "setting" in t else "")
+        live = ""
+        excess_live = math.nan
+        if "not_found_live" in t and t["not_found_live"].notna().all():
+            excess_live = float((planted["not_found_live"] - planted["not_planted_live"]).mean())
+            units_live = float(t["units_live"].mean())
+            live = (f"; over the {units_live:.0f} units that matter (active on the data) the excess is "
+                    f"{excess_live:+.1f}, misplaced {float(planted['not_residual_live'].mean()):.1f}")
+        text = f"excess NoT per k {by_k} of {units:g} units ({setting}minibatch order " \
+               f"{t['data_order'].iloc[0] if 'data_order' in t else '?'}){live}"
         if excess <= NOT_EXCESS * units:
-            out.append(Verdict(v, excess, REPRODUCED, f"excess NoT per k {by_k} of {units:g} units", control, floor))
+            out.append(Verdict(v, excess, REPRODUCED, text, control, floor))
             continue
-        if not math.isnan(floor) and abs(excess - floor) <= max(2.0, 0.25 * abs(floor)):
+        if not math.isnan(excess_live) and excess_live <= NOT_EXCESS * units:
+            why = ("over the units that matter found equals planted: the excess is units the data never reach, "
+                   "interchangeable and changing nothing, not an effect of training")
+        elif not math.isnan(floor) and abs(excess - floor) <= max(2.0, 0.25 * abs(floor)):
             why = ("the same excess appears with nothing planted: a floor of matching on this net (units the data do "
                    "not separate are interchangeable), not an effect of training")
         elif math.isnan(floor):
             why = "no k = 0 control in not_study.ks"
         else:
             why = "the excess grows beyond the k = 0 floor: training itself moved units"
-        order = t["data_order"].iloc[0] if "data_order" in t else "?"
-        out.append(Verdict(v, excess, NOT_REPRODUCED, f"excess NoT per k {by_k} of {units:g} units (minibatch order "
-                           f"{order}); {why}", control, floor))
+        out.append(Verdict(v, excess, NOT_REPRODUCED, f"{text}; {why}", control, floor))
     return out
 
 

@@ -157,6 +157,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-csv", required=True)
     p.add_argument("--out-md", required=True)
 
+    p = sub.add_parser("results-doc", help="a finished run's claims and result tables as one Markdown page for docs/")
+    p.add_argument("--run", required=True, help="the run's folder, results/<name>")
+    p.add_argument("--config", dest="run_config_file", required=True, help="the config file the run used")
+    p.add_argument("--variant", default="base")
+    p.add_argument("--out", required=True)
+
     p = sub.add_parser("summarize-barriers", help="barrier table from the per-pair curves")
     p.add_argument("--curves", nargs="+", required=True)
     p.add_argument("--variants", type=json.loads, default={"base": {}},
@@ -222,7 +228,7 @@ def _job(module: str, function: str):
 
 
 # commands that never compute with torch: they start without importing it (about 2 s per job)
-LIGHT_COMMANDS = {"prepare-data", "align", "claims", "summarize-barriers", "summarize-rebasin-draws", "concat-tables", "figure", "figure-barriers",
+LIGHT_COMMANDS = {"prepare-data", "align", "claims", "results-doc", "summarize-barriers", "summarize-rebasin-draws", "concat-tables", "figure", "figure-barriers",
                   "figure-sweep", "table-html", "paper", "validate-config"}
 
 # command -> (args, config with defaults, device) -> None
@@ -237,6 +243,8 @@ COMMANDS = {
     "barriers-within-chain": lambda a, c, d: _job("metrics", "within_chain_curves")(a.posteriors, a.seeds, a.data, c,
                                                                                 a.out, device=d, variant=a.variant),
     "claims": lambda a, c, d: _job("claims", "claims_job")(a.tables, a.run_config, a.variants, a.out_csv, a.out_md),
+    "results-doc": lambda a, c, d: _job("results_doc", "results_doc_job")(a.run, a.run_config_file, a.out,
+                                                                           variant=a.variant),
     "summarize-barriers": lambda a, c, d: _job("metrics", "summarize_barriers")(a.curves, a.variants, a.out_curves,
                                                                                 a.out_csv, a.out_md),
     "rebasin": lambda a, c, d: _job("rebasin", "rebasin_job")(a.method, a.posteriors, a.data, c, a.reference,

@@ -108,6 +108,26 @@ def number_of_transpositions(perm: np.ndarray) -> int:
     return len(perm) - count_cycles(perm)
 
 
+def induced_permutation(perm: np.ndarray, keep) -> np.ndarray:
+    """The permutation ``perm`` induces on the kept items: each kept item goes to the first kept item
+    that following ``perm`` reaches (the first-return map), relabelled 0..len(kept)-1. Its cycles are
+    ``perm``'s cycles with the other items struck out, so its NoT counts only the transpositions among
+    the kept items (e.g. the units that matter, leaving out units the data never reach)."""
+    perm, keep = np.asarray(perm), np.asarray(keep, dtype=bool)
+    if keep.shape != perm.shape:
+        raise ValueError(f"keep has shape {keep.shape}, the permutation {perm.shape}")
+    kept = np.flatnonzero(keep)
+    label = np.full(len(perm), -1)
+    label[kept] = np.arange(len(kept))
+    out = np.empty(len(kept), dtype=int)
+    for i in kept:
+        j = perm[i]
+        while not keep[j]:
+            j = perm[j]
+        out[label[i]] = label[j]
+    return out
+
+
 def expected_not_uniform(n: int) -> float:
     """E[NoT] of a uniformly random permutation of n items: n - H_n."""
     return n - float(np.sum(1.0 / np.arange(1, n + 1)))

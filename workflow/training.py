@@ -62,11 +62,12 @@ class OptimSettings:
 
 @dataclass
 class MapSettings(OptimSettings):
-    prior_std: float = 1.0
+    prior_std: float | None = 1.0  # None: no prior (no weight decay), as the NoT study in Xiao et al.'s setting
 
     def __post_init__(self):
         self.check_optim()
-        check_positive(self, floats=("prior_std",))
+        if self.prior_std is not None:
+            check_positive(self, floats=("prior_std",))
 
 
 def make_optimizer(params, settings: OptimSettings, fused: bool = False) -> torch.optim.Optimizer:
@@ -286,7 +287,7 @@ def train_map(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, settings
     data_hash = data_digest(x, y)  # on the host, before the data move
     model.to(device)
     x, y = x.to(device), y.to(device)
-    prior_scale = 1.0 / (2.0 * settings.prior_std ** 2 * len(x))
+    prior_scale = 0.0 if settings.prior_std is None else 1.0 / (2.0 * settings.prior_std ** 2 * len(x))
 
     def objective(xb, yb):
         nll = torch.nn.functional.cross_entropy(model(xb), yb)

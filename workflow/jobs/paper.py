@@ -98,6 +98,12 @@ def _draw(paths: dict[str, Path], out: Path, sweep_base: dict, captions: dict) -
             (xiao / f"table1_{variant}.tex").write_text(tables.latex(wide, index_name="metric"))
             rel = f"xiao2023/table1_{variant}.md"
             notes[rel] = f"Xiao et al., Table 1: predictives against HMC's, variant {variant}."
+        elif kind == "rebasin_draws":
+            from .rebasin import draws_markdown
+
+            (xiao / f"{kind}_{variant}.md").write_text(draws_markdown(read_table(path)))
+            rel = f"xiao2023/{kind}_{variant}.md"
+            notes[rel] = f"Rebasin control: what matching did to the draws of each chain, variant {variant}."
         elif kind in STUDY_FIGURES:
             study_figure(kind, path, xiao / f"{kind}_{variant}.png", xiao / f"{kind}_{variant}.pdf", variant=variant)
             rel = f"xiao2023/{kind}_{variant}.png"

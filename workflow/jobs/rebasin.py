@@ -122,7 +122,12 @@ def summarize_draws(draw_paths, out_csv, out_md, *, variant: str = "base") -> No
                      "units": int(g["units"].iloc[0])})
     table = pd.DataFrame(rows)
     write_csv(out_csv, table)
-    write_text(out_md, tables.markdown(table.drop(columns="variant").set_index("method"), index_name="method"))
+    write_text(out_md, draws_markdown(table))
+
+
+def draws_markdown(table: pd.DataFrame) -> str:
+    """The rebasin control table as printed (summarize_draws' CSV without the variant column)."""
+    return tables.markdown(table.drop(columns="variant").set_index("method"), index_name="method")
 
 
 def _first_permuted(draws: pd.DataFrame) -> tuple[float, float]:

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 from pathlib import Path
 
@@ -25,7 +26,8 @@ from .. import artifacts, barriers, methods
 from ..artifacts import Alignment, ArtifactError, l2_distance, w2_distance
 from ..atomic import write_csv
 from ..device import device_label, use_device
-from ..permutations import apply_permutation, compose, number_of_transpositions, random_transpositions
+from ..permutations import (apply_permutation, compose, induced_permutation, number_of_transpositions,
+                            random_transpositions)
 from ..prepared import load_prepared
 from .inputs import read_posterior
 from .rebasin import fit_label, parse_fit_key
@@ -182,13 +184,64 @@ def _barrier(model, a, b, x, y, ts, memory_mb) -> tuple[float, float]:
     return barriers.barrier_height(curve["t"], curve["loss"]), barriers.barrier_height(curve["t"], curve["error"])
 
 
+def xiao_config(cfg: dict, method: str) -> dict:
+    """The config of the NoT study's runs in Xiao et al.'s setting: plain SGD, no prior."""
+    out = copy.deepcopy(cfg)
+    out[method] = {**cfg[method], "optimizer": "sgd", "momentum": 0.0, "lr": cfg["not_study"]["sgd_lr"]}
+    out["prior"] = {**cfg["prior"], "std": None}
+    return out
+
+
+def live_units(acts: dict) -> dict[str, np.ndarray]:
+    """Per group, the units that matter: those whose activation varies over the data (a unit the data
+    never reach, a dead ReLU, is constant and interchangeable with any other such unit)."""
+    out = {}
+    for g, a in acts.items():
+        std = a.std(0)
+        out[g] = std > 1e-8 * max(float(std.max()), 1e-300)
+    return out
+
+
+def _not_live(perms: dict, live: dict | None) -> int | float:
+    if live is None:
+        return np.nan
+    return sum(number_of_transpositions(induced_permutation(perms[g], live[g])) for g in perms)
+
+
+def _fit_for_not_study(member, data, seed: int, cfg: dict, dev, *, checkpoint, init_permutation, data_seed,
+                       extra_identity):
+    request = methods.FitRequest(
+        method=member.method, architecture=member.architecture, architecture_args=member.architecture_args, data=data,
+        seed=seed, config=cfg, device=dev, checkpoint=checkpoint, init_permutation=init_permutation,
+        data_seed=data_seed, extra_identity=extra_identity)
+    result = methods.load(member.method).fit(request)
+    if checkpoint and Path(checkpoint).exists():
+        Path(checkpoint).unlink()  # the result supersedes it
+    return result.representative()
+
+
+def xiao_baseline(seed: int, member_path, data_path, cfg: dict, *, device: str = "auto", checkpoint=None) -> dict:
+    """The unpermuted run of Xiao et al.'s setting for seed ``seed``: the member's initialisation and
+    minibatch order, trained with plain SGD and no prior."""
+    data = load_prepared(data_path)
+    member = read_posterior(member_path, seed=seed, data=data)
+    return _fit_for_not_study(member, data, seed, xiao_config(cfg, member.method), use_device(device),
+                              checkpoint=checkpoint, init_permutation=None, data_seed=None,
+                              extra_identity={"not_k": "xiao baseline"})
+
+
 def not_k_job(k: int, seed: int, member_path, data_path, cfg: dict, out_csv, *, variant: str = "base",
-              device: str = "auto", checkpoint=None) -> None:
+              device: str = "auto", checkpoint=None, baseline: dict | None = None) -> None:
     """Train from seed ``seed``'s initial weights permuted by ``k`` random transpositions (minibatch order
-    reshuffled unless not_study.data_order is 'same') with the member's own method, then compare with the
-    unpermuted member (``member_path``): the NoT weight matching finds, how far that is from the planted
-    permutation, and L2 distance and loss / error barriers before and after alignment."""
+    reshuffled unless not_study.data_order is 'same'), then compare with the unpermuted run: the NoT that
+    matching finds, how far that is from the planted permutation, and L2 distance and loss / error
+    barriers before and after alignment. Setting 'workflow': trained with the member's own method and
+    compared with the member (``member_path``) by weight matching; setting 'xiao': plain SGD without a
+    prior, compared with ``baseline`` (``xiao_baseline``) by activation matching. NoT is also counted over
+    the units that matter only (``live_units`` of the unpermuted run), as ``*_live`` columns."""
+    from .. import architectures
     from ..predict import Stacked, marginal_loss_error
+    from ..rebasin import activation_matching
 
     data = load_prepared(data_path)
     member = read_posterior(member_path, seed=seed, data=data)
@@ -197,6 +250,10 @@ def not_k_job(k: int, seed: int, member_path, data_path, cfg: dict, out_csv, *, 
         raise ArtifactError(f"{member_path}: the NoT study retrains a method that starts from a permuted "
                             f"initialisation ({allowed}); found {member.method}")
     study = cfg["not_study"]
+    xiao = study["setting"] == "xiao"
+    if xiao and baseline is None:
+        raise ValueError("not_study.setting xiao compares with the unpermuted run of that setting: pass its "
+                         "parameters as baseline (xiao_baseline)")
     dev = use_device(device)
     model, spec = member.build_model()
     sizes = spec.group_sizes({n: p.detach().numpy() for n, p in model.named_parameters()})
@@ -204,23 +261,30 @@ def not_k_job(k: int, seed: int, member_path, data_path, cfg: dict, out_csv, *, 
     planted = random_transpositions(sizes, k, rng)
     same_order = study["data_order"] == "same"
     # a checkpoint resumes only this run: the same member's settings, k, planted permutation and order
-    request = methods.FitRequest(
-        method=member.method, architecture=member.architecture, architecture_args=member.architecture_args, data=data,
-        seed=seed, config=cfg, device=dev, checkpoint=checkpoint, init_permutation=(spec, planted),
-        data_seed=None if same_order else seed + 100_000,
-        extra_identity={"not_k": k, "planted": {g: p.tolist() for g, p in planted.items()}, "same_order": same_order})
-    result = methods.load(member.method).fit(request)
-    if checkpoint and Path(checkpoint).exists():
-        Path(checkpoint).unlink()  # the result supersedes it
-    a = member.representative()
-    b = result.representative()
-    from ..matching import weight_matching
+    b = _fit_for_not_study(member, data, seed, xiao_config(cfg, member.method) if xiao else cfg, dev,
+                           checkpoint=checkpoint, init_permutation=(spec, planted),
+                           data_seed=None if same_order else seed + 100_000,
+                           extra_identity={"not_k": k, "planted": {g: p.tolist() for g, p in planted.items()},
+                                           "same_order": same_order})
+    a = baseline if xiao else member.representative()
+    hook = architectures.hook(member.architecture, "hidden_activations")
+    points = study["activation_points"]
+    x_act = data["x_train"][:points] if points else data["x_train"]
+    acts_a = hook(model, a, x_act) if hook is not None else None
+    if xiao:
+        if hook is None:
+            raise ValueError(f"not_study.setting xiao matches by activations, which architecture {member.architecture!r} "
+                             "does not provide (no hidden_activations hook); use setting workflow")
+        found = activation_matching(acts_a, hook(model, b, x_act), cost="inner")
+    else:
+        from ..matching import weight_matching
 
-    match = weight_matching(a, b, spec, seed=seed, max_sweeps=cfg["alignment"]["max_sweeps"],
-                            restarts=cfg["alignment"].get("restarts", 1))
-    b_aligned = apply_permutation(b, spec, match.perms)
+        found = weight_matching(a, b, spec, seed=seed, max_sweeps=cfg["alignment"]["max_sweeps"],
+                                restarts=cfg["alignment"].get("restarts", 1)).perms
+    b_aligned = apply_permutation(b, spec, found)
     # planted P then found Q: the identity when matching undoes exactly the planted permutation
-    residual = {g: compose(planted[g], match.perms[g]) for g in planted}
+    residual = {g: compose(planted[g], found[g]) for g in planted}
+    live = live_units(acts_a) if acts_a is not None else None
     ts = barriers.t_grid(cfg["barrier"]["n_points"])
     split = cfg["barrier"]["split"]
     budget = cfg["compute"]["memory_mb"]
@@ -234,16 +298,21 @@ def not_k_job(k: int, seed: int, member_path, data_path, cfg: dict, out_csv, *, 
     aligned_loss, aligned_err = _barrier(model, stack(a), stack(b_aligned), x, y, ts, budget)
     _, err_b = marginal_loss_error(model, Stacked(stack(b)), x, y, memory_mb=budget)
     row = {"variant": variant, "k": k, "seed": seed, "data_order": "same" if same_order else "reshuffled",
-           "split": split,
+           "setting": study["setting"], "matching": "activation" if xiao else "weight", "split": split,
            "not_planted": sum(number_of_transpositions(p) for p in planted.values()),
-           "not_found": sum(number_of_transpositions(p) for p in match.perms.values()),
+           "not_found": sum(number_of_transpositions(p) for p in found.values()),
            "not_residual": sum(number_of_transpositions(p) for p in residual.values()),
-           "units_total": sum(sizes.values()), "l2_naive": l2_distance(a, b), "l2_aligned": l2_distance(a, b_aligned),
+           "units_total": sum(sizes.values()),
+           "units_live": sum(int(m.sum()) for m in live.values()) if live is not None else np.nan,
+           "not_planted_live": _not_live(planted, live), "not_found_live": _not_live(found, live),
+           "not_residual_live": _not_live(residual, live), "l2_naive": l2_distance(a, b), "l2_aligned": l2_distance(a, b_aligned),
            "loss_barrier_naive": naive_loss, "loss_barrier_aligned": aligned_loss,
            "error_barrier_naive": naive_err, "error_barrier_aligned": aligned_err, "error": err_b,
            "device": device_label()}
-    log.info("k=%d seed %d: NoT planted %d, found %d, residual %d; loss barrier %.4f -> %.4f", k, seed,
-             row["not_planted"], row["not_found"], row["not_residual"], naive_loss, aligned_loss)
+    log.info("k=%d seed %d (%s setting): NoT planted %d, found %d, residual %d (units that matter: %s of %d, residual "
+             "%s); loss barrier %.4f -> %.4f", k, seed, study["setting"], row["not_planted"], row["not_found"],
+             row["not_residual"], row["units_live"], row["units_total"], row["not_residual_live"], naive_loss,
+             aligned_loss)
     write_csv(out_csv, pd.DataFrame([row]))
 
 
@@ -257,9 +326,13 @@ def not_k_jobs(ks, seed: int, member_path, data_path, cfg: dict, outs, *, varian
         raise ValueError(f"one output per k: got {len(outs)} outputs for ks {ks}")
     if len(set(ks)) != len(ks):
         raise ValueError(f"the ks of one job must differ, got {ks}")
+    baseline = None
+    if cfg["not_study"]["setting"] == "xiao":  # one unpermuted run of the setting serves every k
+        baseline = xiao_baseline(seed, member_path, data_path, cfg, device=device,
+                                 checkpoint=ckpt.with_name(f"{ckpt.stem}-base{ckpt.suffix}") if ckpt else None)
     for k, out in zip(ks, outs):
         not_k_job(k, seed, member_path, data_path, cfg, out, variant=variant, device=device,
-                  checkpoint=ckpt.with_name(f"{ckpt.stem}-k{k}{ckpt.suffix}") if ckpt else None)
+                  checkpoint=ckpt.with_name(f"{ckpt.stem}-k{k}{ckpt.suffix}") if ckpt else None, baseline=baseline)
 
 
 def not_path_job(method: str, pairs, out_csv, *, n_points: int = 21, variant: str = "base",

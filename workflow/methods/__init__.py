@@ -145,8 +145,10 @@ class FitRequest:
         return dict(self.config.get(self.method, {}))
 
     @property
-    def prior_std(self) -> float:
-        return float(self.config["prior"]["std"])
+    def prior_std(self) -> float | None:
+        """The prior's standard deviation; None only where a study trains without a prior (no user config can)."""
+        std = self.config["prior"]["std"]
+        return None if std is None else float(std)
 
     def build_model(self):
         from ..architectures import build_model
