@@ -223,3 +223,14 @@ def test_the_results_page_is_the_runs_own_files_under_a_stamp(tmp_path):
     assert (run / "tables" / "barriers.md").read_text() in page
     assert "## NoT study" not in page  # the run has no such table: no section
     assert "name: t\nseeds: [0, 1]" in page and "| **reproduced** |" in page
+
+
+@pytest.mark.parametrize("q10, q90, expected", [(0.0023, 0.0025, NOT_REPRODUCED), (0.01, 0.3, REPRODUCED)])
+def test_vi_that_moved_every_sigma_together_is_not_a_posterior(q10, q90, expected):
+    sigma = pd.DataFrame([{"label": "VI q", "median_sigma": (q10 + q90) / 2, "sigma_q10": q10, "sigma_q90": q90,
+                           "sigma_init": 0.001, "kl_share": 0.9}])
+    (v,) = verdict("vi-learned", Run({"sigma_base": sigma}, CONFIG, {"base": {}}))
+    assert v.verdict == expected and v.measured == pytest.approx(q90 / q10) and v.control_value == 0.001
+    assert "KL share of the objective 0.9" in v.reason
+    (v,) = verdict("vi-learned", Run({}, CONFIG, {"base": {}}))
+    assert v.verdict == NOT_TESTABLE

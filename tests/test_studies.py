@@ -58,6 +58,12 @@ def test_sigma_histograms_count_every_weight(reference_and_permuted):
     n = sum(v.size for v in make_mlp()[2].values())
     assert (table.groupby("label")["count"].sum() == n).all()
     assert table.groupby("label")["fraction"].sum().to_numpy() == pytest.approx(1.0)
+    src = read_posterior(tmp / "src.h5")
+    vi = table[table["label"] == "VI q"].iloc[0]
+    all_sigma = np.concatenate([v.ravel() for v in src.std.values()])
+    assert vi["sigma_q10"] == pytest.approx(np.percentile(all_sigma, 10))
+    assert vi["sigma_q90"] == pytest.approx(np.percentile(all_sigma, 90))
+    assert np.isnan(vi["kl_share"])  # this posterior records no training
     with pytest.raises(ValueError, match="rebasin key"):
         studies.sigma_histogram_job({"hmc/q_r": tmp / "ref.h5"}, {}, tmp / "bad.csv")
 

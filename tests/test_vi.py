@@ -256,3 +256,14 @@ def test_bad_vi_settings_are_refused():
         ViSettings(sigma_param="relu")
     with pytest.raises(ValueError, match="temperature"):
         ViSettings(temperature=0)
+
+
+def test_the_learning_record_reads_sigma_and_the_kl_share():
+    from workflow.methods.vi import learning_record
+
+    std = {"a": np.array([0.1, 0.2, 0.3, 0.4]), "b": np.array([[0.5, 0.6], [0.7, 0.8]])}
+    traces = {"nll": np.array([2.0, 0.5]), "kl": np.array([9.0, 30.0])}
+    rec = learning_record(std, traces, {"sigma_init": 0.05, "temperature": 0.5}, n=100)
+    assert rec["median_sigma"] == pytest.approx(0.45) and rec["sigma_init"] == 0.05
+    assert rec["sigma_q10"] == pytest.approx(np.percentile(np.arange(1, 9) / 10, 10))
+    assert rec["kl_share"] == pytest.approx(15.0 / (100 * 0.5 + 15.0))  # T KL / (N NLL + T KL), last epoch

@@ -92,7 +92,9 @@ def basin_job(reference_path, sources: dict, out_alignments: dict, out_csv, *, v
 def sigma_histogram_job(rebasin_paths: dict, gaussian_paths: dict, out_csv, *, variant: str = "base",
                         bins: int = 50) -> None:
     """Histograms of sigma (log-spaced bins shared by all fits) of every q_d and q_r, and of every Gaussian
-    method's q (``gaussian_paths``: method -> its posteriors, seeds pooled); tidy: one row per (label, bin)."""
+    method's q (``gaussian_paths``: method -> its posteriors, seeds pooled); tidy: one row per (label, bin),
+    with each label's median and 10th / 90th percentile of sigma, and for a method that records them
+    (VI) its sigma_init and the KL's share of its objective (mean over seeds)."""
     stds = {}
     for key, path in sorted(rebasin_paths.items()):
         method, matching, reference, fit = parse_fit_key(key)
@@ -101,10 +103,14 @@ def sigma_histogram_job(rebasin_paths: dict, gaussian_paths: dict, out_csv, *, v
             q_r = fit == "q_r"
             stds[label] = (method, fit, matching if q_r else "", reference if q_r else "",
                            _flat(_read_gaussian(path).std))
+    learned = {}  # label -> what the method records of its own training (VI: sigma_init, KL share)
     for method, paths in gaussian_paths.items():
         if paths:
-            stds[f"{methods.label(method)} q"] = (method, "q", "", "",
-                                                   np.concatenate([_flat(_read_gaussian(p).std) for p in paths]))
+            posts = [_read_gaussian(p) for p in paths]
+            label = f"{methods.label(method)} q"
+            stds[label] = (method, "q", "", "", np.concatenate([_flat(p.std) for p in posts]))
+            learned[label] = {k: float(np.mean([p.diagnostic_attrs.get(k, np.nan) for p in posts]))
+                              for k in ("sigma_init", "kl_share")}
     if not stds:
         raise ValueError("sigma histograms need at least one rebasin fit or Gaussian posterior")
     positive = np.concatenate([s[s > 0] for *_, s in stds.values()])
@@ -117,11 +123,14 @@ def sigma_histogram_job(rebasin_paths: dict, gaussian_paths: dict, out_csv, *, v
     for label, (method, fit, matching, reference, s) in stds.items():
         counts, _ = np.histogram(np.clip(s[s > 0], edges[0], edges[-1]), bins=edges)
         zeros = int(np.sum(s <= 0))
+        q10, q90 = np.percentile(s, [10, 90])
+        extra = {"sigma_q10": float(q10), "sigma_q90": float(q90),
+                 **learned.get(label, {"sigma_init": np.nan, "kl_share": np.nan})}
         for lo, hi, c in zip(edges[:-1], edges[1:], counts):
             rows.append({"variant": variant, "label": label, "method": method, "fit": fit, "matching": matching,
                          "reference": reference,
                          "bin_left": lo, "bin_right": hi, "count": int(c), "fraction": c / s.size,
-                         "median_sigma": float(np.median(s)), "zero_sigma": zeros, "n": int(s.size)})
+                         "median_sigma": float(np.median(s)), "zero_sigma": zeros, "n": int(s.size), **extra})
     write_csv(out_csv, pd.DataFrame(rows))
 
 
