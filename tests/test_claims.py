@@ -124,6 +124,9 @@ def test_hmcs_aligned_barrier_is_judged_against_the_within_chain_floor():
             ("base", "hmc", "within-chain", "0-0", 0.30)]
     (v,) = verdict("xiao-hmc-one-basin", Run({"barriers": barriers(rows)}, CONFIG, {"base": {}}))
     assert v.verdict == REPRODUCED and v.control_value == 0.30
+    rows[1] = ("base", "hmc", "weight", "0-1", 0.33)  # above the floor, within its slack (1.25 x 0.30 + 0.01)
+    (v,) = verdict("xiao-hmc-one-basin", Run({"barriers": barriers(rows)}, CONFIG, {"base": {}}))
+    assert v.verdict == REPRODUCED
     rows[1] = ("base", "hmc", "weight", "0-1", 0.40)
     (v,) = verdict("xiao-hmc-one-basin", Run({"barriers": barriers(rows)}, CONFIG, {"base": {}}))
     assert v.verdict == NOT_REPRODUCED
@@ -141,7 +144,7 @@ def test_the_not_claim_separates_trainings_excess_from_the_matchings_floor():
     assert v.verdict == REPRODUCED and v.measured == 0.5
     (v,) = verdict("xiao-not-training", Run({"not_k_base": not_k([(0, 90), (8, 89), (32, 91)])}, CONFIG,
                                             {"base": {}}))
-    assert v.verdict == NOT_REPRODUCED and "floor of matching" in v.reason and v.control_value == 90
+    assert v.verdict == NOT_REPRODUCED and "a floor set by the training setting" in v.reason and v.control_value == 90
     (v,) = verdict("xiao-not-training", Run({"not_k_base": not_k([(0, 0), (8, 20), (32, 40)])}, CONFIG,
                                             {"base": {}}))
     assert v.verdict == NOT_REPRODUCED and "training itself moved units" in v.reason

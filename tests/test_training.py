@@ -321,3 +321,19 @@ def test_a_checkpoint_made_on_another_device_is_not_resumed(tmp_path, monkeypatc
     ckpt.write_bytes(saved)
     monkeypatch.setattr(device, "device_identity", lambda d: "cuda (NVIDIA A100-SXM4-80GB)")
     assert fit(s, checkpoint=ckpt).resumed_from_epoch == 2
+
+
+def test_map_without_a_prior_has_no_weight_decay():
+    """All-zero inputs give the first layer's weights no data gradient: without a prior (prior_std None,
+    the NoT study in Xiao et al.'s setting) they stay at their initial values; with one they shrink."""
+    from workflow.training import reset_parameters
+
+    model, _ = build_model("mlp", (1, 2, 2), 3, hidden=[8])
+    x, y = torch.zeros(40, 1, 2, 2), torch.arange(40) % 3
+    reset_parameters(model, 5)
+    w0 = model.hidden[0].weight.detach().clone()
+    kw = dict(epochs=3, batch_size=10, lr=0.1, optimizer="sgd", momentum=0.0, checkpoint_every=0)
+    free = train_map(model, x, y, MapSettings(prior_std=None, **kw), seed=5, device=torch.device("cpu"))
+    np.testing.assert_array_equal(free.params["hidden.0.weight"], w0.numpy())
+    decayed = train_map(model, x, y, MapSettings(prior_std=0.1, **kw), seed=5, device=torch.device("cpu"))
+    assert np.abs(decayed.params["hidden.0.weight"]).sum() < 0.99 * np.abs(w0.numpy()).sum()

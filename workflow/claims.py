@@ -364,7 +364,7 @@ def _not_claim(run: Run) -> list[Verdict]:
         units = float(t["units_total"].iloc[0])
         excess = float(planted["excess"].mean())
         floor = float(zero["excess"].mean()) if len(zero) else math.nan
-        control = "NoT found with nothing planted (k = 0): the floor of matching on this net"
+        control = "NoT found with nothing planted (k = 0): the floor of this setting"
         by_k = ", ".join(f"k={k}: {g['excess'].mean():+.1f}" for k, g in t.groupby("k"))
         setting = (f"setting {t['setting'].iloc[0]}, {t['matching'].iloc[0]} matching, " if "setting" in t else "")
         live = ""
@@ -383,8 +383,9 @@ def _not_claim(run: Run) -> list[Verdict]:
             why = ("over the units that matter found equals planted: the excess is units the data never reach, "
                    "interchangeable and changing nothing, not an effect of training")
         elif not math.isnan(floor) and abs(excess - floor) <= max(2.0, 0.25 * abs(floor)):
-            why = ("the same excess appears with nothing planted: a floor of matching on this net (units the data do "
-                   "not separate are interchangeable), not an effect of training")
+            why = ("the same excess appears with nothing planted: two runs from one initialisation with another "
+                   "minibatch order already differ by that many transpositions, so it is a floor set by the training "
+                   "setting (minibatch order, optimiser, prior), not by the planted permutation")
         elif math.isnan(floor):
             why = "no k = 0 control in not_study.ks"
         else:
