@@ -142,9 +142,10 @@ def not_k(excess_by_k, units=128):
 def test_the_not_claim_separates_trainings_excess_from_the_matchings_floor():
     (v,) = verdict("xiao-not-training", Run({"not_k_base": not_k([(0, 0), (8, 1), (32, 0)])}, CONFIG, {"base": {}}))
     assert v.verdict == REPRODUCED and v.measured == 0.5
-    (v,) = verdict("xiao-not-training", Run({"not_k_base": not_k([(0, 90), (8, 89), (32, 91)])}, CONFIG,
-                                            {"base": {}}))
+    (v,) = verdict("xiao-not-training", Run({"not_k_base": not_k([(0, 90), (8, 89), (32, 91)]).assign(l2_naive=14.0)},
+                                            CONFIG, {"base": {}}))
     assert v.verdict == NOT_REPRODUCED and "a floor set by the training setting" in v.reason and v.control_value == 90
+    assert "end L2 14 apart" in v.reason
     (v,) = verdict("xiao-not-training", Run({"not_k_base": not_k([(0, 0), (8, 20), (32, 40)])}, CONFIG,
                                             {"base": {}}))
     assert v.verdict == NOT_REPRODUCED and "training itself moved units" in v.reason

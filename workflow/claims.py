@@ -383,9 +383,10 @@ def _not_claim(run: Run) -> list[Verdict]:
             why = ("over the units that matter found equals planted: the excess is units the data never reach, "
                    "interchangeable and changing nothing, not an effect of training")
         elif not math.isnan(floor) and abs(excess - floor) <= max(2.0, 0.25 * abs(floor)):
-            why = ("the same excess appears with nothing planted: two runs from one initialisation with another "
-                   "minibatch order already differ by that many transpositions, so it is a floor set by the training "
-                   "setting (minibatch order, optimiser, prior), not by the planted permutation")
+            apart = (f" (and end L2 {float(zero['l2_naive'].mean()):.3g} apart)" if "l2_naive" in zero else "")
+            why = (f"the same excess appears with nothing planted: two runs from one initialisation with another "
+                   f"minibatch order already differ by that many transpositions{apart}, so it is a floor set by the "
+                   "training setting (minibatch order, optimiser, prior), not by the planted permutation")
         elif math.isnan(floor):
             why = "no k = 0 control in not_study.ks"
         else:
