@@ -238,3 +238,10 @@ def test_vi_that_moved_every_sigma_together_is_not_a_posterior(q10, q90, expecte
     assert "KL share of the objective 0.9" in v.reason
     (v,) = verdict("vi-learned", Run({}, CONFIG, {"base": {}}))
     assert v.verdict == NOT_TESTABLE
+
+
+def test_a_run_whose_naive_barriers_are_zero_is_not_testable_for_the_ratio():
+    b = barriers([("base", "vi", "naive", "0-1", 0.0), ("base", "vi", "w2", "0-1", 0.0),
+                  ("base", "ensemble", "naive", "0-1", 0.0), ("base", "ensemble", "weight", "0-1", 0.0)])
+    (v,) = verdict("rossi-vi-most", Run({"barriers": b}, CONFIG, {"base": {}}))
+    assert v.verdict == NOT_TESTABLE

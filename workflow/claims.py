@@ -224,14 +224,18 @@ def _vi_near_zero(run: Run) -> list[Verdict]:
     return out
 
 
+def _ratio(aligned: float, naive: float) -> float:
+    return aligned / naive if naive > 0 else math.nan
+
+
 def _alignment_removes_most(run: Run) -> list[Verdict]:
     if not run.has_method("vi") or run.table("barriers") is None:
         return _untestable(run, "needs method vi with at least two seeds (barriers)")
     out = []
     for v in run.variants:
         aligned, naive = _barrier(run, v, "vi", "w2"), _barrier(run, v, "vi", "naive")
-        ratio = aligned / naive if naive > 0 else math.nan
-        ens_ratio = _barrier(run, v, "ensemble", "weight") / _barrier(run, v, "ensemble", "naive")
+        ratio = _ratio(aligned, naive)
+        ens_ratio = _ratio(_barrier(run, v, "ensemble", "weight"), _barrier(run, v, "ensemble", "naive"))
         control = "the same ratio for the ensemble's weight matching"
         if math.isnan(ratio):
             out.append(Verdict(v, math.nan, NOT_TESTABLE, "no positive naive and W2-aligned VI barrier"))
