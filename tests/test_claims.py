@@ -70,7 +70,9 @@ def test_without_the_papers_rebasin_the_lift_is_not_testable():
     (v,) = verdict("xiao-hmc-rebasin", Run({"table1_base": t}, CONFIG, {"base": {}}))
     assert v.verdict == NOT_TESTABLE and "rebasin.matchings must include activation" in v.reason
     (v,) = verdict("xiao-ens-rebasin", Run({}, {**CONFIG, "methods": ["vi"]}, {"base": {}}))
-    assert v.verdict == NOT_TESTABLE and "needs methods ensemble and hmc" in v.reason
+    assert v.verdict == NOT_TESTABLE and "needs method ensemble and hmc" in v.reason
+    (v,) = verdict("xiao-hmc-rebasin", Run({}, {**CONFIG, "methods": ["vi"]}, {"base": {}}))
+    assert v.reason == "needs method hmc"
 
 
 def test_close_to_hmc_blames_an_unconverged_reference_only_when_it_is_one():

@@ -137,7 +137,7 @@ def _reference_chain_control(run: Run, variant: str, method: str) -> tuple[str, 
 def _lift_claim(method: str, label: str) -> Callable[[Run], list[Verdict]]:
     def judge(run: Run) -> list[Verdict]:
         if not run.has_method(method) or not run.has_method("hmc"):
-            return _untestable(run, f"needs methods {method} and hmc")
+            return _untestable(run, "needs method " + " and ".join(dict.fromkeys([method, "hmc"])))
         out = []
         for v in run.variants:
             t1 = run.table("table1", v)
