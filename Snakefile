@@ -57,3 +57,10 @@ rule all:
         study_files(),
         report_tables(),
         f"{RESULTS}/claims.md",
+
+
+# workflow/device.py's GPU_RULES is the one list of the rules that compute with torch: a name there or
+# given to heavy_resources that is no rule here is a typo that would silently run a job without its GPU
+_RULE_NAMES = {r.name for r in workflow.rules}
+if (GPU_RULES | HEAVY_RULES) - _RULE_NAMES:
+    raise WorkflowError(f"GPU_RULES or heavy_resources name no rule: {sorted((GPU_RULES | HEAVY_RULES) - _RULE_NAMES)}")

@@ -8,8 +8,7 @@ import re
 import sys
 from pathlib import Path
 
-# the rules that compute with torch and request compute.gpu GPUs (rules/common.smk heavy_resources)
-GPU_RULES = {"train_posterior", "barrier_curves", "table1", "pruning", "not_k"}
+from workflow.device import GPU_RULES  # the rules that compute with torch (the package is installed in CI's venv)
 
 
 def gpu_requests(jobs_file):
@@ -20,6 +19,8 @@ def gpu_requests(jobs_file):
         if not comment:
             continue
         rule = comment.group(1)
+        if re.fullmatch(r"train_\w+_seeds_\w+", rule):  # seeds of a method trained together (rules/train.smk)
+            rule = "train_posterior"
         state = re.search(r"\bJobState=(\w+)", line).group(1)
         if state != "COMPLETED":
             sys.exit(f"SLURM job of rule {rule} ended {state}")

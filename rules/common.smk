@@ -11,6 +11,7 @@ from snakemake.exceptions import WorkflowError
 
 from workflow import methods as registry
 from workflow.captions import caption_text, table_item
+from workflow.device import GPU_RULES
 from workflow.config import (ConfigError, expand_variants, method_seeds, result_config, runtime_config, seed_groups,
                              seed_pairs, sweep_table, validate_config)
 
@@ -97,16 +98,20 @@ def job_runtime(wc, threads):
     return json.dumps(runtime_config(cfg), sort_keys=True)
 
 
-def heavy_resources(mem_mb, runtime, gpu=True):
-    """Resources of heavy jobs: memory and runtime grow with each retry (--retries). GPU-capable
-    jobs (gpu=True) request compute.gpu GPUs (of compute.gpu_model, if set) and are passed
-    `--gpus {resources.gpu}`, so they compute on the GPU they were given (workflow/device.py)."""
+def heavy_resources(rule, mem_mb, runtime):
+    """Resources of the heavy jobs of `rule`: memory and runtime grow with each retry (--retries). The
+    rules in workflow/device.py's GPU_RULES request compute.gpu GPUs (of compute.gpu_model, if set) and
+    are passed `--gpus {resources.gpu}`, so they compute on the GPU they were given."""
+    HEAVY_RULES.add(rule)
     out = dict(mem_mb=lambda wc, attempt: mem_mb * attempt, runtime=lambda wc, attempt: runtime * attempt)
-    if gpu:
+    if rule in GPU_RULES:
         out["gpu"] = config["compute"]["gpu"]
         if config["compute"]["gpu"] and config["compute"]["gpu_model"]:
             out["gpu_model"] = config["compute"]["gpu_model"]
     return out
+
+
+HEAVY_RULES = set()  # the rule names given to heavy_resources, checked against the rules at the end of the Snakefile
 
 
 def posterior_file(variant, method, seed):

@@ -54,7 +54,7 @@ def not_path_methods():
 def study_tables(variant):
     """Tables of the weight-space studies that this config asks for: kind -> path."""
     kinds = []
-    if SAMPLE_METHODS:
+    if SAMPLE_METHODS or GAUSSIAN_METHODS:  # a VI-only run has sigmas too (the vi-learned claim reads them)
         kinds += ["sigma", "pruning"]
     if NOT_K:
         kinds.append("not_k")

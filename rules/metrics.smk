@@ -15,7 +15,7 @@ rule barrier_curves:
                                             zip(seed_pairs(config, wc.method), input.a, input.b)]),
     threads: config["compute"]["threads"]
     resources:
-        **heavy_resources(mem_mb=4000, runtime=60),
+        **heavy_resources("barrier_curves", mem_mb=4000, runtime=60),
     conda:
         ENV
     shell:
@@ -40,7 +40,7 @@ rule barrier_within_chain:
         seeds=lambda wc: " ".join(str(s) for s in seeds_of(wc.method)),
     threads: config["compute"]["threads"]
     resources:
-        **heavy_resources(mem_mb=4000, runtime=60),
+        **heavy_resources("barrier_within_chain", mem_mb=4000, runtime=60),
     conda:
         ENV
     shell:

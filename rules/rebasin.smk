@@ -14,7 +14,7 @@ rule rebasin:
         seeds=lambda wc: " ".join(str(s) for s in seeds_of(wc.method)),
     threads: config["compute"]["threads"]
     resources:
-        **heavy_resources(mem_mb=8000, runtime=120, gpu=False),  # matching runs on the CPU
+        **heavy_resources("rebasin", mem_mb=8000, runtime=120),  # matching runs on the CPU
     conda:
         ENV
     shell:
@@ -63,7 +63,7 @@ rule table1:
         rebasin=lambda wc: json.dumps(rebasin_files(wc.variant), sort_keys=True),
     threads: config["compute"]["threads"]
     resources:
-        **heavy_resources(mem_mb=8000, runtime=60),
+        **heavy_resources("table1", mem_mb=8000, runtime=60),
     conda:
         ENV
     shell:

@@ -73,7 +73,7 @@ rule pruning:
         merged=lambda wc: json.dumps(pruning_merged(wc.variant)),
     threads: config["compute"]["threads"]
     resources:
-        **heavy_resources(mem_mb=4000, runtime=30),
+        **heavy_resources("pruning", mem_mb=4000, runtime=30),
     conda:
         ENV
     shell:
@@ -99,7 +99,7 @@ rule not_k:
         checkpoint=lambda wc: f"{RESULTS}/{wc.variant}/checkpoints/not_k/seed{wc.seed}.pt",
     threads: config["compute"]["threads"]
     resources:
-        **heavy_resources(mem_mb=4000, runtime=120),
+        **heavy_resources("not_k", mem_mb=4000, runtime=120),
     conda:
         ENV
     shell:

@@ -23,7 +23,7 @@ rule train_posterior:
         base=lambda wc, input: f"--base {shlex.quote(input.base[0])}" if input.base else "",
     threads: config["compute"]["threads"]
     resources:
-        **heavy_resources(mem_mb=4000, runtime=120),
+        **heavy_resources("train_posterior", mem_mb=4000, runtime=120),
     conda:
         ENV
     shell:
@@ -54,7 +54,7 @@ for _method, _groups in TOGETHER.items():
                 seeds=" ".join(map(str, _seeds)),
             threads: config["compute"]["threads"]
             resources:
-                **heavy_resources(mem_mb=4000, runtime=120),
+                **heavy_resources("train_posterior", mem_mb=4000, runtime=120),  # train_posterior, seeds together
             conda:
                 ENV
             shell:

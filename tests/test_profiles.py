@@ -9,16 +9,17 @@ from pathlib import Path
 import pytest
 import yaml
 
+from workflow.device import GPU_RULES  # the one list of the rules whose jobs compute with torch
+
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "tests" / "configs" / "tiny.yaml"
-# the rules whose jobs compute with torch (workflow/device.py's policy applies to them)
-GPU_RULES = {"train_posterior", "barrier_curves", "barrier_within_chain", "table1", "pruning", "not_k"}
 
 
-def dry_run_resources(tmp_path, compute: str, *extra: str) -> dict[str, set[str]]:
-    """rule -> the set of its jobs' resource lines, from a forced dry run of the tiny config."""
+def dry_run_lines(tmp_path, compute: str, *extra: str, key: str = "resources:") -> dict[str, set[str]]:
+    """rule -> the set of its jobs' lines that start with `key`, from a forced dry run of the tiny config
+    (with `key="Shell command:"`, the jobs' commands)."""
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
-           "--configfile", str(TINY), "-n", "-F", *extra, "--config", f"compute={compute}"]
+           "--configfile", str(TINY), "-n", "-F", "-p", *extra, "--config", f"compute={compute}"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     out: dict[str, set[str]] = {}
@@ -27,9 +28,22 @@ def dry_run_resources(tmp_path, compute: str, *extra: str) -> dict[str, set[str]
         m = re.match(r"^(?:local)?rule (\w+):", line)
         if m:
             rule = m.group(1)
-        elif line.strip().startswith("resources:") and rule:
+        elif line.strip().startswith(key) and rule:
             out.setdefault(rule, set()).add(line.strip())
     return out
+
+
+def dry_run_resources(tmp_path, compute: str, *extra: str) -> dict[str, set[str]]:
+    return dry_run_lines(tmp_path, compute, *extra)
+
+
+def test_gpu_rules_are_the_rules_whose_commands_take_gpus(tmp_path):
+    """GPU_RULES is the one list: a rule whose job is told `--gpus` (it computes with torch) is on it,
+    and every rule on it is such a rule, so a new torch rule cannot be left without its GPU request."""
+    commands = dry_run_lines(tmp_path, "{gpu: 1}", key="Shell command:")
+    takes_gpus = {re.sub(r"^train_\w+_seeds_\w+$", "train_posterior", rule)
+                  for rule, lines in commands.items() if any(" --gpus " in line for line in lines)}
+    assert takes_gpus == GPU_RULES
 
 
 def test_exactly_the_gpu_capable_rules_request_gpus(tmp_path):

@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from workflow import claims as claims_module
 from workflow.artifacts import read_alignment, read_posterior
 from workflow.tables import TABLE1_METRICS
 
@@ -428,6 +429,23 @@ def test_a_sweep_runs_every_variant_and_draws_the_sweep_figure(tmp_path):
     assert (results / "figures" / "sweep_ensemble.png").stat().st_size > 1000
     assert read_posterior(results / "model.hidden-32" / "posteriors" / "ensemble" / "seed1.h5").samples[
         "hidden.0.weight"].shape == (1, 1, 32, 64)
+
+
+def test_a_vi_only_run_judges_whether_its_vi_learned(tmp_path):
+    """Without a sample method there is no rebasin, yet VI's own sigmas are a table of the run: the
+    vi-learned claim (the precondition of Rossi's VI claims) is judged, not left untestable."""
+    shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
+    cfg = yaml.safe_load(TINY.read_text())
+    cfg.update(name="vionly", seeds=[0, 1], methods=["vi"])
+    cfg["alignment"]["kinds"] = ["w2"]
+    (tmp_path / "vionly.yaml").write_text(yaml.safe_dump(cfg))
+    proc = snakemake(tmp_path, "results/vionly/claims.csv", configfile=tmp_path / "vionly.yaml")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    sigma = pd.read_csv(tmp_path / "results" / "vionly" / "tables" / "sigma_base.csv")
+    assert set(sigma["label"]) == {"VI q"} and sigma["sigma_init"].notna().all()
+    claims = pd.read_csv(tmp_path / "results" / "vionly" / "claims.csv").set_index("claim")
+    assert claims.loc["vi-learned", "verdict"] != claims_module.NOT_TESTABLE
+    assert claims.loc["rossi-vi-near-zero", "verdict"] != claims_module.NOT_TESTABLE
 
 
 @pytest.mark.parametrize("config", sorted(p.name for p in (REPO / "experiments").glob("*.yaml")))

@@ -35,6 +35,10 @@ MIXED_PRECISION = ("off", "bf16")  # compute.mixed_precision values
 _NO_GPU_VALUES = {"", "-1", "none", "nodevfiles", "void"}
 # a scheduler's record that it allocated GPUs to this job (SLURM: a step's, the job's, the node's count)
 SCHEDULER_GPU_VARIABLES = ("SLURM_STEP_GPUS", "SLURM_JOB_GPUS", "SLURM_GPUS_ON_NODE")
+# The rules whose jobs compute with torch: the one list. rules/common.smk requests compute.gpu GPUs for
+# exactly these (and passes --gpus), tests/test_profiles.py and .ci/slurm_checks.py check the requests
+# against it. rebasin is not here: its matching runs on the CPU.
+GPU_RULES = frozenset({"train_posterior", "barrier_curves", "barrier_within_chain", "table1", "pruning", "not_k"})
 # bfloat16 runs natively from compute capability 8.0 (Ampere) on; below, torch emulates it, slower than float32
 BF16_MIN_CAPABILITY = (8, 0)
 
