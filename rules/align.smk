@@ -6,6 +6,8 @@ rule align_pair:
         f"{V}/alignment/{{method}}/{{kind}}/{{a}}-{{b}}.h5",
     log:
         f"{LOGS}/{{variant}}/align/{{method}}/{{kind}}/{{a}}-{{b}}.log",
+    benchmark:
+        f"{BENCHMARKS}/align_pair/{{variant}}/align/{{method}}/{{kind}}/{{a}}-{{b}}.tsv",
     params:
         cfg=job_config("alignment"),
         runtime=job_runtime,

@@ -27,6 +27,8 @@ config.update(_validated)
 RESULTS = f"results/{config['name']}"
 V = f"{RESULTS}/{{variant}}"  # every per-variant output lives below results/<name>/<variant>/
 LOGS = f"{RESULTS}/logs"
+# Snakemake's own record of each job's wall time and peak memory, mirroring the logs (python -m workflow job-resources)
+BENCHMARKS = f"{RESULTS}/benchmarks"
 # jobs run `python -m workflow`: the environment Snakemake runs in (the README's venv), or
 # this conda environment with --software-deployment-method conda
 ENV = "../envs/workflow.yaml"
@@ -98,13 +100,13 @@ def job_runtime(wc, threads):
     return json.dumps(runtime_config(cfg), sort_keys=True)
 
 
-def heavy_resources(rule, mem_mb, runtime):
-    """Resources of the heavy jobs of `rule`: memory and runtime grow with each retry (--retries). The
+def heavy_resources(rule_name, mem_mb, runtime):
+    """Resources of the heavy jobs of a rule: memory and runtime grow with each retry (--retries). The
     rules in workflow/device.py's GPU_RULES request compute.gpu GPUs (of compute.gpu_model, if set) and
     are passed `--gpus {resources.gpu}`, so they compute on the GPU they were given."""
-    HEAVY_RULES.add(rule)
+    HEAVY_RULES.add(rule_name)
     out = dict(mem_mb=lambda wc, attempt: mem_mb * attempt, runtime=lambda wc, attempt: runtime * attempt)
-    if rule in GPU_RULES:
+    if rule_name in GPU_RULES:
         out["gpu"] = config["compute"]["gpu"]
         if config["compute"]["gpu"] and config["compute"]["gpu_model"]:
             out["gpu_model"] = config["compute"]["gpu_model"]

@@ -3,6 +3,8 @@ rule prepare_data:
         f"{RESULTS}/data/{{datakey}}.npz",
     log:
         f"{LOGS}/prepare_data/{{datakey}}.log",
+    benchmark:
+        f"{BENCHMARKS}/prepare_data/prepare_data/{{datakey}}.tsv",
     params:
         cfg=lambda wc: json.dumps(result_config(DATA_CONFIGS[wc.datakey], ["data"]), sort_keys=True),
         runtime=job_runtime,

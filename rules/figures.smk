@@ -22,6 +22,8 @@ rule figure_barriers:
         pdf=f"{RESULTS}/figures/barrier_{{method}}_{{variant}}.pdf",
     log:
         f"{LOGS}/figures/barrier_{{method}}_{{variant}}.log",
+    benchmark:
+        f"{BENCHMARKS}/figure_barriers/figures/barrier_{{method}}_{{variant}}.tsv",
     params:
         # derived (takes threads): a caption's wording never reruns a job
         caption=lambda wc, threads: caption_text("barrier", variant_config(wc.variant), method=wc.method,
@@ -50,6 +52,8 @@ rule figure_sweep:
         pdf=f"{RESULTS}/figures/sweep_{{method}}.pdf",
     log:
         f"{LOGS}/figures/sweep_{{method}}.log",
+    benchmark:
+        f"{BENCHMARKS}/figure_sweep/figures/sweep_{{method}}.tsv",
     params:
         base=json.dumps(sweep_table(config, VARIANTS)["base"], sort_keys=True),
         caption=lambda wc, threads: caption_text("sweep", config, method=wc.method, swept=swept_values()),

@@ -7,6 +7,8 @@ rule barrier_curves:
         f"{V}/barriers/{{method}}/{{alignment}}.csv",
     log:
         f"{LOGS}/{{variant}}/barrier/{{method}}/{{alignment}}.log",
+    benchmark:
+        f"{BENCHMARKS}/barrier_curves/{{variant}}/barrier/{{method}}/{{alignment}}.tsv",
     params:
         cfg=job_config("barrier"),
         runtime=job_runtime,
@@ -34,6 +36,8 @@ rule barrier_within_chain:
         f"{V}/barriers/{{method}}/within_chain.csv",
     log:
         f"{LOGS}/{{variant}}/barrier/{{method}}/within_chain.log",
+    benchmark:
+        f"{BENCHMARKS}/barrier_within_chain/{{variant}}/barrier/{{method}}/within_chain.tsv",
     params:
         cfg=job_config("barrier"),
         runtime=job_runtime,
@@ -58,6 +62,8 @@ rule summarize_barriers:
         markdown=f"{RESULTS}/tables/barriers.md",
     log:
         f"{LOGS}/summarize_barriers.log",
+    benchmark:
+        f"{BENCHMARKS}/summarize_barriers/summarize_barriers.tsv",
     params:
         variants=json.dumps(sweep_table(config, VARIANTS)["variants"], sort_keys=True),
     threads: 1

@@ -8,6 +8,8 @@ rule rebasin:
         draws=f"{V}/rebasin/{{method}}/{{matching}}/{{reference}}/draws.csv",
     log:
         f"{LOGS}/{{variant}}/rebasin/{{method}}/{{matching}}/{{reference}}.log",
+    benchmark:
+        f"{BENCHMARKS}/rebasin/{{variant}}/rebasin/{{method}}/{{matching}}/{{reference}}.tsv",
     params:
         cfg=job_config("rebasin"),
         runtime=job_runtime,
@@ -33,6 +35,8 @@ rule rebasin_draws:
         md=f"{RESULTS}/tables/rebasin_draws_{{variant}}.md",
     log:
         f"{LOGS}/{{variant}}/rebasin_draws.log",
+    benchmark:
+        f"{BENCHMARKS}/rebasin_draws/{{variant}}/rebasin_draws.tsv",
     threads: 1
     resources:
         mem_mb=2000,
@@ -56,6 +60,8 @@ rule table1:
         diagnostics=f"{RESULTS}/tables/chain_diagnostics_{{variant}}.csv",
     log:
         f"{LOGS}/{{variant}}/table1.log",
+    benchmark:
+        f"{BENCHMARKS}/table1/{{variant}}/table1.tsv",
     params:
         cfg=job_config("table"),
         runtime=job_runtime,

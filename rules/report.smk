@@ -25,6 +25,8 @@ rule report_table:
         ),
     log:
         f"{LOGS}/report/{{table}}.log",
+    benchmark:
+        f"{BENCHMARKS}/report_table/report/{{table}}.tsv",
     params:
         title=lambda wc: table_item(wc.table, VARIANTS)[1],
         # derived (takes threads): a caption's wording never reruns a job
@@ -47,6 +49,8 @@ rule paper:
         directory(f"{RESULTS}/paper"),
     log:
         f"{LOGS}/paper.log",
+    benchmark:
+        f"{BENCHMARKS}/paper/paper.tsv",
     params:
         base=json.dumps(sweep_table(config, VARIANTS)["base"] if len(VARIANTS) > 1 else {}, sort_keys=True),
         captions=lambda wc, threads: json.dumps({Path(t).name: table_caption(Path(t).stem) for t in summary_tables()}),
@@ -70,6 +74,8 @@ rule claims:
         md=f"{RESULTS}/claims.md",
     log:
         f"{LOGS}/claims.log",
+    benchmark:
+        f"{BENCHMARKS}/claims/claims.tsv",
     params:
         run_config=json.dumps(result_config(config, ["data", "model", "prior", "methods", "rebasin"]), sort_keys=True),
         variants=json.dumps(sweep_table(config, VARIANTS)["variants"], sort_keys=True),

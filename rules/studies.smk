@@ -18,6 +18,8 @@ rule basin:
         alignments=[f"{V}/basin/{label}.h5" for label in BASIN_LABELS],
     log:
         f"{LOGS}/{{variant}}/basin.log",
+    benchmark:
+        f"{BENCHMARKS}/basin/{{variant}}/basin.tsv",
     params:
         cfg=job_config("alignment"),
         sources=lambda wc: json.dumps(basin_sources(wc.variant)),
@@ -41,6 +43,8 @@ rule sigma_histograms:
         f"{RESULTS}/tables/sigma_{{variant}}.csv",
     log:
         f"{LOGS}/{{variant}}/sigma_histograms.log",
+    benchmark:
+        f"{BENCHMARKS}/sigma_histograms/{{variant}}/sigma_histograms.tsv",
     params:
         rebasin=lambda wc: json.dumps(rebasin_files(wc.variant), sort_keys=True),
         gaussians=lambda wc: json.dumps(gaussian_files(wc.variant)),
@@ -65,6 +69,8 @@ rule pruning:
         f"{RESULTS}/tables/pruning_{{variant}}.csv",
     log:
         f"{LOGS}/{{variant}}/pruning.log",
+    benchmark:
+        f"{BENCHMARKS}/pruning/{{variant}}/pruning.tsv",
     params:
         cfg=job_config("pruning"),
         runtime=job_runtime,
@@ -91,6 +97,8 @@ rule not_k:
         [f"{V}/not_study/k{k}/seed{{seed}}.csv" for k in config["not_study"]["ks"]],
     log:
         f"{LOGS}/{{variant}}/not_study/seed{{seed}}.log",
+    benchmark:
+        f"{BENCHMARKS}/not_k/{{variant}}/not_study/seed{{seed}}.tsv",
     params:
         cfg=job_config("data", "model", "prior", *([NOT_K_METHOD] if NOT_K else []), "alignment",
                        "barrier.n_points", "barrier.split", "not_study", "compute.mixed_precision"),
@@ -119,6 +127,8 @@ rule summarize_not_k:
         f"{RESULTS}/tables/not_k_{{variant}}.csv",
     log:
         f"{LOGS}/{{variant}}/summarize_not_k.log",
+    benchmark:
+        f"{BENCHMARKS}/summarize_not_k/{{variant}}/summarize_not_k.tsv",
     threads: 1
     resources:
         mem_mb=1000,
@@ -141,6 +151,8 @@ rule not_path:
         f"{V}/not_path/{{method}}.csv",
     log:
         f"{LOGS}/{{variant}}/not_path/{{method}}.log",
+    benchmark:
+        f"{BENCHMARKS}/not_path/{{variant}}/not_path/{{method}}.tsv",
     params:
         cfg=job_config("alignment", "barrier.n_points"),
     threads: 1
@@ -162,6 +174,8 @@ rule summarize_not_path:
         f"{RESULTS}/tables/not_path_{{variant}}.csv",
     log:
         f"{LOGS}/{{variant}}/summarize_not_path.log",
+    benchmark:
+        f"{BENCHMARKS}/summarize_not_path/{{variant}}/summarize_not_path.tsv",
     threads: 1
     resources:
         mem_mb=1000,
@@ -185,6 +199,8 @@ rule figure_study:
         pdf=f"{RESULTS}/figures/{{study}}_{{variant}}.pdf",
     log:
         f"{LOGS}/figures/{{study}}_{{variant}}.log",
+    benchmark:
+        f"{BENCHMARKS}/figure_study/figures/{{study}}_{{variant}}.tsv",
     params:
         # derived (takes threads): a caption's wording never reruns a job
         caption=lambda wc, threads: caption_text(wc.study, variant_config(wc.variant), variant=wc.variant),

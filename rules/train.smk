@@ -15,6 +15,8 @@ rule train_posterior:
         method="|".join(m for m in TRAINED if m not in TOGETHER) or "(?!)",
     log:
         f"{LOGS}/{{variant}}/train/{{method}}/seed{{seed}}.log",
+    benchmark:
+        f"{BENCHMARKS}/train_posterior/{{variant}}/train/{{method}}/seed{{seed}}.tsv",
     params:
         cfg=job_config("data", "model", "prior", "{method}", "compute.mixed_precision"),
         runtime=job_runtime,
@@ -46,6 +48,8 @@ for _method, _groups in TOGETHER.items():
                 [f"{V}/posteriors/{_method}/seed{s}.h5" for s in _seeds],
             log:
                 f"{LOGS}/{{variant}}/train/{_method}/seeds{_name}.log",
+            benchmark:
+                f"{BENCHMARKS}/train_posterior/{{variant}}/train/{_method}/seeds{_name}.tsv",
             params:
                 cfg=job_config("data", "model", "prior", _method, "compute.mixed_precision"),
                 runtime=job_runtime,

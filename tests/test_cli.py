@@ -170,3 +170,16 @@ def test_light_commands_start_without_torch(tmp_path, command):
             "print(code, 'torch' in sys.modules, 'scipy.optimize' in sys.modules)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert proc.stdout.split() == ["0", "False", "False"], proc.stdout + proc.stderr[-2000:]
+
+
+def test_an_internal_error_keeps_its_traceback(monkeypatch, tmp_path):
+    """A bug (here a KeyError from inside a job) is not bad input: it propagates with its traceback
+    instead of becoming the one-line error of the table above."""
+    from workflow import cli as cli_module
+
+    def buggy(args, cfg, device):
+        return {}["a key the code forgot"]
+
+    monkeypatch.setitem(cli_module.COMMANDS, "concat-tables", buggy)
+    with pytest.raises(KeyError, match="a key the code forgot"):
+        cli_module.main(["concat-tables", "--tables", str(tmp_path / "a.csv"), "--out", str(tmp_path / "b.csv")])

@@ -229,6 +229,22 @@ def test_artifacts_are_valid_and_carry_provenance(finished_run):
     assert w2.distance_kind == "w2" and w2.distance_after < w2.distance_before
 
 
+def test_every_job_has_a_benchmark_beside_its_log_and_job_resources_reads_them(finished_run):
+    """Snakemake's benchmark file of each job mirrors its log (benchmarks/<rule>/<log path>.tsv), and
+    `job-resources` turns them into per-rule times, memory and cluster proposals."""
+    results = finished_run / "results" / "tiny"
+    logs = {p.relative_to(results / "logs").with_suffix("") for p in (results / "logs").rglob("*.log")}
+    benches = {p.relative_to(results / "benchmarks") for p in (results / "benchmarks").rglob("*.tsv")}
+    assert logs and {Path(*b.parts[1:]).with_suffix("") for b in benches} == logs
+    proc = subprocess.run([sys.executable, "-m", "workflow", "job-resources", "--run", str(results), "--out-csv",
+                           str(finished_run / "resources.csv")], capture_output=True, text=True, cwd=finished_run)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = pd.read_csv(finished_run / "resources.csv")
+    assert {"train_posterior", "align_pair", "barrier_curves", "claims"} <= set(summary["rule"])
+    assert summary["jobs"].sum() == len(benches) and (summary["wall_s_max"] > 0).all()
+    assert "| train_posterior |" in proc.stdout
+
+
 def test_a_venv_without_the_package_is_what_the_run_used(tmp_path):
     """The end-to-end run's premise: its interpreter cannot import `workflow` by itself."""
     python = deps_only_venv(tmp_path / "deps-only")

@@ -157,6 +157,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-csv", required=True)
     p.add_argument("--out-md", required=True)
 
+    p = sub.add_parser("job-resources", help="per-rule wall time and peak memory of a finished run (Snakemake's "
+                       "benchmark files), and the cluster mem_mb and runtime they suggest")
+    p.add_argument("--run", required=True, help="the run's folder, results/<name>")
+    p.add_argument("--out-csv", help="also write the per-rule table here")
+
     p = sub.add_parser("results-doc", help="a finished run's claims and result tables as one Markdown page for docs/")
     p.add_argument("--run", required=True, help="the run's folder, results/<name>")
     p.add_argument("--config", dest="run_config_file", required=True, help="the config file the run used")
@@ -220,6 +225,16 @@ def _validate_config(args, cfg, device):
     print(json.dumps(load_config(args.path), indent=2))
 
 
+def _job_resources(args, cfg, device) -> None:
+    from .atomic import write_csv
+    from .job_resources import markdown, read_benchmarks, summarize
+
+    summary = summarize(read_benchmarks(args.run))
+    print(markdown(summary))
+    if args.out_csv:
+        write_csv(args.out_csv, summary)
+
+
 def _job(module: str, function: str):
     """A job function, imported only when its command runs (light commands stay light)."""
     import importlib
@@ -228,7 +243,7 @@ def _job(module: str, function: str):
 
 
 # commands that never compute with torch: they start without importing it (about 2 s per job)
-LIGHT_COMMANDS = {"prepare-data", "align", "claims", "results-doc", "summarize-barriers", "summarize-rebasin-draws", "concat-tables", "figure", "figure-barriers",
+LIGHT_COMMANDS = {"prepare-data", "align", "claims", "job-resources", "results-doc", "summarize-barriers", "summarize-rebasin-draws", "concat-tables", "figure", "figure-barriers",
                   "figure-sweep", "table-html", "paper", "validate-config"}
 
 # command -> (args, config with defaults, device) -> None
@@ -273,6 +288,7 @@ COMMANDS = {
     "paper": lambda a, c, d: _job("paper", "paper_job")(a.tables, a.out, sweep_base=a.sweep_base,
                                                         captions=a.captions),
     "validate-config": _validate_config,
+    "job-resources": _job_resources,
 }
 
 
@@ -294,8 +310,9 @@ def main(argv: list[str] | None = None) -> int:
         # the device is decided when a job first computes with torch (device.use_device)
         set_job(compute["deterministic"], compute["mixed_precision"], gpus=getattr(args, "gpus", None))
         COMMANDS[args.command](args, cfg, compute["device"])
-    except (ValueError, KeyError, OSError, FloatingPointError, DatasetError, ArtifactError) as err:
-        # known failure kinds: one clear line instead of a traceback
+    except (ValueError, OSError, FloatingPointError, DatasetError, ArtifactError) as err:
+        # bad input (a value, a file, data, an artifact, a diverging run): one clear line. Anything else
+        # (KeyError, TypeError, ...) is a bug and keeps its traceback
         logging.getLogger("workflow").error("%s failed: %s", args.command, err)
         return 1
     return 0
