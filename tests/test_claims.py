@@ -247,3 +247,19 @@ def test_a_run_whose_naive_barriers_are_zero_is_not_testable_for_the_ratio():
                   ("base", "ensemble", "naive", "0-1", 0.0), ("base", "ensemble", "weight", "0-1", 0.0)])
     (v,) = verdict("rossi-vi-most", Run({"barriers": b}, CONFIG, {"base": {}}))
     assert v.verdict == NOT_TESTABLE
+
+
+def test_a_sweep_shows_a_claim_untestable_everywhere_once():
+    """In a sweep, a claim untestable for one reason in every variant is one row of claims.md; the CSV
+    keeps a row per variant, and a verdict that differs between variants keeps its own rows."""
+    variants = {"hidden-16": {"model.hidden": 16}, "hidden-32": {"model.hidden": 32}}
+    b = barriers([(v, "vi", kind, "0-1", value) for v in variants
+                  for kind, value in (("naive", 0.5), ("w2", 0.01 if v == "hidden-16" else 0.2))])
+    table = claims.judge(Run({"barriers": b}, CONFIG, variants))
+    md = claims.markdown(table, title="t", stamp="s")
+    resnet = [line for line in md.splitlines() if line.startswith("| On CIFAR-10,")]
+    assert len(resnet) == 1 and "| every variant |" in resnet[0]
+    assert (table["claim"] == "rossi-resnet-cifar10").sum() == 2
+    near_zero = table[table["claim"] == "rossi-vi-near-zero"]
+    assert set(near_zero["verdict"]) == {REPRODUCED, NOT_REPRODUCED}
+    assert md.count("**rossi-vi-near-zero** (") == 2 and "every variant, reproduced" not in md

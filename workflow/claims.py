@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 REPRODUCED, NOT_REPRODUCED, NOT_TESTABLE = "reproduced", "not reproduced", "not testable"
+ACROSS = "all"  # the variant of a claim judged across the variants of a sweep (width, priors)
 VERDICTS = (REPRODUCED, NOT_REPRODUCED, NOT_TESTABLE)
 
 # thresholds of the rules (their words are in each claim's ``rule``)
@@ -267,10 +268,10 @@ def _width(value) -> float:
 def _width_claim(run: Run) -> list[Verdict]:
     swept = _swept(run, ("model.hidden", "model.width"))
     if len({_width(next(iter(o.values()))) for o in swept.values()}) < 2:
-        return [Verdict("all", math.nan, NOT_TESTABLE, "no sweep over model.hidden (or model.width) with two widths "
+        return [Verdict(ACROSS, math.nan, NOT_TESTABLE, "no sweep over model.hidden (or model.width) with two widths "
                         "or more; experiments/rossi-mlp-mnist.yaml sweeps it")]
     if run.table("barriers") is None or not run.has_method("vi"):
-        return [Verdict("all", math.nan, NOT_TESTABLE, "needs method vi with at least two seeds (barriers)")]
+        return [Verdict(ACROSS, math.nan, NOT_TESTABLE, "needs method vi with at least two seeds (barriers)")]
     widths = {v: _width(next(iter(o.values()))) for v, o in swept.items()}
     aligned = {v: _barrier(run, v, "vi", "w2") for v in widths}
     naive = {v: _barrier(run, v, "vi", "naive") for v in widths}
@@ -282,29 +283,29 @@ def _width_claim(run: Run) -> list[Verdict]:
     naive_change = naive[wide] - naive[narrow]
     measured = aligned[wide] - aligned[narrow]
     if measured < 0:
-        return [Verdict("all", measured, REPRODUCED, f"aligned barrier by width {trend} (Spearman {rho:+.2f})",
+        return [Verdict(ACROSS, measured, REPRODUCED, f"aligned barrier by width {trend} (Spearman {rho:+.2f})",
                         control, naive_change)]
     why = ("the naive barrier grows with width as well: in this setting wider nets are harder to connect at all, "
            "which contradicts Rossi et al.'s claim (a finding of this setting, not of the alignment)"
            if naive_change > 0 else
            "the naive barrier falls with width while the aligned one does not: alignment gains less in wider nets")
-    return [Verdict("all", measured, NOT_REPRODUCED, f"aligned barrier by width {trend} (Spearman {rho:+.2f}); {why}",
+    return [Verdict(ACROSS, measured, NOT_REPRODUCED, f"aligned barrier by width {trend} (Spearman {rho:+.2f}); {why}",
                     control, naive_change)]
 
 
 def _priors_claim(run: Run) -> list[Verdict]:
     swept = _swept(run, ("prior.std", "vi.temperature"))
     if not swept:
-        return [Verdict("all", math.nan, NOT_TESTABLE, "no sweep over prior.std or vi.temperature")]
+        return [Verdict(ACROSS, math.nan, NOT_TESTABLE, "no sweep over prior.std or vi.temperature")]
     if run.table("barriers") is None or not run.has_method("vi"):
-        return [Verdict("all", math.nan, NOT_TESTABLE, "needs method vi with at least two seeds (barriers)")]
+        return [Verdict(ACROSS, math.nan, NOT_TESTABLE, "needs method vi with at least two seeds (barriers)")]
     aligned = {v: _barrier(run, v, "vi", "w2") for v in swept}
     worst = max(aligned, key=lambda v: aligned[v])
     listing = ", ".join(f"{v}: {_fmt(b)}" for v, b in aligned.items())
     ens = _barrier(run, worst, "ensemble", "weight")
     control = "the ensemble's weight-matched barrier in the worst variant"
     verdict = REPRODUCED if aligned[worst] <= NEAR_ZERO else NOT_REPRODUCED
-    return [Verdict("all", aligned[worst], verdict, f"W2-aligned VI barrier per variant: {listing}", control, ens)]
+    return [Verdict(ACROSS, aligned[worst], verdict, f"W2-aligned VI barrier per variant: {listing}", control, ens)]
 
 
 def _resnet_claim(dataset: str, near_zero: bool) -> Callable[[Run], list[Verdict]]:
@@ -551,15 +552,34 @@ def judge(run: Run) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _collapsed(table: pd.DataFrame) -> list:
+    """The rows a reader needs: a claim untestable for one reason in every variant of a sweep is one
+    row ("every variant"), not one per variant; every other verdict keeps its own row."""
+    variants = len(set(table["variant"]) - {ACROSS})
+    untestable = table[(table["verdict"] == NOT_TESTABLE) & (table["variant"] != ACROSS)]
+    everywhere = {key for key, g in untestable.groupby(["claim", "reason"]) if variants > 1 and len(g) == variants}
+    rows, seen = [], set()
+    for r in table.itertuples():
+        key = (r.claim, r.reason)
+        if r.verdict == NOT_TESTABLE and key in everywhere:
+            if key in seen:
+                continue
+            seen.add(key)
+            r = r._replace(variant="every variant")
+        rows.append(r)
+    return rows
+
+
 def markdown(table: pd.DataFrame, *, title: str, stamp: str) -> str:
     """The claims table as a reader meets it: one line per claim and variant, then the diagnoses."""
+    rows = _collapsed(table)
     lines = [f"# {title}", "", stamp, "",
              "| claim | paper, place | paper | variant | measured | rule | verdict |", "|---|---|---|---|---|---|---|"]
-    for r in table.itertuples():
+    for r in rows:
         lines.append(f"| {r.statement} | {r.paper}, {r.place} | {r.paper_value or '-'} | {r.variant} | "
                      f"{_fmt(r.measured)} | {r.rule} | **{r.verdict}** |")
     lines += ["", "## Why, and the control behind each verdict", ""]
-    for r in table.itertuples():
+    for r in rows:
         control = (f" Control: {r.control} = {_fmt(r.control_value)}." if r.control else "")
         lines.append(f"- **{r.claim}** ({r.variant}, {r.verdict}): {r.reason}.{control}")
     return "\n".join(lines) + "\n"
