@@ -180,6 +180,25 @@ def test_an_internal_error_keeps_its_traceback(monkeypatch, tmp_path):
     def buggy(args, cfg, device):
         return {}["a key the code forgot"]
 
-    monkeypatch.setitem(cli_module.COMMANDS, "concat-tables", buggy)
+    monkeypatch.setattr(cli_module, "JOBS", (cli_module.Job("buggy", "a job with a bug", run=buggy),))
     with pytest.raises(KeyError, match="a key the code forgot"):
-        cli_module.main(["concat-tables", "--tables", str(tmp_path / "a.csv"), "--out", str(tmp_path / "b.csv")])
+        cli_module.main(["buggy"])
+
+
+def test_a_new_job_is_one_declaration(monkeypatch, tmp_path, capsys):
+    """A job kind is declared once (cli.JOBS): its command, arguments and the common job arguments come
+    from the declaration alone, and a light job starts without importing torch."""
+    from workflow import cli as cli_module
+
+    ran = {}
+    job = cli_module.Job("echo-rows", "count a CSV's rows", common=True,
+                         run=lambda a, c, d: ran.update(rows=len(open(a.table).readlines()) - 1, device=d),
+                         args=(cli_module.arg("--table", required=True),))
+    monkeypatch.setattr(cli_module, "JOBS", (*cli_module.JOBS, job))
+    (tmp_path / "t.csv").write_text("a\n1\n2\n")
+    assert cli_module.main(["echo-rows", "--table", str(tmp_path / "t.csv"), "--threads", "3", "--config",
+                            '{"compute": {"device": "cpu"}}']) == 0
+    assert ran == {"rows": 2, "device": "cpu"}
+    with pytest.raises(SystemExit):
+        cli_module.main(["echo-rows"])  # --table is required
+    assert "--table" in capsys.readouterr().err

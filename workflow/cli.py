@@ -1,7 +1,10 @@
 """Command line of the package: ``python -m workflow <command> ...``; one command per job kind.
 
-Configs travel as a JSON string (``--config``) holding the config sections the job depends on,
-so a change elsewhere in config.yaml does not rerun it.
+Each job kind is declared once, in JOBS: its command, help, arguments, whether it takes the common
+job arguments (config, runtime, threads, GPUs), whether it computes with torch, and what it runs.
+The parser is generated from the declarations. Configs travel as a JSON string (``--config``)
+holding the config sections the job depends on, so a change elsewhere in config.yaml does not
+rerun it.
 """
 
 from __future__ import annotations
@@ -10,6 +13,24 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Job:
+    """One job kind of the command line."""
+
+    name: str
+    help: str
+    run: Callable  # (parsed args, config with defaults, device) -> None
+    args: tuple = ()  # (flags, argparse keywords) pairs, from arg()
+    common: bool = False  # takes --config, --runtime, --threads and --gpus
+    torch: bool = False  # computes with torch (sets its threads); a light job starts without importing it
+
+
+def arg(*flags, **keywords) -> tuple:
+    return flags, keywords
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -21,192 +42,6 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    help="GPUs the job's rule requested (its gpu resource); with compute.device auto the job "
                         "computes on CUDA exactly when it was given a GPU. Without it, only a scheduler's "
                         "allocation to this job counts (workflow/device.py)")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m workflow", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("prepare-data", help="load, split and standardise the data set")
-    _add_common(p)
-    p.add_argument("--out", required=True)
-
-    p = sub.add_parser("train", help="one posterior per seed (several seeds: methods that fit them together)")
-    _add_common(p)
-    p.add_argument("--method", required=True)
-    p.add_argument("--data", required=True)
-    p.add_argument("--seed", type=int, nargs="+", required=True)
-    p.add_argument("--out", nargs="+", required=True, help="one output per seed, in the same order")
-    p.add_argument("--checkpoint", default=None, help="resume file, written periodically and removed at the end")
-    p.add_argument("--base", default=None, help="the posterior this method is fitted around (same seed), if any")
-
-    p = sub.add_parser("align", help="permute posterior B into A's basin")
-    _add_common(p)
-    p.add_argument("--seeds", type=int, nargs=2, default=None, help="the seeds A and B must hold (checked)")
-    p.add_argument("--kind", required=True)
-    p.add_argument("--a", required=True)
-    p.add_argument("--b", required=True)
-    p.add_argument("--out", required=True)
-
-    p = sub.add_parser("barriers", help="the curves of several pairs in one table (one job per method and alignment)")
-    _add_common(p)
-    p.add_argument("--alignment", required=True, help="'naive', or an alignment kind (then B is an alignment file)")
-    p.add_argument("--variant", default="base", help="sweep variant, recorded in the curve table")
-    p.add_argument("--pairs", required=True, type=json.loads,
-                   help="JSON list of [seed A, seed B, path A, path B] (B: a posterior, or an alignment file)")
-    p.add_argument("--data", required=True)
-    p.add_argument("--out", required=True)
-
-    p = sub.add_parser("barriers-within-chain", help="the control of sample-set barriers: two halves of each chain")
-    _add_common(p)
-    p.add_argument("--variant", default="base", help="sweep variant, recorded in the curve table")
-    p.add_argument("--posteriors", nargs="+", required=True)
-    p.add_argument("--seeds", type=int, nargs="+", required=True, help="the seed each posterior must hold (checked)")
-    p.add_argument("--data", required=True)
-    p.add_argument("--out", required=True)
-
-    p = sub.add_parser("rebasin", help="fit q_d and q_r to all samples of a method")
-    _add_common(p)
-    p.add_argument("--method", required=True)
-    p.add_argument("--reference", required=True, help="'first' or 'iterated'")
-    p.add_argument("--matching", required=True, help="'weight', 'activation' or 'correlation'")
-    p.add_argument("--posteriors", nargs="+", required=True)
-    p.add_argument("--seeds", type=int, nargs="+", default=None, help="the seed each posterior must hold (checked)")
-    p.add_argument("--data", required=True)
-    p.add_argument("--out-qd", required=True)
-    p.add_argument("--out-qr", required=True)
-    p.add_argument("--out-draws", required=True, help="CSV: per draw, the NoT of the permutation matching gave it")
-
-    p = sub.add_parser("summarize-rebasin-draws", help="the rebasin control: per-draw NoT summed up per chain group")
-    p.add_argument("--draws", nargs="+", required=True)
-    p.add_argument("--variant", default="base")
-    p.add_argument("--out-csv", required=True)
-    p.add_argument("--out-md", required=True)
-
-    p = sub.add_parser("table1", help="Xiao et al.'s Table 1: predictives against the reference method's (HMC)")
-    _add_common(p)
-    p.add_argument("--posteriors", type=json.loads, required=True, help="JSON: method -> its posterior files")
-    p.add_argument("--rebasin", type=json.loads, required=True, help="JSON: '<method>/<matching>/<reference>/<fit>' -> path")
-    p.add_argument("--data", required=True)
-    p.add_argument("--out-csv", required=True)
-    p.add_argument("--out-md", required=True)
-    p.add_argument("--out-tex", required=True)
-    p.add_argument("--out-diagnostics", required=True)
-
-    p = sub.add_parser("basin", help="align other methods' Gaussians into the basin of the reference's q_r (W2)")
-    _add_common(p)
-    p.add_argument("--reference", required=True, help="the reference method's q_r (HMC's)")
-    p.add_argument("--sources", type=json.loads, required=True, help="JSON: label -> Gaussian posterior")
-    p.add_argument("--outs", type=json.loads, required=True, help="JSON: label -> alignment file to write")
-    p.add_argument("--variant", default="base")
-    p.add_argument("--out-csv", required=True)
-
-    p = sub.add_parser("sigma-histograms", help="histograms of sigma of q_d, q_r and the Gaussian methods")
-    p.add_argument("--rebasin", type=json.loads, default={}, help="JSON: '<method>/<matching>/<reference>/<fit>' -> path")
-    p.add_argument("--gaussians", type=json.loads, default={}, help="JSON: Gaussian method -> its posterior files")
-    p.add_argument("--variant", default="base")
-    p.add_argument("--out-csv", required=True)
-
-    p = sub.add_parser("pruning", help="accuracy of the mean networks pruned by sigma")
-    _add_common(p)
-    p.add_argument("--rebasin", type=json.loads, default={}, help="JSON: '<method>/<matching>/<reference>/<fit>' -> path")
-    p.add_argument("--gaussians", type=json.loads, default={},
-                   help="JSON: Gaussian method -> its first seed's posterior file")
-    p.add_argument("--merged", type=json.loads, default=[],
-                   help="JSON: [[reference q_r, alignment file of another q_r in its basin], ...]")
-    p.add_argument("--data", required=True)
-    p.add_argument("--variant", default="base")
-    p.add_argument("--out-csv", required=True)
-
-    p = sub.add_parser("not-k", help="train from initial weights permuted by k transpositions; NoT, distance, barrier")
-    _add_common(p)
-    p.add_argument("--k", type=int, nargs="+", required=True, help="one or several k (one retraining each)")
-    p.add_argument("--seed", type=int, required=True)
-    p.add_argument("--member", required=True, help="the member of that seed (a method that supports a permuted init)")
-    p.add_argument("--data", required=True)
-    p.add_argument("--variant", default="base")
-    p.add_argument("--checkpoint", default=None, help="resume file, written periodically and removed at the end "
-                   "(one per k, with a -k<k> suffix)")
-    p.add_argument("--out", nargs="+", required=True, help="one CSV per k, in the same order")
-
-    p = sub.add_parser("not-path", help="NoT from points of the path to its endpoints, naive and aligned")
-    _add_common(p)
-    p.add_argument("--method", required=True)
-    p.add_argument("--a", nargs="+", required=True)
-    p.add_argument("--b", nargs="+", required=True)
-    p.add_argument("--alignments", nargs="+", required=True, help="alignment file of each pair (B into A's basin)")
-    p.add_argument("--variant", default="base")
-    p.add_argument("--out", required=True)
-
-    p = sub.add_parser("concat-tables", help="many small CSV tables in one")
-    p.add_argument("--tables", nargs="+", required=True)
-    p.add_argument("--out", required=True)
-
-    p = sub.add_parser("figure", help="a study's figure from its table: sigma, pruning, not_k, not_path")
-    p.add_argument("--kind", required=True, help="the study: sigma, pruning, not_k, not_path")
-    p.add_argument("--table", required=True)
-    p.add_argument("--variant", default=None)
-    p.add_argument("--png", required=True)
-    p.add_argument("--pdf", required=True)
-
-    p = sub.add_parser("claims", help="judge every claim of both papers against a run's summary tables")
-    p.add_argument("--tables", nargs="+", required=True)
-    p.add_argument("--run-config", type=json.loads, required=True, help="JSON: the run's config (result sections)")
-    p.add_argument("--variants", type=json.loads, default={"base": {}},
-                   help="JSON: variant -> {swept dotted key: value}")
-    p.add_argument("--out-csv", required=True)
-    p.add_argument("--out-md", required=True)
-
-    p = sub.add_parser("job-resources", help="per-rule wall time and peak memory of a finished run (Snakemake's "
-                       "benchmark files), and the cluster mem_mb and runtime they suggest")
-    p.add_argument("--run", required=True, help="the run's folder, results/<name>")
-    p.add_argument("--out-csv", help="also write the per-rule table here")
-
-    p = sub.add_parser("results-doc", help="a finished run's claims and result tables as one Markdown page for docs/")
-    p.add_argument("--run", required=True, help="the run's folder, results/<name>")
-    p.add_argument("--config", dest="run_config_file", required=True, help="the config file the run used")
-    p.add_argument("--variant", default="base")
-    p.add_argument("--out", required=True)
-
-    p = sub.add_parser("summarize-barriers", help="barrier table from the per-pair curves")
-    p.add_argument("--curves", nargs="+", required=True)
-    p.add_argument("--variants", type=json.loads, default={"base": {}},
-                   help="JSON: variant -> {swept dotted key: value}")
-    p.add_argument("--out-curves", required=True)
-    p.add_argument("--out-csv", required=True)
-    p.add_argument("--out-md", required=True)
-
-    p = sub.add_parser("figure-barriers", help="barrier curve figure of one method")
-    p.add_argument("--curves", required=True)
-    p.add_argument("--method", required=True)
-    p.add_argument("--variant", default=None)
-    p.add_argument("--png", required=True)
-    p.add_argument("--pdf", required=True)
-
-    p = sub.add_parser("figure-sweep", help="barrier against each swept setting, for one method")
-    p.add_argument("--table", required=True)
-    p.add_argument("--base", type=json.loads, default={},
-                   help="JSON: swept key -> base value; each panel holds the other swept keys at it")
-    p.add_argument("--method", required=True)
-    p.add_argument("--png", required=True)
-    p.add_argument("--pdf", required=True)
-
-    p = sub.add_parser("table-html", help="a CSV table as an HTML page (the report shows tables this way)")
-    p.add_argument("--table", required=True)
-    p.add_argument("--title", required=True)
-    p.add_argument("--caption", default="", help="the settings, seeds and pairs the table summarises")
-    p.add_argument("--out", required=True)
-
-    p = sub.add_parser("paper", help="every figure and table of both papers, from the summary tables alone")
-    p.add_argument("--tables", nargs="+", required=True, help="the summary tables (results/<name>/tables/*.csv)")
-    p.add_argument("--sweep-base", type=json.loads, default={},
-                   help="JSON: swept key -> base value, when the config sweeps (draws the sweep figures)")
-    p.add_argument("--captions", type=json.loads, default={}, help="JSON: table file name -> its caption")
-    p.add_argument("--out", required=True, help="the output folder (replaced as a whole)")
-
-    p = sub.add_parser("validate-config", help="check a config file and print it with defaults filled in")
-    p.add_argument("path")
-    return parser
 
 
 def _not_path(args, cfg, device):
@@ -242,54 +77,266 @@ def _job(module: str, function: str):
     return getattr(importlib.import_module(f"workflow.jobs.{module}"), function)
 
 
-# commands that never compute with torch: they start without importing it (about 2 s per job)
-LIGHT_COMMANDS = {"prepare-data", "align", "claims", "job-resources", "results-doc", "summarize-barriers", "summarize-rebasin-draws", "concat-tables", "figure", "figure-barriers",
-                  "figure-sweep", "table-html", "paper", "validate-config"}
+JOBS = (
+    Job("prepare-data", "load, split and standardise the data set",
+        run=lambda a, c, d: _job("data", "prepare_data")(c["data"], a.out),
+        common=True,
+        args=(
+            arg("--out", required=True),
+        )),
+    Job("train", "one posterior per seed (several seeds: methods that fit them together)",
+        run=lambda a, c, d: _job("train", "train_posteriors")(a.method, a.data, a.seed, c, a.out,
+                                                              checkpoint=a.checkpoint, device=d,
+                                                              base_paths=[a.base] if a.base else None),
+        common=True, torch=True,
+        args=(
+            arg("--method", required=True),
+            arg("--data", required=True),
+            arg("--seed", type=int, nargs="+", required=True),
+            arg("--out", nargs="+", required=True, help="one output per seed, in the same order"),
+            arg("--checkpoint", default=None, help="resume file, written periodically and removed at the end"),
+            arg("--base", default=None, help="the posterior this method is fitted around (same seed), if any"),
+        )),
+    Job("align", "permute posterior B into A's basin",
+        run=lambda a, c, d: _job("align", "align_pair")(a.kind, a.a, a.b, c, a.out, seeds=a.seeds),
+        common=True,
+        args=(
+            arg("--seeds", type=int, nargs=2, default=None, help="the seeds A and B must hold (checked)"),
+            arg("--kind", required=True),
+            arg("--a", required=True),
+            arg("--b", required=True),
+            arg("--out", required=True),
+        )),
+    Job("barriers", "the curves of several pairs in one table (one job per method and alignment)",
+        run=lambda a, c, d: _job("metrics", "barrier_curves")(a.alignment, a.pairs, a.data, c, a.out, device=d,
+                                                              variant=a.variant),
+        common=True, torch=True,
+        args=(
+            arg("--alignment", required=True, help="'naive', or an alignment kind (then B is an alignment file)"),
+            arg("--variant", default="base", help="sweep variant, recorded in the curve table"),
+            arg("--pairs", required=True, type=json.loads,
+                help="JSON list of [seed A, seed B, path A, path B] (B: a posterior, or an alignment file)"),
+            arg("--data", required=True),
+            arg("--out", required=True),
+        )),
+    Job("barriers-within-chain", "the control of sample-set barriers: two halves of each chain",
+        run=lambda a, c, d: _job("metrics", "within_chain_curves")(a.posteriors, a.seeds, a.data, c,
+                                                                   a.out, device=d, variant=a.variant),
+        common=True, torch=True,
+        args=(
+            arg("--variant", default="base", help="sweep variant, recorded in the curve table"),
+            arg("--posteriors", nargs="+", required=True),
+            arg("--seeds", type=int, nargs="+", required=True, help="the seed each posterior must hold (checked)"),
+            arg("--data", required=True),
+            arg("--out", required=True),
+        )),
+    Job("rebasin", "fit q_d and q_r to all samples of a method",
+        run=lambda a, c, d: _job("rebasin", "rebasin_job")(a.method, a.posteriors, a.data, c, a.reference,
+                                                           a.out_qd, a.out_qr, a.out_draws,
+                                                           matching=a.matching, seeds=a.seeds),
+        common=True, torch=True,
+        args=(
+            arg("--method", required=True),
+            arg("--reference", required=True, help="'first' or 'iterated'"),
+            arg("--matching", required=True, help="'weight', 'activation' or 'correlation'"),
+            arg("--posteriors", nargs="+", required=True),
+            arg("--seeds", type=int, nargs="+", default=None, help="the seed each posterior must hold (checked)"),
+            arg("--data", required=True),
+            arg("--out-qd", required=True),
+            arg("--out-qr", required=True),
+            arg("--out-draws", required=True, help="CSV: per draw, the NoT of the permutation matching gave it"),
+        )),
+    Job("summarize-rebasin-draws", "the rebasin control: per-draw NoT summed up per chain group",
+        run=lambda a, c, d: _job("rebasin", "summarize_draws")(a.draws, a.out_csv, a.out_md,
+                                                               variant=a.variant),
+        args=(
+            arg("--draws", nargs="+", required=True),
+            arg("--variant", default="base"),
+            arg("--out-csv", required=True),
+            arg("--out-md", required=True),
+        )),
+    Job("table1", "Xiao et al.'s Table 1: predictives against the reference method's (HMC)",
+        run=lambda a, c, d: _job("rebasin", "table1_job")(a.posteriors, a.rebasin, a.data, c, a.out_csv, a.out_md,
+                                                          a.out_tex, a.out_diagnostics, device=d),
+        common=True, torch=True,
+        args=(
+            arg("--posteriors", type=json.loads, required=True, help="JSON: method -> its posterior files"),
+            arg("--rebasin", type=json.loads, required=True,
+                help="JSON: '<method>/<matching>/<reference>/<fit>' -> path"),
+            arg("--data", required=True),
+            arg("--out-csv", required=True),
+            arg("--out-md", required=True),
+            arg("--out-tex", required=True),
+            arg("--out-diagnostics", required=True),
+        )),
+    Job("basin", "align other methods' Gaussians into the basin of the reference's q_r (W2)",
+        run=lambda a, c, d: _job("studies", "basin_job")(a.reference, a.sources, a.outs, a.out_csv,
+                                                         variant=a.variant, max_sweeps=c["alignment"]["max_sweeps"]),
+        common=True, torch=True,
+        args=(
+            arg("--reference", required=True, help="the reference method's q_r (HMC's)"),
+            arg("--sources", type=json.loads, required=True, help="JSON: label -> Gaussian posterior"),
+            arg("--outs", type=json.loads, required=True, help="JSON: label -> alignment file to write"),
+            arg("--variant", default="base"),
+            arg("--out-csv", required=True),
+        )),
+    Job("sigma-histograms", "histograms of sigma of q_d, q_r and the Gaussian methods",
+        run=lambda a, c, d: _job("studies", "sigma_histogram_job")(a.rebasin, a.gaussians, a.out_csv,
+                                                                   variant=a.variant),
+        torch=True,
+        args=(
+            arg("--rebasin", type=json.loads, default={}, help="JSON: '<method>/<matching>/<reference>/<fit>' -> path"),
+            arg("--gaussians", type=json.loads, default={}, help="JSON: Gaussian method -> its posterior files"),
+            arg("--variant", default="base"),
+            arg("--out-csv", required=True),
+        )),
+    Job("pruning", "accuracy of the mean networks pruned by sigma",
+        run=lambda a, c, d: _job("studies", "pruning_job")(a.rebasin, a.gaussians, a.merged, a.data, a.out_csv,
+                                                           fractions=c["pruning"]["fractions"], variant=a.variant,
+                                                           device=d, memory_mb=c["compute"]["memory_mb"]),
+        common=True, torch=True,
+        args=(
+            arg("--rebasin", type=json.loads, default={}, help="JSON: '<method>/<matching>/<reference>/<fit>' -> path"),
+            arg("--gaussians", type=json.loads, default={},
+                help="JSON: Gaussian method -> its first seed's posterior file"),
+            arg("--merged", type=json.loads, default=[],
+                help="JSON: [[reference q_r, alignment file of another q_r in its basin], ...]"),
+            arg("--data", required=True),
+            arg("--variant", default="base"),
+            arg("--out-csv", required=True),
+        )),
+    Job("not-k", "train from initial weights permuted by k transpositions; NoT, distance, barrier",
+        run=lambda a, c, d: _job("studies", "not_k_jobs")(a.k, a.seed, a.member, a.data, c, a.out, variant=a.variant,
+                                                          device=d, checkpoint=a.checkpoint),
+        common=True, torch=True,
+        args=(
+            arg("--k", type=int, nargs="+", required=True, help="one or several k (one retraining each)"),
+            arg("--seed", type=int, required=True),
+            arg("--member", required=True, help="the member of that seed (a method that supports a permuted init)"),
+            arg("--data", required=True),
+            arg("--variant", default="base"),
+            arg("--checkpoint", default=None, help="resume file, written periodically and removed at the end "
+                   "(one per k, with a -k<k> suffix)"),
+            arg("--out", nargs="+", required=True, help="one CSV per k, in the same order"),
+        )),
+    Job("not-path", "NoT from points of the path to its endpoints, naive and aligned",
+        run=_not_path,
+        common=True, torch=True,
+        args=(
+            arg("--method", required=True),
+            arg("--a", nargs="+", required=True),
+            arg("--b", nargs="+", required=True),
+            arg("--alignments", nargs="+", required=True, help="alignment file of each pair (B into A's basin)"),
+            arg("--variant", default="base"),
+            arg("--out", required=True),
+        )),
+    Job("concat-tables", "many small CSV tables in one",
+        run=lambda a, c, d: _job("studies", "concat_tables")(a.tables, a.out),
+        args=(
+            arg("--tables", nargs="+", required=True),
+            arg("--out", required=True),
+        )),
+    Job("figure", "a study's figure from its table: sigma, pruning, not_k, not_path",
+        run=lambda a, c, d: _job("figures", "study_figure")(a.kind, a.table, a.png, a.pdf, variant=a.variant),
+        args=(
+            arg("--kind", required=True, help="the study: sigma, pruning, not_k, not_path"),
+            arg("--table", required=True),
+            arg("--variant", default=None),
+            arg("--png", required=True),
+            arg("--pdf", required=True),
+        )),
+    Job("claims", "judge every claim of both papers against a run's summary tables",
+        run=lambda a, c, d: _job("claims", "claims_job")(a.tables, a.run_config, a.variants, a.out_csv, a.out_md),
+        args=(
+            arg("--tables", nargs="+", required=True),
+            arg("--run-config", type=json.loads, required=True, help="JSON: the run's config (result sections)"),
+            arg("--variants", type=json.loads, default={"base": {}}, help="JSON: variant -> {swept dotted key: value}"),
+            arg("--out-csv", required=True),
+            arg("--out-md", required=True),
+        )),
+    Job("job-resources", "per-rule wall time and peak memory of a finished run (Snakemake's "
+                       "benchmark files), and the cluster mem_mb and runtime they suggest",
+        run=_job_resources,
+        args=(
+            arg("--run", required=True, help="the run's folder, results/<name>"),
+            arg("--out-csv", help="also write the per-rule table here"),
+        )),
+    Job("results-doc", "a finished run's claims and result tables as one Markdown page for docs/",
+        run=lambda a, c, d: _job("results_doc", "results_doc_job")(a.run, a.run_config_file, a.out,
+                                                                   variant=a.variant),
+        args=(
+            arg("--run", required=True, help="the run's folder, results/<name>"),
+            arg("--config", dest="run_config_file", required=True, help="the config file the run used"),
+            arg("--variant", default="base"),
+            arg("--out", required=True),
+        )),
+    Job("summarize-barriers", "barrier table from the per-pair curves",
+        run=lambda a, c, d: _job("metrics", "summarize_barriers")(a.curves, a.variants, a.out_curves,
+                                                                  a.out_csv, a.out_md),
+        args=(
+            arg("--curves", nargs="+", required=True),
+            arg("--variants", type=json.loads, default={"base": {}}, help="JSON: variant -> {swept dotted key: value}"),
+            arg("--out-curves", required=True),
+            arg("--out-csv", required=True),
+            arg("--out-md", required=True),
+        )),
+    Job("figure-barriers", "barrier curve figure of one method",
+        run=lambda a, c, d: _job("figures", "barrier_figure")(a.curves, a.method, a.png, a.pdf,
+                                                              variant=a.variant),
+        args=(
+            arg("--curves", required=True),
+            arg("--method", required=True),
+            arg("--variant", default=None),
+            arg("--png", required=True),
+            arg("--pdf", required=True),
+        )),
+    Job("figure-sweep", "barrier against each swept setting, for one method",
+        run=lambda a, c, d: _job("figures", "sweep_figure")(a.table, a.method, a.png, a.pdf, base=a.base),
+        args=(
+            arg("--table", required=True),
+            arg("--base", type=json.loads, default={},
+                help="JSON: swept key -> base value; each panel holds the other swept keys at it"),
+            arg("--method", required=True),
+            arg("--png", required=True),
+            arg("--pdf", required=True),
+        )),
+    Job("table-html", "a CSV table as an HTML page (the report shows tables this way)",
+        run=lambda a, c, d: _job("report", "table_html_job")(a.table, a.out, title=a.title, caption=a.caption),
+        args=(
+            arg("--table", required=True),
+            arg("--title", required=True),
+            arg("--caption", default="", help="the settings, seeds and pairs the table summarises"),
+            arg("--out", required=True),
+        )),
+    Job("paper", "every figure and table of both papers, from the summary tables alone",
+        run=lambda a, c, d: _job("paper", "paper_job")(a.tables, a.out, sweep_base=a.sweep_base,
+                                                       captions=a.captions),
+        args=(
+            arg("--tables", nargs="+", required=True, help="the summary tables (results/<name>/tables/*.csv)"),
+            arg("--sweep-base", type=json.loads, default={},
+                help="JSON: swept key -> base value, when the config sweeps (draws the sweep figures)"),
+            arg("--captions", type=json.loads, default={}, help="JSON: table file name -> its caption"),
+            arg("--out", required=True, help="the output folder (replaced as a whole)"),
+        )),
+    Job("validate-config", "check a config file and print it with defaults filled in",
+        run=_validate_config,
+        args=(
+            arg("path"),
+        )),
 
-# command -> (args, config with defaults, device) -> None
-COMMANDS = {
-    "prepare-data": lambda a, c, d: _job("data", "prepare_data")(c["data"], a.out),
-    "train": lambda a, c, d: _job("train", "train_posteriors")(a.method, a.data, a.seed, c, a.out,
-                                                               checkpoint=a.checkpoint, device=d,
-                                                               base_paths=[a.base] if a.base else None),
-    "align": lambda a, c, d: _job("align", "align_pair")(a.kind, a.a, a.b, c, a.out, seeds=a.seeds),
-    "barriers": lambda a, c, d: _job("metrics", "barrier_curves")(a.alignment, a.pairs, a.data, c, a.out, device=d,
-                                                                  variant=a.variant),
-    "barriers-within-chain": lambda a, c, d: _job("metrics", "within_chain_curves")(a.posteriors, a.seeds, a.data, c,
-                                                                                a.out, device=d, variant=a.variant),
-    "claims": lambda a, c, d: _job("claims", "claims_job")(a.tables, a.run_config, a.variants, a.out_csv, a.out_md),
-    "results-doc": lambda a, c, d: _job("results_doc", "results_doc_job")(a.run, a.run_config_file, a.out,
-                                                                           variant=a.variant),
-    "summarize-barriers": lambda a, c, d: _job("metrics", "summarize_barriers")(a.curves, a.variants, a.out_curves,
-                                                                                a.out_csv, a.out_md),
-    "rebasin": lambda a, c, d: _job("rebasin", "rebasin_job")(a.method, a.posteriors, a.data, c, a.reference,
-                                                              a.out_qd, a.out_qr, a.out_draws,
-                                                              matching=a.matching, seeds=a.seeds),
-    "summarize-rebasin-draws": lambda a, c, d: _job("rebasin", "summarize_draws")(a.draws, a.out_csv, a.out_md,
-                                                                                 variant=a.variant),
-    "table1": lambda a, c, d: _job("rebasin", "table1_job")(a.posteriors, a.rebasin, a.data, c, a.out_csv, a.out_md,
-                                                            a.out_tex, a.out_diagnostics, device=d),
-    "basin": lambda a, c, d: _job("studies", "basin_job")(a.reference, a.sources, a.outs, a.out_csv,
-                                                          variant=a.variant, max_sweeps=c["alignment"]["max_sweeps"]),
-    "sigma-histograms": lambda a, c, d: _job("studies", "sigma_histogram_job")(a.rebasin, a.gaussians, a.out_csv,
-                                                                               variant=a.variant),
-    "pruning": lambda a, c, d: _job("studies", "pruning_job")(a.rebasin, a.gaussians, a.merged, a.data, a.out_csv,
-                                                              fractions=c["pruning"]["fractions"], variant=a.variant,
-                                                              device=d, memory_mb=c["compute"]["memory_mb"]),
-    "not-k": lambda a, c, d: _job("studies", "not_k_jobs")(a.k, a.seed, a.member, a.data, c, a.out, variant=a.variant,
-                                                           device=d, checkpoint=a.checkpoint),
-    "not-path": _not_path,
-    "concat-tables": lambda a, c, d: _job("studies", "concat_tables")(a.tables, a.out),
-    "figure": lambda a, c, d: _job("figures", "study_figure")(a.kind, a.table, a.png, a.pdf, variant=a.variant),
-    "figure-barriers": lambda a, c, d: _job("figures", "barrier_figure")(a.curves, a.method, a.png, a.pdf,
-                                                                         variant=a.variant),
-    "figure-sweep": lambda a, c, d: _job("figures", "sweep_figure")(a.table, a.method, a.png, a.pdf, base=a.base),
-    "table-html": lambda a, c, d: _job("report", "table_html_job")(a.table, a.out, title=a.title, caption=a.caption),
-    "paper": lambda a, c, d: _job("paper", "paper_job")(a.tables, a.out, sweep_base=a.sweep_base,
-                                                        captions=a.captions),
-    "validate-config": _validate_config,
-    "job-resources": _job_resources,
-}
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m workflow", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for job in JOBS:
+        p = sub.add_parser(job.name, help=job.help)
+        if job.common:
+            _add_common(p)
+        for flags, keywords in job.args:
+            p.add_argument(*flags, **keywords)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -301,7 +348,8 @@ def main(argv: list[str] | None = None) -> int:
     from .device import set_job
 
     cfg = fill_defaults(merge_configs(args.config, args.runtime)) if hasattr(args, "config") else fill_defaults({})
-    if getattr(args, "threads", None) and args.command not in LIGHT_COMMANDS:
+    job = next(j for j in JOBS if j.name == args.command)
+    if getattr(args, "threads", None) and job.torch:  # a light job never imports torch (about 2 s per job)
         import torch
 
         torch.set_num_threads(args.threads)
@@ -309,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
         compute = cfg["compute"]
         # the device is decided when a job first computes with torch (device.use_device)
         set_job(compute["deterministic"], compute["mixed_precision"], gpus=getattr(args, "gpus", None))
-        COMMANDS[args.command](args, cfg, compute["device"])
+        job.run(args, cfg, compute["device"])
     except (ValueError, OSError, FloatingPointError, DatasetError, ArtifactError) as err:
         # bad input (a value, a file, data, an artifact, a diverging run): one clear line. Anything else
         # (KeyError, TypeError, ...) is a bug and keeps its traceback
