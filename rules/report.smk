@@ -79,6 +79,7 @@ rule claims:
     params:
         run_config=json.dumps(result_config(config, ["data", "model", "prior", "methods", "rebasin"]), sort_keys=True),
         variants=json.dumps(sweep_table(config, VARIANTS)["variants"], sort_keys=True),
+        sweep_base=json.dumps(sweep_table(config, VARIANTS)["base"], sort_keys=True),
     threads: 1
     resources:
         mem_mb=2000,
@@ -87,4 +88,5 @@ rule claims:
         ENV
     shell:
         "python -m workflow claims --tables {input:q} --run-config {params.run_config:q} --variants {params.variants:q}"
+        " --sweep-base {params.sweep_base:q}"
         " --out-csv {output.csv:q} --out-md {output.md:q} > {log:q} 2>&1"

@@ -121,6 +121,24 @@ def test_the_width_claim_reads_the_sweep(aligned, naive, expected):
     assert v.verdict == NOT_TESTABLE and "model.hidden" in v.reason
 
 
+def test_a_one_at_a_time_sweep_reads_each_claim_at_the_others_base_values():
+    """Width and prior swept one key at a time: the width trend is read at the base prior only, and the
+    prior claim at the base width only, so a variant of one key never enters the other's claim."""
+    base = {"model.hidden": [128], "prior.std": 1.0}
+    variants = {"model.hidden-32": {"model.hidden": [32], "prior.std": 1.0},
+                "model.hidden-128": {"model.hidden": [128], "prior.std": 1.0},
+                "model.hidden-512": {"model.hidden": [512], "prior.std": 1.0},
+                "prior.std-0.3": {"model.hidden": [128], "prior.std": 0.3}}
+    aligned = {"model.hidden-32": 0.04, "model.hidden-128": 0.03, "model.hidden-512": 0.02, "prior.std-0.3": 0.2}
+    rows = [(v, "vi", kind, "0-1", aligned[v] if kind == "w2" else 0.5) for v in variants for kind in ("w2", "naive")]
+    run = Run({"barriers": barriers(rows)}, CONFIG, variants, base)
+    (width,) = verdict("rossi-width", run)
+    assert width.verdict == REPRODUCED and "0.2" not in width.reason and width.reason.count("128: ") == 1
+    (priors,) = verdict("rossi-priors", run)
+    assert priors.verdict == NOT_REPRODUCED and priors.measured == pytest.approx(0.2)
+    assert "model.hidden-32" not in priors.reason and "model.hidden-128" in priors.reason
+
+
 def test_hmcs_aligned_barrier_is_judged_against_the_within_chain_floor():
     rows = [("base", "hmc", "naive", "0-1", 0.45), ("base", "hmc", "weight", "0-1", 0.23),
             ("base", "hmc", "within-chain", "0-0", 0.30)]

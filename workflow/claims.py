@@ -58,10 +58,13 @@ class Claim:
 
 
 class Run:
-    """A run's summary tables (file stem -> frame), its config and its variants (name -> overrides)."""
+    """A run's summary tables (file stem -> frame), its config, its variants (name -> its value of every
+    swept key) and the swept keys' base values (those the sweep holds the other keys at)."""
 
-    def __init__(self, frames: dict[str, pd.DataFrame], config: dict, variants: dict[str, dict]):
+    def __init__(self, frames: dict[str, pd.DataFrame], config: dict, variants: dict[str, dict],
+                 sweep_base: dict | None = None):
         self.frames, self.config, self.variants = frames, config, variants or {"base": {}}
+        self.sweep_base = sweep_base or {}
 
     def table(self, kind: str, variant: str | None = None) -> pd.DataFrame | None:
         return self.frames.get(kind if variant is None else f"{kind}_{variant}")
@@ -253,8 +256,14 @@ def _alignment_removes_most(run: Run) -> list[Verdict]:
 
 
 def _swept(run: Run, keys: tuple[str, ...]) -> dict[str, dict]:
-    """variant -> its overrides of the given dotted keys, for variants that set any of them."""
-    return {v: {k: o[k] for k in keys if k in o} for v, o in run.variants.items() if any(k in o for k in keys)}
+    """variant -> its values of the given dotted keys, for the variants that set any of them and hold
+    every other swept key at its base value: a width trend is read at the base prior, not across a
+    prior that changes with it (a sweep with no base values known keeps every variant)."""
+    def held(overrides: dict) -> bool:
+        return all(overrides.get(k, base) == base for k, base in run.sweep_base.items() if k not in keys)
+
+    return {v: {k: o[k] for k in keys if k in o} for v, o in run.variants.items()
+            if any(k in o for k in keys) and held(o)}
 
 
 def _width(value) -> float:

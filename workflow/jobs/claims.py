@@ -14,11 +14,12 @@ from ..claims import Run, judge, markdown
 from ..provenance import code_revision
 
 
-def claims_job(table_paths, config: dict, variants: dict, out_csv, out_md) -> None:
+def claims_job(table_paths, config: dict, variants: dict, out_csv, out_md, sweep_base: dict | None = None) -> None:
     """``table_paths``: the run's summary CSVs ('<kind>_<variant>.csv', barriers.csv); ``config``: the
-    run's validated config (result-deciding sections); ``variants``: variant -> swept overrides."""
+    run's validated config (result-deciding sections); ``variants``: variant -> its value of every swept
+    key; ``sweep_base``: swept key -> its base value."""
     frames = {Path(p).stem: pd.read_csv(p) for p in table_paths}
-    table = judge(Run(frames, config, variants))
+    table = judge(Run(frames, config, variants, sweep_base))
     digest = hashlib.sha1(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
     stamp = (f"Run `{config.get('name', '?')}`; code {code_revision()}; config sha1 {digest}; judged from "
              f"{len(frames)} summary tables by `snakemake claims`.")
