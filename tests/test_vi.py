@@ -251,11 +251,31 @@ def test_vi_resumes_to_the_same_result(tmp_path, monkeypatch):
         np.testing.assert_array_equal(resumed[1][k], reference[1][k])
 
 
+@pytest.mark.parametrize("scale", [1.0, 20.0])
+def test_sigma_lr_scale_moves_rho_that_much_faster_than_mu(scale):
+    """Adam's first step moves every parameter by about its learning rate: rho by scale x lr, mu by lr."""
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(40, 1, 2, 3, generator=g), torch.randint(0, 2, (40,), generator=g)
+    model, _ = build_model("mlp", (1, 2, 3), 2, hidden=[8])
+    s = ViSettings(epochs=1, batch_size=40, lr=0.001, sigma_init=0.05, sigma_lr_scale=scale, checkpoint_every=0)
+    mean, std, _, _ = train_vi(model, x, y, s, seed=1, device=torch.device("cpu"))
+    q0 = MeanField(build_model("mlp", (1, 2, 3), 2, hidden=[8])[0], 0.05)
+    rho = np.concatenate([np.log(np.expm1(v.ravel())) for v in std.values()])
+    drho = np.abs(rho - q0.rho_flat.detach().numpy())
+    assert np.median(drho) == pytest.approx(scale * 0.001, rel=0.05)
+    reset = MeanField(model, 0.05)  # train_vi reset the model to its initialisation at seed 1
+    mu0 = np.concatenate([m.detach().numpy().ravel() for m in reset.mu])
+    dmu = np.abs(np.concatenate([v.ravel() for v in mean.values()]) - mu0)
+    assert np.median(dmu[dmu > 0]) == pytest.approx(0.001, rel=0.05)
+
+
 def test_bad_vi_settings_are_refused():
     with pytest.raises(ValueError, match="sigma_param"):
         ViSettings(sigma_param="relu")
     with pytest.raises(ValueError, match="temperature"):
         ViSettings(temperature=0)
+    with pytest.raises(ValueError, match="sigma_lr_scale"):
+        ViSettings(sigma_lr_scale=0)
 
 
 def test_the_learning_record_reads_sigma_and_the_kl_share():

@@ -189,10 +189,12 @@ def data_digest(*tensors: torch.Tensor) -> str:
 
 def run_training(module: torch.nn.Module, objective: Objective, x: torch.Tensor, y: torch.Tensor, settings, *,
                  seed: int, data_hash: str, checkpoint: str | os.PathLike | None = None, desc: str = "train",
-                 identity: dict | None = None, fused_optimizer: bool = False) -> TrainResult:
+                 identity: dict | None = None, fused_optimizer: bool = False,
+                 param_groups: list[dict] | None = None) -> TrainResult:
     """``settings.optimizer`` over ``module``'s parameters for ``settings.epochs`` epochs of shuffled,
     optionally augmented minibatches. ``data_hash``: ``data_digest(x, y)``, taken by the caller
-    while the data were still on the host.
+    while the data were still on the host. ``param_groups``: the optimizer's groups of the module's
+    parameters, each with an optional ``lr_scale`` (its learning rate over the schedule's).
 
     A checkpoint is resumed only if it was made for the same seed, settings, data, parameter shapes,
     device (type and GPU model: another rounds differently) and ``identity`` (e.g. the job's
@@ -201,7 +203,7 @@ def run_training(module: torch.nn.Module, objective: Objective, x: torch.Tensor,
     from .device import device_identity
 
     n = len(x)
-    opt = make_optimizer(module.parameters(), settings, fused=fused_optimizer)
+    opt = make_optimizer(param_groups or module.parameters(), settings, fused=fused_optimizer)
     gen = torch.Generator().manual_seed(seed)  # data order and augmentation, drawn on the host
     fingerprint = {"seed": seed, "class": type(settings).__name__,
                    "settings": {k: v for k, v in vars(settings).items() if k != "checkpoint_every"},
@@ -226,7 +228,7 @@ def run_training(module: torch.nn.Module, objective: Objective, x: torch.Tensor,
 
     for epoch in tqdm(range(start, settings.epochs), desc=desc, disable=None):
         for group in opt.param_groups:
-            group["lr"] = epoch_lr(settings, epoch)
+            group["lr"] = epoch_lr(settings, epoch) * group.get("lr_scale", 1.0)
         order = torch.randperm(n, generator=gen)
         starts = range(0, n, settings.batch_size)
         # the epoch's order and augmentation draws travel to the device once, not per minibatch

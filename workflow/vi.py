@@ -26,13 +26,14 @@ class ViSettings(OptimSettings):
     mc_samples: int = 1  # weight samples per step
     temperature: float = 1.0
     sigma_init: float = 0.05
+    sigma_lr_scale: float = 1.0  # rho's learning rate over lr
     sigma_param: str = "softplus"
     local_reparam: bool = False
     prior_std: float = 1.0
 
     def __post_init__(self):
         self.check_optim()
-        check_positive(self, ints=("mc_samples",), floats=("temperature", "sigma_init", "prior_std"))
+        check_positive(self, ints=("mc_samples",), floats=("temperature", "sigma_init", "sigma_lr_scale", "prior_std"))
         if self.sigma_param not in SIGMA_PARAMS:
             raise ValueError(f"sigma_param {self.sigma_param!r} is not one of {SIGMA_PARAMS}")
 
@@ -211,8 +212,10 @@ def train_vi(model: nn.Module, x: torch.Tensor, y: torch.Tensor, settings: ViSet
     # fused Adam: with mu and rho flat, a step is two tensors; the update in one kernel brings a VI
     # step to about 1.5 MAP steps on the default MLP (benchmarks/bench_vi.py)
     fused = x.device.type in ("cpu", "cuda")
+    groups = None  # one group, as before the setting existed, unless rho's learning rate differs
+    if settings.sigma_lr_scale != 1.0:
+        groups = [{"params": [q.mu_flat]}, {"params": [q.rho_flat], "lr_scale": settings.sigma_lr_scale}]
     result = run_training(q, objective, x, y, settings, seed=seed, data_hash=data_hash, checkpoint=checkpoint,
-                          desc=f"VI seed {seed}",
-                          identity=identity, fused_optimizer=fused)
+                          desc=f"VI seed {seed}", identity=identity, fused_optimizer=fused, param_groups=groups)
     mean, std = q.mean_std()
     return mean, std, result.traces, result.resumed_from_epoch

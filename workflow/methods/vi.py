@@ -14,6 +14,10 @@ SETTINGS = {
                     "description": "weight T of the KL term (T < 1 is a cold posterior)"},
     "sigma_init": {"type": "number", "exclusiveMinimum": 0, "default": 0.05,
                    "description": "initial standard deviation of q"},
+    "sigma_lr_scale": {"type": "number", "exclusiveMinimum": 0, "default": 1.0,
+                       "description": "learning rate of the sigma parameters (rho) as a multiple of lr: rho lives on "
+                                      "a log scale, where Adam's steps of about lr take thousands of steps to move a "
+                                      "sigma by a factor e, so a short run leaves every sigma near sigma_init"},
     "sigma_param": {"type": "string", "enum": ["softplus", "exp"], "default": "softplus",
                     "description": "sigma = softplus(rho) or exp(rho)"},
     "local_reparam": {"type": "boolean", "default": False,
