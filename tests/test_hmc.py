@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import workflow.hmc as hmc
+import workflow.resume as resume
 from workflow.hmc import (HmcSettings, flatten, hmc_step, leapfrog, run_hmc, run_hmc_chains, unflatten,
                           value_and_grad)
 from workflow.mcmc_diagnostics import effective_sample_size, split_rhat
@@ -197,7 +198,7 @@ def assert_same(a, b):
 
 
 def kill_after(monkeypatch, n_saves):
-    real_save, calls = hmc._save_checkpoint, []
+    real_save, calls = resume.save_checkpoint, []
 
     def save_then_die(path, state):
         real_save(path, state)
@@ -205,7 +206,7 @@ def kill_after(monkeypatch, n_saves):
         if len(calls) == n_saves:
             raise KeyboardInterrupt  # the job is killed right after this checkpoint
 
-    monkeypatch.setattr(hmc, "_save_checkpoint", save_then_die)
+    monkeypatch.setattr(resume, "save_checkpoint", save_then_die)
     return real_save
 
 
@@ -214,7 +215,7 @@ def killed_then_resumed(run, ckpt, monkeypatch, n_saves):
     real_save = kill_after(monkeypatch, n_saves)
     with pytest.raises(KeyboardInterrupt):
         run(ckpt)
-    monkeypatch.setattr(hmc, "_save_checkpoint", real_save)
+    monkeypatch.setattr(resume, "save_checkpoint", real_save)
     return run(ckpt)
 
 
@@ -233,7 +234,7 @@ def test_checkpoint_of_another_identity_or_settings_is_ignored(tmp_path, monkeyp
     real_save = kill_after(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
         sample(ckpt, identity={"target": "other"})
-    monkeypatch.setattr(hmc, "_save_checkpoint", real_save)
+    monkeypatch.setattr(resume, "save_checkpoint", real_save)
     saved = ckpt.read_bytes()
     longer = HmcSettings(**{**vars(CKPT_SETTINGS), "n_samples": 16})
     # each differs from the checkpoint in one thing only
@@ -562,7 +563,7 @@ def test_a_run_killed_mid_window_resumes_bit_identically(tmp_path, monkeypatch):
     real_save = kill_after(monkeypatch, 1)
     with pytest.raises(KeyboardInterrupt):
         sample(tmp_path / "hmc.pt", settings=settings)
-    monkeypatch.setattr(hmc, "_save_checkpoint", real_save)
+    monkeypatch.setattr(resume, "save_checkpoint", real_save)
     resumed = sample(tmp_path / "hmc.pt", settings=settings)
     assert resumed.resumed_from == 10
     assert_same(resumed, reference)
@@ -607,19 +608,19 @@ def test_a_checkpoint_made_on_another_gpu_model_or_the_cpu_is_not_resumed(tmp_pa
     run on either. The fingerprint holds the device and GPU model (not the index: another GPU of the
     same model computes the same)."""
     ckpt = tmp_path / "hmc.pt"
-    monkeypatch.setattr(hmc, "device_identity", lambda device: "cuda (NVIDIA A100-SXM4-80GB)")
+    monkeypatch.setattr(resume, "device_identity", lambda device: "cuda (NVIDIA A100-SXM4-80GB)")
     real_save = kill_after(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
         sample(ckpt)
-    monkeypatch.setattr(hmc, "_save_checkpoint", real_save)
+    monkeypatch.setattr(resume, "save_checkpoint", real_save)
     saved = ckpt.read_bytes()
     for other in ("cuda (NVIDIA H200)", "cpu"):
-        monkeypatch.setattr(hmc, "device_identity", lambda device, other=other: other)
+        monkeypatch.setattr(resume, "device_identity", lambda device, other=other: other)
         ckpt.write_bytes(saved)
         with caplog.at_level(logging.WARNING, logger="workflow.hmc"):
             caplog.clear()
             assert sample(ckpt).resumed_from == 0
         assert "ignoring checkpoint" in caplog.text
-    monkeypatch.setattr(hmc, "device_identity", lambda device: "cuda (NVIDIA A100-SXM4-80GB)")
+    monkeypatch.setattr(resume, "device_identity", lambda device: "cuda (NVIDIA A100-SXM4-80GB)")
     ckpt.write_bytes(saved)
     assert sample(ckpt).resumed_from == 20  # the same model resumes

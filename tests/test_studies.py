@@ -127,25 +127,25 @@ def test_pruning_curves_start_at_the_mean_network(digits_member, tmp_path, rng):
 
 
 def test_killed_not_k_run_resumes_to_the_same_row(digits_member, tmp_path, monkeypatch, caplog):
-    import workflow.training as training
+    import workflow.resume as resume
 
     tmp, cfg = digits_member
     cfg = {**cfg, "ensemble": {**cfg["ensemble"], "checkpoint_every": 1}}
     studies.not_k_job(4, 0, tmp / "seed0.h5", tmp / "data.npz", cfg, tmp_path / "plain.csv", device="cpu")
-    real_save = training._save_checkpoint
+    real_save = resume.save_checkpoint
 
     def save_then_die(path, state):
         real_save(path, state)
         if state["epoch"] == 2:
             raise KeyboardInterrupt  # killed right after its second checkpoint
 
-    monkeypatch.setattr(training, "_save_checkpoint", save_then_die)
+    monkeypatch.setattr(resume, "save_checkpoint", save_then_die)
     ckpt = tmp_path / "ckpt.pt"
     with pytest.raises(KeyboardInterrupt):
         studies.not_k_job(4, 0, tmp / "seed0.h5", tmp / "data.npz", cfg, tmp_path / "resumed.csv", device="cpu",
                           checkpoint=ckpt)
     assert ckpt.exists() and not (tmp_path / "resumed.csv").exists()
-    monkeypatch.setattr(training, "_save_checkpoint", real_save)
+    monkeypatch.setattr(resume, "save_checkpoint", real_save)
     with caplog.at_level(logging.INFO, logger="workflow.training"):
         studies.not_k_job(4, 0, tmp / "seed0.h5", tmp / "data.npz", cfg, tmp_path / "resumed.csv", device="cpu",
                           checkpoint=ckpt)
@@ -155,15 +155,15 @@ def test_killed_not_k_run_resumes_to_the_same_row(digits_member, tmp_path, monke
 
 
 def test_not_k_of_several_ks_in_one_job_equals_one_job_per_k(digits_member, tmp_path, monkeypatch):
-    import workflow.training as training
+    import workflow.resume as resume
 
     tmp, cfg = digits_member
     cfg = {**cfg, "ensemble": {**cfg["ensemble"], "checkpoint_every": 1}}
     for k in (0, 4):
         studies.not_k_job(k, 0, tmp / "seed0.h5", tmp / "data.npz", cfg, tmp_path / f"alone{k}.csv", device="cpu")
     saved = []
-    real_save = training._save_checkpoint
-    monkeypatch.setattr(training, "_save_checkpoint", lambda path, state: (saved.append(path), real_save(path, state)))
+    real_save = resume.save_checkpoint
+    monkeypatch.setattr(resume, "save_checkpoint", lambda path, state: (saved.append(path), real_save(path, state)))
     studies.not_k_jobs([4, 0], 0, tmp / "seed0.h5", tmp / "data.npz", cfg,
                        [tmp_path / "group4.csv", tmp_path / "group0.csv"], device="cpu", checkpoint=tmp_path / "s0.pt")
     for k in (0, 4):

@@ -34,9 +34,9 @@ def test_killed_training_resumes_to_the_same_result(tmp_path, monkeypatch):
     s = MapSettings(epochs=12, batch_size=32, lr=0.01, checkpoint_every=3)
     reference = fit(s)
     ckpt = tmp_path / "ckpt.pt"
-    import workflow.training as training
+    import workflow.resume as resume
 
-    real_save, calls = training._save_checkpoint, []
+    real_save, calls = resume.save_checkpoint, []
 
     def save_then_die(path, state):
         real_save(path, state)
@@ -44,10 +44,10 @@ def test_killed_training_resumes_to_the_same_result(tmp_path, monkeypatch):
         if len(calls) == 2:
             raise KeyboardInterrupt  # the job is killed right after its second checkpoint
 
-    monkeypatch.setattr(training, "_save_checkpoint", save_then_die)
+    monkeypatch.setattr(resume, "save_checkpoint", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         fit(s, checkpoint=ckpt)
-    monkeypatch.setattr(training, "_save_checkpoint", real_save)
+    monkeypatch.setattr(resume, "save_checkpoint", real_save)
     assert ckpt.exists()
     resumed = fit(s, checkpoint=ckpt)
     assert resumed.resumed_from_epoch == 6
@@ -58,16 +58,16 @@ def test_killed_training_resumes_to_the_same_result(tmp_path, monkeypatch):
 
 def kill_at_first_checkpoint(monkeypatch, run):
     """Runs ``run()`` until it has written its first checkpoint, then kills it (KeyboardInterrupt)."""
-    import workflow.training as training
+    import workflow.resume as resume
 
-    real_save = training._save_checkpoint
+    real_save = resume.save_checkpoint
 
     def save_then_die(path, state):
         real_save(path, state)
         raise KeyboardInterrupt
 
     with monkeypatch.context() as m:
-        m.setattr(training, "_save_checkpoint", save_then_die)
+        m.setattr(resume, "save_checkpoint", save_then_die)
         with pytest.raises(KeyboardInterrupt):
             run()
 
@@ -189,6 +189,7 @@ def test_checkpoints_are_read_onto_the_cpu_whatever_the_jobs_device(tmp_path, mo
     a GPU crashed, and so did each retry. Training and HMC read checkpoints onto the CPU by name
     (load_state_dict then copies the weights and the optimizer's state onto the parameters' device)."""
     import workflow.training as training
+    import workflow.resume as resume
 
     s = MapSettings(epochs=6, batch_size=32, lr=0.01, checkpoint_every=2)
     ckpt = tmp_path / "ckpt.pt"
@@ -202,7 +203,7 @@ def test_checkpoints_are_read_onto_the_cpu_whatever_the_jobs_device(tmp_path, mo
     monkeypatch.setattr(training.torch, "load", spy)
     assert fit(s, checkpoint=ckpt).resumed_from_epoch == 2
     assert asked == ["cpu"]  # the string: a torch.device would be the data's device (a GPU there)
-    state = training.load_checkpoint(ckpt)
+    state = resume.load_checkpoint(ckpt)
     assert state["generator"].device.type == "cpu" and state["generator"].dtype == torch.uint8
 
 
@@ -210,7 +211,7 @@ def test_only_the_jobs_own_gpus_random_state_is_saved_and_restored(monkeypatch):
     """get/set_rng_state_all failed with IndexError when a retry saw fewer GPUs than the run that
     saved; the job's own GPU's state is what its draws come from, and the state goes back as a CPU
     ByteTensor to that GPU."""
-    import workflow.training as training
+    import workflow.resume as resume
 
     calls = []
     monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: pytest.fail("saved every GPU's state"))
@@ -218,11 +219,11 @@ def test_only_the_jobs_own_gpus_random_state_is_saved_and_restored(monkeypatch):
     monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device="cuda": torch.arange(8, dtype=torch.uint8))
     monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device="cuda": calls.append((state, device)))
     gpu = torch.device("cuda:0")
-    state = training._rng_state(gpu)
-    training._set_rng_state(state, gpu)
+    state = resume.rng_state(gpu)
+    resume.set_rng_state(state, gpu)
     (restored, device), = calls
     assert device == gpu and restored.device.type == "cpu" and restored.dtype == torch.uint8
-    assert "cuda" not in training._rng_state(torch.device("cpu"))
+    assert "cuda" not in resume.rng_state(torch.device("cpu"))
 
 
 def image_data(n=120):
@@ -306,20 +307,20 @@ def test_the_data_fingerprint_is_taken_before_the_data_move_to_the_device(monkey
 def test_a_checkpoint_made_on_another_device_is_not_resumed(tmp_path, monkeypatch):
     """A CPU checkpoint resumed on CUDA (or one GPU model's on another) would not match an
     uninterrupted run on either: the fingerprint holds the device type and GPU model."""
-    import workflow.device as device
+    import workflow.resume as resume
 
     s = MapSettings(epochs=6, batch_size=32, lr=0.01, checkpoint_every=2)
     ckpt = tmp_path / "ckpt.pt"
-    monkeypatch.setattr(device, "device_identity", lambda d: "cuda (NVIDIA A100-SXM4-80GB)")
+    monkeypatch.setattr(resume, "device_identity", lambda d: "cuda (NVIDIA A100-SXM4-80GB)")
     kill_at_first_checkpoint(monkeypatch, lambda: fit(s, checkpoint=ckpt))
     saved = ckpt.read_bytes()
-    monkeypatch.setattr(device, "device_identity", lambda d: "cuda (NVIDIA H200)")
+    monkeypatch.setattr(resume, "device_identity", lambda d: "cuda (NVIDIA H200)")
     assert fit(s, checkpoint=ckpt).resumed_from_epoch == 0
     ckpt.write_bytes(saved)
     monkeypatch.undo()  # the real identity: 'cpu'
     assert fit(s, checkpoint=ckpt).resumed_from_epoch == 0
     ckpt.write_bytes(saved)
-    monkeypatch.setattr(device, "device_identity", lambda d: "cuda (NVIDIA A100-SXM4-80GB)")
+    monkeypatch.setattr(resume, "device_identity", lambda d: "cuda (NVIDIA A100-SXM4-80GB)")
     assert fit(s, checkpoint=ckpt).resumed_from_epoch == 2
 
 

@@ -222,7 +222,7 @@ def test_vi_learns_and_stores_traces(local):
 
 
 def test_vi_resumes_to_the_same_result(tmp_path, monkeypatch):
-    import workflow.training as training
+    import workflow.resume as resume
 
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(100, 1, 2, 3, generator=g), torch.randint(0, 2, (100,), generator=g)
@@ -233,17 +233,17 @@ def test_vi_resumes_to_the_same_result(tmp_path, monkeypatch):
         return train_vi(model, x, y, s, seed=3, device=torch.device("cpu"), checkpoint=checkpoint)
 
     reference = fit()
-    real_save = training._save_checkpoint
+    real_save = resume.save_checkpoint
 
     def save_then_die(path, state):
         real_save(path, state)
         if state["epoch"] == 4:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(training, "_save_checkpoint", save_then_die)
+    monkeypatch.setattr(resume, "save_checkpoint", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         fit(tmp_path / "c.pt")
-    monkeypatch.setattr(training, "_save_checkpoint", real_save)
+    monkeypatch.setattr(resume, "save_checkpoint", real_save)
     resumed = fit(tmp_path / "c.pt")
     assert resumed[3] == 4
     for k in reference[0]:

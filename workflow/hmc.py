@@ -15,21 +15,18 @@ Convergence diagnostics of the draws (R-hat, bulk and tail ESS) are in ``mcmc_di
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
 from dataclasses import asdict, dataclass, replace
-from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from .atomic import atomic_path
-from .device import device_identity
-from .training import check_positive, data_digest, load_checkpoint
+from .resume import Resume, fingerprint
+from .training import check_positive, data_digest
 
 log = logging.getLogger(__name__)
 
@@ -285,11 +282,6 @@ def _checked_metric(inv_mass: torch.Tensor, x: torch.Tensor, desc: str) -> torch
     return inv_mass.to(dtype=x.dtype, device=x.device)
 
 
-def _save_checkpoint(path: Path, state: dict) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-
-
 def run_hmc(potential: Potential | None, init: torch.Tensor, settings: HmcSettings, *, seed: int,
             checkpoint: str | os.PathLike | None = None, identity: dict | None = None,
             desc: str = "HMC", grad_fn: GradFn | None = None, energy_fn: Potential | None = None,
@@ -396,33 +388,28 @@ def run_hmc_chains(potential: Potential | None, init: torch.Tensor, settings: Hm
     energy = np.empty((n_chains, settings.n_samples))
     accepted = np.zeros((n_chains, n_post), dtype=bool)
     divergences = np.zeros(n_chains, dtype=int)
-    fingerprint = {"seeds": seeds, "settings": {k: v for k, v in asdict(settings).items() if k != "checkpoint_every"},
-                   "dim": x.shape[1], "dtype": str(x.dtype), "device": device_identity(x.device),
-                   "init": data_digest(x.cpu()),
-                   "identity": json.dumps(identity or {}, sort_keys=True, default=str)}
+    resume = Resume(checkpoint, fingerprint(
+        x.device, identity, seeds=seeds, settings={k: v for k, v in asdict(settings).items() if k != "checkpoint_every"},
+        dim=x.shape[1], dtype=str(x.dtype), init=data_digest(x.cpu())), desc)
     start = 0
-    ckpt = Path(checkpoint) if checkpoint else None
-    if ckpt and ckpt.is_file():
-        state = load_checkpoint(ckpt)  # on the CPU: a CUDA generator's state is a CPU tensor too
-        if state.get("fingerprint") != fingerprint:
-            log.warning("ignoring checkpoint %s: it was made with other seeds, settings, start or identity", ckpt)
-        else:
-            start = int(state["iteration"])
-            x, u, grad = (state[k].to(init.device) for k in ("x", "u", "grad"))
-            das = [DualAveraging(**d) for d in state["dual_averaging"]]
-            step_sizes = [float(e) for e in state["step_sizes"]]
-            for g, g_state in zip(gens, state["generators"]):
-                g.set_state(g_state)
-            kept, post = state["samples"].shape[1], state["accepted"].shape[1]
-            samples[:, :kept], energy[:, :kept], accepted[:, :post] = (state["samples"], state["energy"],
-                                                                       state["accepted"])
-            divergences = np.asarray(state["divergences"], dtype=int)
-            if adapt_metric:
-                inv_mass = state["inv_mass"].to(init.device)
-            if diagonal:
-                welford = Welford(int(state["welford"]["count"]), state["welford"]["mean"].to(init.device),
-                                  state["welford"]["m2"].to(init.device))
-            log.info("%s: resumed from %s at iteration %d", desc, ckpt, start)
+    state = resume.saved_state()  # on the CPU: a CUDA generator's state is a CPU tensor too
+    if state is not None:
+        start = int(state["iteration"])
+        x, u, grad = (state[k].to(init.device) for k in ("x", "u", "grad"))
+        das = [DualAveraging(**d) for d in state["dual_averaging"]]
+        step_sizes = [float(e) for e in state["step_sizes"]]
+        for g, g_state in zip(gens, state["generators"]):
+            g.set_state(g_state)
+        kept, post = state["samples"].shape[1], state["accepted"].shape[1]
+        samples[:, :kept], energy[:, :kept], accepted[:, :post] = (state["samples"], state["energy"],
+                                                                   state["accepted"])
+        divergences = np.asarray(state["divergences"], dtype=int)
+        if adapt_metric:
+            inv_mass = state["inv_mass"].to(init.device)
+        if diagonal:
+            welford = Welford(int(state["welford"]["count"]), state["welford"]["mean"].to(init.device),
+                              state["welford"]["m2"].to(init.device))
+        log.info("%s: resumed from %s at iteration %d", desc, resume.path, start)
 
     bar = tqdm(range(start, total), desc=desc, disable=None)
     for it in bar:
@@ -469,17 +456,16 @@ def run_hmc_chains(potential: Potential | None, init: torch.Tensor, settings: Hm
                      " ".join(f"{e:.4g}" for e in step_sizes),
                      " ".join(f"{r:.3f}" for r in accepted[:, :post].mean(1)) if post else "-",
                      " ".join(str(d) for d in divergences))
-        if ckpt and settings.checkpoint_every and done % settings.checkpoint_every == 0 and done < total:
+        if settings.checkpoint_every and done % settings.checkpoint_every == 0 and done < total:
             post = max(0, done - settings.n_warmup)
             kept = post // settings.thinning
             # clone: saving a slice would write the whole preallocated buffer
-            _save_checkpoint(ckpt, {"fingerprint": fingerprint, "iteration": done, "x": x, "u": u, "grad": grad,
-                                    "dual_averaging": [asdict(d) for d in das], "step_sizes": step_sizes,
-                                    "generators": [g.get_state() for g in gens],
-                                    "samples": samples[:, :kept].clone(), "energy": energy[:, :kept].copy(),
-                                    "accepted": accepted[:, :post].copy(), "divergences": divergences.tolist(),
-                                    "inv_mass": inv_mass,
-                                    "welford": asdict(welford) if welford is not None else None})
+            resume.save({"iteration": done, "x": x, "u": u, "grad": grad,
+                         "dual_averaging": [asdict(d) for d in das], "step_sizes": step_sizes,
+                         "generators": [g.get_state() for g in gens],
+                         "samples": samples[:, :kept].clone(), "energy": energy[:, :kept].copy(),
+                         "accepted": accepted[:, :post].copy(), "divergences": divergences.tolist(),
+                         "inv_mass": inv_mass, "welford": asdict(welford) if welford is not None else None})
     results = []
     for c, seed in enumerate(seeds):
         name = f"{desc} (seed {seed})" if n_chains > 1 else desc

@@ -11,20 +11,18 @@ with the N(0, sigma_p^2) prior of the Bayesian methods.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import math
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from .atomic import atomic_path
 from .device import autocast
+from .resume import Resume, fingerprint, rng_state, set_rng_state
 
 log = logging.getLogger(__name__)
 
@@ -147,33 +145,6 @@ class MapResult:
     resumed_from_epoch: int = 0
 
 
-def _save_checkpoint(path: Path, state: dict) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-
-
-def load_checkpoint(path: Path) -> dict:
-    """A checkpoint's state with every tensor on the CPU: a generator's state must be a CPU
-    ByteTensor (``set_state`` refuses one on CUDA), and each piece is moved where it belongs by
-    whoever restores it (load_state_dict copies onto the parameters' device)."""
-    return torch.load(path, map_location="cpu", weights_only=False)
-
-
-def _rng_state(device: torch.device) -> dict:
-    """The global random states a job on ``device`` draws from: the CPU's, and that GPU's alone (not
-    every visible GPU's: a retry may see another number of them)."""
-    state = {"cpu": torch.get_rng_state()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def _set_rng_state(state: dict, device: torch.device) -> None:
-    torch.set_rng_state(state["cpu"].cpu())
-    if device.type == "cuda":
-        torch.cuda.set_rng_state(state["cuda"].cpu(), device)
-
-
 def data_digest(*tensors: torch.Tensor) -> str:
     """Content hash of the training data, so a checkpoint is never resumed on other data. Takes host
     tensors: hash the data before it moves to a GPU (hashing it there copies it all back)."""
@@ -200,31 +171,23 @@ def run_training(module: torch.nn.Module, objective: Objective, x: torch.Tensor,
     device (type and GPU model: another rounds differently) and ``identity`` (e.g. the job's
     config); otherwise it is ignored with a warning.
     """
-    from .device import device_identity
-
     n = len(x)
     opt = make_optimizer(param_groups or module.parameters(), settings, fused=fused_optimizer)
     gen = torch.Generator().manual_seed(seed)  # data order and augmentation, drawn on the host
-    fingerprint = {"seed": seed, "class": type(settings).__name__,
-                   "settings": {k: v for k, v in vars(settings).items() if k != "checkpoint_every"},
-                   "data": data_hash, "shapes": {k: tuple(v.shape) for k, v in module.state_dict().items()},
-                   "device": device_identity(x.device),
-                   "identity": json.dumps(identity or {}, sort_keys=True, default=str)}
+    resume = Resume(checkpoint, fingerprint(
+        x.device, identity, seed=seed, **{"class": type(settings).__name__},
+        settings={k: v for k, v in vars(settings).items() if k != "checkpoint_every"}, data=data_hash,
+        shapes={k: tuple(v.shape) for k, v in module.state_dict().items()}), desc)
     traces: dict[str, list[float]] = {}
     start = 0
-    ckpt = Path(checkpoint) if checkpoint else None
-    if ckpt and ckpt.is_file():
-        state = load_checkpoint(ckpt)
-        if state.get("fingerprint") != fingerprint:
-            log.warning("ignoring checkpoint %s: it was made with other settings, data, architecture or device",
-                        ckpt)
-        else:
-            module.load_state_dict(state["module"])
-            opt.load_state_dict(state["optimizer"])  # moves its state onto the parameters' device
-            gen.set_state(state["generator"])
-            _set_rng_state(state["rng"], x.device)
-            traces, start = {k: list(v) for k, v in state["traces"].items()}, int(state["epoch"])
-            log.info("resumed from %s at epoch %d", ckpt, start)
+    state = resume.saved_state()
+    if state is not None:
+        module.load_state_dict(state["module"])
+        opt.load_state_dict(state["optimizer"])  # moves its state onto the parameters' device
+        gen.set_state(state["generator"])
+        set_rng_state(state["rng"], x.device)
+        traces, start = {k: list(v) for k, v in state["traces"].items()}, int(state["epoch"])
+        log.info("resumed from %s at epoch %d", resume.path, start)
 
     for epoch in tqdm(range(start, settings.epochs), desc=desc, disable=None):
         for group in opt.param_groups:
@@ -254,10 +217,9 @@ def run_training(module: torch.nn.Module, objective: Objective, x: torch.Tensor,
             raise FloatingPointError(f"{desc}: training diverged at epoch {epoch + 1} (loss {traces['loss'][-1]}); "
                                      "lower the learning rate")
         done = epoch + 1
-        if ckpt and settings.checkpoint_every and done % settings.checkpoint_every == 0 and done < settings.epochs:
-            _save_checkpoint(ckpt, {"fingerprint": fingerprint, "epoch": done, "traces": traces,
-                                    "module": module.state_dict(), "optimizer": opt.state_dict(),
-                                    "generator": gen.get_state(), "rng": _rng_state(x.device)})
+        if settings.checkpoint_every and done % settings.checkpoint_every == 0 and done < settings.epochs:
+            resume.save({"epoch": done, "traces": traces, "module": module.state_dict(),
+                         "optimizer": opt.state_dict(), "generator": gen.get_state(), "rng": rng_state(x.device)})
     return TrainResult({k: np.asarray(v) for k, v in traces.items()}, start)
 
 
