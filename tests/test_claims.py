@@ -260,6 +260,28 @@ def test_vi_that_moved_every_sigma_together_is_not_a_posterior(q10, q90, expecte
     assert v.verdict == NOT_TESTABLE
 
 
+def test_vi_whose_sigmas_went_to_the_prior_is_diagnosed_as_the_prior():
+    """At temperature 1 a short-data ResNet's mean-field q can go to the prior: the sigmas spread little
+    and sit at the prior's scale, which is not the 'moved together from sigma_init' failure."""
+    sigma = pd.DataFrame([{"label": "VI q", "median_sigma": 0.97, "sigma_q10": 0.86, "sigma_q90": 1.0,
+                           "sigma_init": 0.01, "kl_share": 0.64, "test_error": 0.87}])
+    cfg = {**CONFIG, "prior": {"std": 1.0}}
+    (v,) = verdict("vi-learned", Run({"sigma_base": sigma}, cfg, {"base": {}}))
+    assert v.verdict == NOT_REPRODUCED and "prior's scale" in v.reason and "test error 0.87" in v.reason
+    assert "moved together" not in v.reason
+    (v,) = verdict("vi-learned", Run({"sigma_base": sigma}, cfg, {"base": {"prior.std": 10.0}}))
+    assert "prior's scale" not in v.reason and "moved together" in v.reason  # a wide prior's scale is far above
+
+
+def test_the_barrier_ratio_and_prior_claims_are_mlp_claims():
+    b = barriers([("base", "vi", "naive", "0-1", 2.0), ("base", "vi", "w2", "0-1", 1.6)])
+    cfg = {**CONFIG, "model": {"architecture": "resnet20"}}
+    (v,) = verdict("rossi-vi-most", Run({"barriers": b}, cfg, {"base": {}}))
+    assert v.verdict == NOT_TESTABLE and "resnet20" in v.reason
+    (v,) = verdict("rossi-priors", Run({"barriers": b}, cfg, {"base": {"prior.std": 1.0}}))
+    assert v.verdict == NOT_TESTABLE and "resnet20" in v.reason
+
+
 def test_a_run_whose_naive_barriers_are_zero_is_not_testable_for_the_ratio():
     b = barriers([("base", "vi", "naive", "0-1", 0.0), ("base", "vi", "w2", "0-1", 0.0),
                   ("base", "ensemble", "naive", "0-1", 0.0), ("base", "ensemble", "weight", "0-1", 0.0)])

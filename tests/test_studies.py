@@ -63,7 +63,7 @@ def test_sigma_histograms_count_every_weight(reference_and_permuted):
     all_sigma = np.concatenate([v.ravel() for v in src.std.values()])
     assert vi["sigma_q10"] == pytest.approx(np.percentile(all_sigma, 10))
     assert vi["sigma_q90"] == pytest.approx(np.percentile(all_sigma, 90))
-    assert np.isnan(vi["kl_share"])  # this posterior records no training
+    assert np.isnan(vi["kl_share"]) and np.isnan(vi["test_error"])  # this posterior records no training
     with pytest.raises(ValueError, match="rebasin key"):
         studies.sigma_histogram_job({"hmc/q_r": tmp / "ref.h5"}, {}, tmp / "bad.csv")
 

@@ -458,7 +458,7 @@ def test_a_vi_only_run_judges_whether_its_vi_learned(tmp_path):
     proc = snakemake(tmp_path, "results/vionly/claims.csv", configfile=tmp_path / "vionly.yaml")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     sigma = pd.read_csv(tmp_path / "results" / "vionly" / "tables" / "sigma_base.csv")
-    assert set(sigma["label"]) == {"VI q"} and sigma["sigma_init"].notna().all()
+    assert set(sigma["label"]) == {"VI q"} and sigma[["sigma_init", "test_error"]].notna().all().all()
     claims = pd.read_csv(tmp_path / "results" / "vionly" / "claims.csv").set_index("claim")
     assert claims.loc["vi-learned", "verdict"] != claims_module.NOT_TESTABLE
     assert claims.loc["rossi-vi-near-zero", "verdict"] != claims_module.NOT_TESTABLE

@@ -233,6 +233,8 @@ def _ratio(aligned: float, naive: float) -> float:
 
 
 def _alignment_removes_most(run: Run) -> list[Verdict]:
+    if run.architecture != "mlp":
+        return _untestable(run, f"an MLP claim; this run's architecture is {run.architecture!r}")
     if not run.has_method("vi") or run.table("barriers") is None:
         return _untestable(run, "needs method vi with at least two seeds (barriers)")
     out = []
@@ -247,9 +249,13 @@ def _alignment_removes_most(run: Run) -> list[Verdict]:
             out.append(Verdict(v, ratio, REPRODUCED, f"W2 / naive = {_fmt(aligned)} / {_fmt(naive)}", control,
                                ens_ratio))
         else:
-            why = (f"the ensemble's matching keeps {_fmt(ens_ratio)} of its barrier as well: the net, not the "
-                   "Gaussian alignment" if ens_ratio > MOST else
-                   f"the ensemble's matching removes more ({_fmt(ens_ratio)}): VI's barrier resists alignment")
+            if math.isnan(ens_ratio):
+                why = "no ensemble barrier to compare with"
+            elif ens_ratio > MOST:
+                why = f"the ensemble's matching keeps {_fmt(ens_ratio)} of its barrier as well: the net, not the " \
+                      "Gaussian alignment"
+            else:
+                why = f"the ensemble's matching removes more ({_fmt(ens_ratio)}): VI's barrier resists alignment"
             out.append(Verdict(v, ratio, NOT_REPRODUCED, f"W2 / naive = {_fmt(aligned)} / {_fmt(naive)}; {why}",
                                control, ens_ratio))
     return out
@@ -303,6 +309,9 @@ def _width_claim(run: Run) -> list[Verdict]:
 
 
 def _priors_claim(run: Run) -> list[Verdict]:
+    if run.architecture != "mlp":  # judged on the MLP's near-zero threshold
+        return [Verdict(ACROSS, math.nan, NOT_TESTABLE, f"an MLP claim; this run's architecture is "
+                        f"{run.architecture!r}")]
     swept = _swept(run, ("prior.std", "vi.temperature"))
     if not swept:
         return [Verdict(ACROSS, math.nan, NOT_TESTABLE, "no sweep over prior.std or vi.temperature")]
@@ -452,6 +461,11 @@ def _prior_dominated(run: Run, variant: str) -> str:
             "so their sigmas barely rank them)")
 
 
+def _variant_prior_std(run: Run, variant: str) -> float | None:
+    """The prior's standard deviation in a variant: its swept value, else the run's."""
+    return run.variants.get(variant, {}).get("prior.std", run.config.get("prior", {}).get("std"))
+
+
 def _vi_learned(run: Run) -> list[Verdict]:
     if not run.has_method("vi"):
         return _untestable(run, "needs method vi")
@@ -465,10 +479,18 @@ def _vi_learned(run: Run) -> list[Verdict]:
         r = rows.iloc[0]
         spread = float(r["sigma_q90"] / r["sigma_q10"]) if r["sigma_q10"] > 0 else math.inf
         init, share = float(r.get("sigma_init", math.nan)), float(r.get("kl_share", math.nan))
+        error = float(r.get("test_error", math.nan))
         text = (f"sigma 10th / 50th / 90th percentile {_fmt(r['sigma_q10'])} / {_fmt(r['median_sigma'])} / "
-                f"{_fmt(r['sigma_q90'])} (from sigma_init {_fmt(init)}); KL share of the objective {_fmt(share)}")
+                f"{_fmt(r['sigma_q90'])} (from sigma_init {_fmt(init)}); KL share of the objective {_fmt(share)}"
+                + ("" if math.isnan(error) else f"; test error {_fmt(error)}"))
+        prior = _variant_prior_std(run, v)
         if spread >= SIGMA_SPREAD:
             out.append(Verdict(v, spread, REPRODUCED, text, "sigma_init", init))
+        elif prior and float(r["sigma_q10"]) >= 0.5 * prior:
+            out.append(Verdict(v, spread, NOT_REPRODUCED, text + f": nearly every sigma sits at the prior's scale "
+                               f"({prior:g}), so q is close to the prior: the data pin down few weights of this net "
+                               "at this temperature, and its barriers compare two near-prior networks (a colder "
+                               "posterior, vi.temperature < 1, or a narrower prior)", "sigma_init", init))
         else:
             out.append(Verdict(v, spread, NOT_REPRODUCED, text + ": the sigmas moved together, not each by what the "
                                "data say of its weight, so this VI is close to a point estimate and its barriers do "

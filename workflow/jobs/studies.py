@@ -94,7 +94,7 @@ def sigma_histogram_job(rebasin_paths: dict, gaussian_paths: dict, out_csv, *, v
     """Histograms of sigma (log-spaced bins shared by all fits) of every q_d and q_r, and of every Gaussian
     method's q (``gaussian_paths``: method -> its posteriors, seeds pooled); tidy: one row per (label, bin),
     with each label's median and 10th / 90th percentile of sigma, and for a method that records them
-    (VI) its sigma_init and the KL's share of its objective (mean over seeds)."""
+    (VI) its sigma_init, the KL's share of its objective and its test error (means over seeds)."""
     stds = {}
     for key, path in sorted(rebasin_paths.items()):
         method, matching, reference, fit = parse_fit_key(key)
@@ -110,7 +110,7 @@ def sigma_histogram_job(rebasin_paths: dict, gaussian_paths: dict, out_csv, *, v
             label = f"{methods.label(method)} q"
             stds[label] = (method, "q", "", "", np.concatenate([_flat(p.std) for p in posts]))
             learned[label] = {k: float(np.mean([p.diagnostic_attrs.get(k, np.nan) for p in posts]))
-                              for k in ("sigma_init", "kl_share")}
+                              for k in ("sigma_init", "kl_share", "test_error")}
     if not stds:
         raise ValueError("sigma histograms need at least one rebasin fit or Gaussian posterior")
     positive = np.concatenate([s[s > 0] for *_, s in stds.values()])
@@ -125,7 +125,7 @@ def sigma_histogram_job(rebasin_paths: dict, gaussian_paths: dict, out_csv, *, v
         zeros = int(np.sum(s <= 0))
         q10, q90 = np.percentile(s, [10, 90])
         extra = {"sigma_q10": float(q10), "sigma_q90": float(q90),
-                 **learned.get(label, {"sigma_init": np.nan, "kl_share": np.nan})}
+                 **learned.get(label, {"sigma_init": np.nan, "kl_share": np.nan, "test_error": np.nan})}
         for lo, hi, c in zip(edges[:-1], edges[1:], counts):
             rows.append({"variant": variant, "label": label, "method": method, "fit": fit, "matching": matching,
                          "reference": reference,
