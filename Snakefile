@@ -56,7 +56,7 @@ rule all:
         rules.tables.input,
         study_files(),
         report_tables(),
-        f"{RESULTS}/claims.md",
+        P.claims(RESULTS, "md"),
 
 
 # workflow/device.py's GPU_RULES is the one list of the rules that compute with torch: a name there or

@@ -1,13 +1,13 @@
 rule align_pair:
     input:
-        a=f"{V}/posteriors/{{method}}/seed{{a}}.h5",
-        b=f"{V}/posteriors/{{method}}/seed{{b}}.h5",
+        a=P.posterior(RESULTS, "{variant}", "{method}", "{a}"),
+        b=P.posterior(RESULTS, "{variant}", "{method}", "{b}"),
     output:
-        f"{V}/alignment/{{method}}/{{kind}}/{{a}}-{{b}}.h5",
+        P.alignment(RESULTS, "{variant}", "{method}", "{kind}", "{a}-{b}"),
     log:
-        f"{LOGS}/{{variant}}/align/{{method}}/{{kind}}/{{a}}-{{b}}.log",
+        P.log(RESULTS, "{variant}/align/{method}/{kind}/{a}-{b}"),
     benchmark:
-        f"{BENCHMARKS}/align_pair/{{variant}}/align/{{method}}/{{kind}}/{{a}}-{{b}}.tsv",
+        P.benchmark(RESULTS, "align_pair", "{variant}/align/{method}/{kind}/{a}-{b}"),
     params:
         cfg=job_config("alignment"),
         runtime=job_runtime,

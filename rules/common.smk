@@ -10,6 +10,7 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 
 from workflow import methods as registry
+from workflow import paths as P
 from workflow.captions import caption_text, table_item
 from workflow.device import GPU_RULES
 from workflow.config import (ConfigError, expand_variants, method_seeds, result_config, runtime_config, seed_groups,
@@ -24,11 +25,8 @@ except ConfigError as err:
 config.clear()
 config.update(_validated)
 
+# the run's folder: every path below it is spelled by workflow/paths.py (P), nowhere else
 RESULTS = f"results/{config['name']}"
-V = f"{RESULTS}/{{variant}}"  # every per-variant output lives below results/<name>/<variant>/
-LOGS = f"{RESULTS}/logs"
-# Snakemake's own record of each job's wall time and peak memory, mirroring the logs (python -m workflow job-resources)
-BENCHMARKS = f"{RESULTS}/benchmarks"
 # jobs run `python -m workflow`: the environment Snakemake runs in (the README's venv), or
 # this conda environment with --software-deployment-method conda
 ENV = "../envs/workflow.yaml"
@@ -79,7 +77,7 @@ DATA_CONFIGS = {data_key(cfg): cfg for _, cfg in VARIANTS.values()}
 
 
 def data_file(wc):
-    return f"{RESULTS}/data/{data_key(variant_config(wc.variant))}.npz"
+    return P.data(RESULTS, data_key(variant_config(wc.variant)))
 
 
 def job_config(*sections):
@@ -117,7 +115,7 @@ HEAVY_RULES = set()  # the rule names given to heavy_resources, checked against 
 
 
 def posterior_file(variant, method, seed):
-    return f"{RESULTS}/{variant}/posteriors/{method}/seed{seed}.h5"
+    return P.posterior(RESULTS, variant, method, seed)
 
 
 def posterior_files(variant, method):
@@ -135,7 +133,7 @@ def barrier_endpoints_b(wc):
     permuted (inside the alignment file)."""
     if wc.alignment == "naive":
         return [posterior_file(wc.variant, wc.method, b) for _, b in seed_pairs(config, wc.method)]
-    return [f"{RESULTS}/{wc.variant}/alignment/{wc.method}/{wc.alignment}/{a}-{b}.h5"
+    return [P.alignment(RESULTS, wc.variant, wc.method, wc.alignment, f"{a}-{b}")
             for a, b in seed_pairs(config, wc.method)]
 
 
@@ -143,7 +141,7 @@ def curve_files():
     """One curve table per variant, method with pairs, and alignment (all pairs in it); and the
     within-chain control of every Markov-chain method with pairs."""
     return [
-        f"{RESULTS}/{variant}/barriers/{method}/{alignment}.csv"
+        P.curves(RESULTS, variant, method, alignment)
         for variant in VARIANTS
         for method in pair_methods()
         for alignment in ["naive", *kinds_for(method), *(["within_chain"] if within_chain_control(method) else [])]
@@ -157,7 +155,7 @@ def within_chain_control(method):
 
 def alignment_files():
     return [
-        f"{RESULTS}/{variant}/alignment/{method}/{kind}/{pair}.h5"
+        P.alignment(RESULTS, variant, method, kind, pair)
         for variant in VARIANTS
         for method in METHODS
         for kind in kinds_for(method)
@@ -174,18 +172,18 @@ def barrier_tables():
     """The barrier summary, when any method has a pair to measure."""
     if not pair_methods():
         return []
-    return [f"{RESULTS}/tables/{t}" for t in ("barrier_curves.csv", "barriers.csv", "barriers.md")]
+    return [P.table(RESULTS, "barrier_curves"), P.table(RESULTS, "barriers"), P.table(RESULTS, "barriers", "md")]
 
 
 def figure_files():
     files = [
-        f"{RESULTS}/figures/barrier_{method}_{variant}.{ext}"
+        P.figure(RESULTS, f"barrier_{method}_{variant}", ext)
         for method in pair_methods()
         for variant in VARIANTS
         for ext in ("png", "pdf")
     ]
     if len(VARIANTS) > 1:
-        files += [f"{RESULTS}/figures/sweep_{method}.{ext}" for method in pair_methods() for ext in ("png", "pdf")]
+        files += [P.figure(RESULTS, f"sweep_{method}", ext) for method in pair_methods() for ext in ("png", "pdf")]
     return files
 
 
@@ -193,7 +191,7 @@ def rebasin_files(variant):
     """'<method>/<matching>/<reference>/<fit>' -> path, for every sample method, configured matching
     and reference."""
     return {
-        f"{m}/{mt}/{r}/{fit}": f"{RESULTS}/{variant}/rebasin/{m}/{mt}/{r}/{fit}.h5"
+        f"{m}/{mt}/{r}/{fit}": P.rebasin(RESULTS, variant, m, mt, r, fit)
         for m in SAMPLE_METHODS
         for mt in config["rebasin"]["matchings"]
         for r in config["rebasin"]["references"]
@@ -202,14 +200,14 @@ def rebasin_files(variant):
 
 
 def rebasin_draw_files(variant):
-    return [f"{RESULTS}/{variant}/rebasin/{m}/{mt}/{r}/draws.csv" for m in SAMPLE_METHODS
+    return [P.rebasin(RESULTS, variant, m, mt, r, "draws") for m in SAMPLE_METHODS
             for mt in config["rebasin"]["matchings"] for r in config["rebasin"]["references"]]
 
 
 def rebasin_draw_tables():
     if not SAMPLE_METHODS:
         return []
-    return [f"{RESULTS}/tables/rebasin_draws_{v}.{ext}" for v in VARIANTS for ext in ("csv", "md")]
+    return [P.table(RESULTS, f"rebasin_draws_{v}", ext) for v in VARIANTS for ext in ("csv", "md")]
 
 
 def gaussian_files(variant):
@@ -220,7 +218,7 @@ def gaussian_files(variant):
 def table_files():
     if not REFERENCE:
         return []
-    return [f"{RESULTS}/tables/table1_{v}.{ext}" for v in VARIANTS for ext in ("csv", "md", "tex")]
+    return [P.table(RESULTS, f"table1_{v}", ext) for v in VARIANTS for ext in ("csv", "md", "tex")]
 
 
 def swept_values():
@@ -237,13 +235,13 @@ def summary_tables():
     """Every CSV summary table this config produces."""
     tables = [f for f in barrier_tables() if f.endswith(".csv")]
     if REFERENCE:
-        tables += [f"{RESULTS}/tables/{t}_{v}.csv" for v in VARIANTS for t in ("table1", "chain_diagnostics")]
+        tables += [P.table(RESULTS, f"{t}_{v}") for v in VARIANTS for t in ("table1", "chain_diagnostics")]
     tables += [f for f in rebasin_draw_tables() if f.endswith(".csv")]
     return tables + [f for f in study_files() if f.endswith(".csv")]
 
 
 def report_tables():
-    return [f"{RESULTS}/report/{Path(t).stem}.html" for t in summary_tables()]
+    return [P.report(RESULTS, Path(t).stem) for t in summary_tables()]
 
 
 def table_caption(stem):

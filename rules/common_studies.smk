@@ -15,7 +15,7 @@ NOT_K = NOT_K_METHOD is not None and bool(config["not_study"]["ks"])
 
 
 def reference_qr(variant):
-    return f"{RESULTS}/{variant}/rebasin/{REFERENCE}/{BASIN_MATCHING}/{BASIN_REFERENCE}/q_r.h5"
+    return P.rebasin(RESULTS, variant, REFERENCE, BASIN_MATCHING, BASIN_REFERENCE, "q_r")
 
 
 def basin_sources(variant):
@@ -23,7 +23,7 @@ def basin_sources(variant):
     out = {}
     for label in BASIN_LABELS:
         if label in SAMPLE_METHODS:
-            out[label] = f"{RESULTS}/{variant}/rebasin/{label}/{BASIN_MATCHING}/{BASIN_REFERENCE}/q_r.h5"
+            out[label] = P.rebasin(RESULTS, variant, label, BASIN_MATCHING, BASIN_REFERENCE, "q_r")
         else:
             method, seed = label.rsplit("-seed", 1)
             out[label] = posterior_file(variant, method, seed)
@@ -31,7 +31,7 @@ def basin_sources(variant):
 
 
 def basin_outputs(variant):
-    return {label: f"{RESULTS}/{variant}/basin/{label}.h5" for label in BASIN_LABELS}
+    return {label: P.basin(RESULTS, variant, label) for label in BASIN_LABELS}
 
 
 def pruning_merged(variant):
@@ -60,16 +60,16 @@ def study_tables(variant):
         kinds.append("not_k")
     if not_path_methods():
         kinds.append("not_path")
-    return {k: f"{RESULTS}/tables/{k}_{variant}.csv" for k in kinds}
+    return {k: P.table(RESULTS, f"{k}_{variant}") for k in kinds}
 
 
 def study_files():
     files = []
     for variant in VARIANTS:
         for kind, table in study_tables(variant).items():
-            files += [table] + [f"{RESULTS}/figures/{kind}_{variant}.{ext}" for ext in ("png", "pdf")]
+            files += [table] + [P.figure(RESULTS, f"{kind}_{variant}", ext) for ext in ("png", "pdf")]
         if BASIN:
-            files.append(f"{RESULTS}/tables/basin_{variant}.csv")
+            files.append(P.table(RESULTS, f"basin_{variant}"))
     return files
 
 

@@ -1,10 +1,10 @@
 rule prepare_data:
     output:
-        f"{RESULTS}/data/{{datakey}}.npz",
+        P.data(RESULTS, "{datakey}"),
     log:
-        f"{LOGS}/prepare_data/{{datakey}}.log",
+        P.log(RESULTS, "prepare_data/{datakey}"),
     benchmark:
-        f"{BENCHMARKS}/prepare_data/prepare_data/{{datakey}}.tsv",
+        P.benchmark(RESULTS, "prepare_data", "prepare_data/{datakey}"),
     params:
         cfg=lambda wc: json.dumps(result_config(DATA_CONFIGS[wc.datakey], ["data"]), sort_keys=True),
         runtime=job_runtime,

@@ -14,16 +14,16 @@ rule figure_barriers:
         rules.summarize_barriers.output.curves,
     output:
         png=report(
-            f"{RESULTS}/figures/barrier_{{method}}_{{variant}}.png",
+            P.figure(RESULTS, "barrier_{method}_{variant}", "png"),
             caption="../report/barrier_curves.rst",
             category="Barrier curves",
             labels={"method": "{method}", "variant": "{variant}"},
         ),
-        pdf=f"{RESULTS}/figures/barrier_{{method}}_{{variant}}.pdf",
+        pdf=P.figure(RESULTS, "barrier_{method}_{variant}", "pdf"),
     log:
-        f"{LOGS}/figures/barrier_{{method}}_{{variant}}.log",
+        P.log(RESULTS, "figures/barrier_{method}_{variant}"),
     benchmark:
-        f"{BENCHMARKS}/figure_barriers/figures/barrier_{{method}}_{{variant}}.tsv",
+        P.benchmark(RESULTS, "figure_barriers", "figures/barrier_{method}_{variant}"),
     params:
         # derived (takes threads): a caption's wording never reruns a job
         caption=lambda wc, threads: caption_text("barrier", variant_config(wc.variant), method=wc.method,
@@ -44,16 +44,16 @@ rule figure_sweep:
         rules.summarize_barriers.output.table,
     output:
         png=report(
-            f"{RESULTS}/figures/sweep_{{method}}.png",
+            P.figure(RESULTS, "sweep_{method}", "png"),
             caption="../report/barrier_sweep.rst",
             category="Barriers against swept settings",
             labels={"method": "{method}"},
         ),
-        pdf=f"{RESULTS}/figures/sweep_{{method}}.pdf",
+        pdf=P.figure(RESULTS, "sweep_{method}", "pdf"),
     log:
-        f"{LOGS}/figures/sweep_{{method}}.log",
+        P.log(RESULTS, "figures/sweep_{method}"),
     benchmark:
-        f"{BENCHMARKS}/figure_sweep/figures/sweep_{{method}}.tsv",
+        P.benchmark(RESULTS, "figure_sweep", "figures/sweep_{method}"),
     params:
         base=json.dumps(sweep_table(config, VARIANTS)["base"], sort_keys=True),
         caption=lambda wc, threads: caption_text("sweep", config, method=wc.method, swept=swept_values()),

@@ -4,11 +4,11 @@ rule barrier_curves:
         b=barrier_endpoints_b,
         data=data_file,
     output:
-        f"{V}/barriers/{{method}}/{{alignment}}.csv",
+        P.curves(RESULTS, "{variant}", "{method}", "{alignment}"),
     log:
-        f"{LOGS}/{{variant}}/barrier/{{method}}/{{alignment}}.log",
+        P.log(RESULTS, "{variant}/barrier/{method}/{alignment}"),
     benchmark:
-        f"{BENCHMARKS}/barrier_curves/{{variant}}/barrier/{{method}}/{{alignment}}.tsv",
+        P.benchmark(RESULTS, "barrier_curves", "{variant}/barrier/{method}/{alignment}"),
     params:
         cfg=job_config("barrier"),
         runtime=job_runtime,
@@ -33,11 +33,11 @@ rule barrier_within_chain:
         posteriors=lambda wc: posterior_files(wc.variant, wc.method),
         data=data_file,
     output:
-        f"{V}/barriers/{{method}}/within_chain.csv",
+        P.curves(RESULTS, "{variant}", "{method}", "within_chain"),
     log:
-        f"{LOGS}/{{variant}}/barrier/{{method}}/within_chain.log",
+        P.log(RESULTS, "{variant}/barrier/{method}/within_chain"),
     benchmark:
-        f"{BENCHMARKS}/barrier_within_chain/{{variant}}/barrier/{{method}}/within_chain.tsv",
+        P.benchmark(RESULTS, "barrier_within_chain", "{variant}/barrier/{method}/within_chain"),
     params:
         cfg=job_config("barrier"),
         runtime=job_runtime,
@@ -57,13 +57,13 @@ rule summarize_barriers:
     input:
         curve_files(),
     output:
-        curves=f"{RESULTS}/tables/barrier_curves.csv",
-        table=f"{RESULTS}/tables/barriers.csv",
-        markdown=f"{RESULTS}/tables/barriers.md",
+        curves=P.table(RESULTS, "barrier_curves"),
+        table=P.table(RESULTS, "barriers"),
+        markdown=P.table(RESULTS, "barriers", "md"),
     log:
-        f"{LOGS}/summarize_barriers.log",
+        P.log(RESULTS, "summarize_barriers"),
     benchmark:
-        f"{BENCHMARKS}/summarize_barriers/summarize_barriers.tsv",
+        P.benchmark(RESULTS, "summarize_barriers", "summarize_barriers"),
     params:
         variants=json.dumps(sweep_table(config, VARIANTS)["variants"], sort_keys=True),
     threads: 1

@@ -3,13 +3,13 @@ rule rebasin:
         posteriors=lambda wc: posterior_files(wc.variant, wc.method),
         data=data_file,
     output:
-        q_d=f"{V}/rebasin/{{method}}/{{matching}}/{{reference}}/q_d.h5",
-        q_r=f"{V}/rebasin/{{method}}/{{matching}}/{{reference}}/q_r.h5",
-        draws=f"{V}/rebasin/{{method}}/{{matching}}/{{reference}}/draws.csv",
+        q_d=P.rebasin(RESULTS, "{variant}", "{method}", "{matching}", "{reference}", "q_d"),
+        q_r=P.rebasin(RESULTS, "{variant}", "{method}", "{matching}", "{reference}", "q_r"),
+        draws=P.rebasin(RESULTS, "{variant}", "{method}", "{matching}", "{reference}", "draws"),
     log:
-        f"{LOGS}/{{variant}}/rebasin/{{method}}/{{matching}}/{{reference}}.log",
+        P.log(RESULTS, "{variant}/rebasin/{method}/{matching}/{reference}"),
     benchmark:
-        f"{BENCHMARKS}/rebasin/{{variant}}/rebasin/{{method}}/{{matching}}/{{reference}}.tsv",
+        P.benchmark(RESULTS, "rebasin", "{variant}/rebasin/{method}/{matching}/{reference}"),
     params:
         cfg=job_config("rebasin"),
         runtime=job_runtime,
@@ -31,12 +31,12 @@ rule rebasin_draws:
     input:
         lambda wc: rebasin_draw_files(wc.variant),
     output:
-        csv=f"{RESULTS}/tables/rebasin_draws_{{variant}}.csv",
-        md=f"{RESULTS}/tables/rebasin_draws_{{variant}}.md",
+        csv=P.table(RESULTS, "rebasin_draws_{variant}"),
+        md=P.table(RESULTS, "rebasin_draws_{variant}", "md"),
     log:
-        f"{LOGS}/{{variant}}/rebasin_draws.log",
+        P.log(RESULTS, "{variant}/rebasin_draws"),
     benchmark:
-        f"{BENCHMARKS}/rebasin_draws/{{variant}}/rebasin_draws.tsv",
+        P.benchmark(RESULTS, "rebasin_draws", "{variant}/rebasin_draws"),
     threads: 1
     resources:
         mem_mb=2000,
@@ -54,14 +54,14 @@ rule table1:
         rebasin=lambda wc: list(rebasin_files(wc.variant).values()),
         data=data_file,
     output:
-        csv=f"{RESULTS}/tables/table1_{{variant}}.csv",
-        md=f"{RESULTS}/tables/table1_{{variant}}.md",
-        tex=f"{RESULTS}/tables/table1_{{variant}}.tex",
-        diagnostics=f"{RESULTS}/tables/chain_diagnostics_{{variant}}.csv",
+        csv=P.table(RESULTS, "table1_{variant}"),
+        md=P.table(RESULTS, "table1_{variant}", "md"),
+        tex=P.table(RESULTS, "table1_{variant}", "tex"),
+        diagnostics=P.table(RESULTS, "chain_diagnostics_{variant}"),
     log:
-        f"{LOGS}/{{variant}}/table1.log",
+        P.log(RESULTS, "{variant}/table1"),
     benchmark:
-        f"{BENCHMARKS}/table1/{{variant}}/table1.tsv",
+        P.benchmark(RESULTS, "table1", "{variant}/table1"),
     params:
         cfg=job_config("table"),
         runtime=job_runtime,

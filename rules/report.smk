@@ -15,18 +15,18 @@ wildcard_constraints:
 
 rule report_table:
     input:
-        f"{RESULTS}/tables/{{table}}.csv",
+        P.table(RESULTS, "{table}"),
     output:
         report(
-            f"{RESULTS}/report/{{table}}.html",
+            P.report(RESULTS, "{table}"),
             caption="../report/tables.rst",
             category="Tables",
             labels={"table": "{table}"},
         ),
     log:
-        f"{LOGS}/report/{{table}}.log",
+        P.log(RESULTS, "report/{table}"),
     benchmark:
-        f"{BENCHMARKS}/report_table/report/{{table}}.tsv",
+        P.benchmark(RESULTS, "report_table", "report/{table}"),
     params:
         title=lambda wc: table_item(wc.table, VARIANTS)[1],
         # derived (takes threads): a caption's wording never reruns a job
@@ -46,11 +46,11 @@ rule paper:
     input:
         summary_tables(),
     output:
-        directory(f"{RESULTS}/paper"),
+        directory(P.paper(RESULTS)),
     log:
-        f"{LOGS}/paper.log",
+        P.log(RESULTS, "paper"),
     benchmark:
-        f"{BENCHMARKS}/paper/paper.tsv",
+        P.benchmark(RESULTS, "paper", "paper"),
     params:
         base=json.dumps(sweep_table(config, VARIANTS)["base"] if len(VARIANTS) > 1 else {}, sort_keys=True),
         captions=lambda wc, threads: json.dumps({Path(t).name: table_caption(Path(t).stem) for t in summary_tables()}),
@@ -70,12 +70,12 @@ rule claims:
     input:
         summary_tables(),
     output:
-        csv=f"{RESULTS}/claims.csv",
-        md=f"{RESULTS}/claims.md",
+        csv=P.claims(RESULTS, "csv"),
+        md=P.claims(RESULTS, "md"),
     log:
-        f"{LOGS}/claims.log",
+        P.log(RESULTS, "claims"),
     benchmark:
-        f"{BENCHMARKS}/claims/claims.tsv",
+        P.benchmark(RESULTS, "claims", "claims"),
     params:
         run_config=json.dumps(result_config(config, ["data", "model", "prior", "methods", "rebasin"]), sort_keys=True),
         variants=json.dumps(sweep_table(config, VARIANTS)["variants"], sort_keys=True),

@@ -14,12 +14,12 @@ rule basin:
         reference=lambda wc: reference_qr(wc.variant),
         sources=lambda wc: list(basin_sources(wc.variant).values()),
     output:
-        table=f"{RESULTS}/tables/basin_{{variant}}.csv",
-        alignments=[f"{V}/basin/{label}.h5" for label in BASIN_LABELS],
+        table=P.table(RESULTS, "basin_{variant}"),
+        alignments=[P.basin(RESULTS, "{variant}", label) for label in BASIN_LABELS],
     log:
-        f"{LOGS}/{{variant}}/basin.log",
+        P.log(RESULTS, "{variant}/basin"),
     benchmark:
-        f"{BENCHMARKS}/basin/{{variant}}/basin.tsv",
+        P.benchmark(RESULTS, "basin", "{variant}/basin"),
     params:
         cfg=job_config("alignment"),
         sources=lambda wc: json.dumps(basin_sources(wc.variant)),
@@ -40,11 +40,11 @@ rule sigma_histograms:
         rebasin=lambda wc: list(rebasin_files(wc.variant).values()),
         gaussians=lambda wc: [p for paths in gaussian_files(wc.variant).values() for p in paths],
     output:
-        f"{RESULTS}/tables/sigma_{{variant}}.csv",
+        P.table(RESULTS, "sigma_{variant}"),
     log:
-        f"{LOGS}/{{variant}}/sigma_histograms.log",
+        P.log(RESULTS, "{variant}/sigma_histograms"),
     benchmark:
-        f"{BENCHMARKS}/sigma_histograms/{{variant}}/sigma_histograms.tsv",
+        P.benchmark(RESULTS, "sigma_histograms", "{variant}/sigma_histograms"),
     params:
         rebasin=lambda wc: json.dumps(rebasin_files(wc.variant), sort_keys=True),
         gaussians=lambda wc: json.dumps(gaussian_files(wc.variant)),
@@ -66,11 +66,11 @@ rule pruning:
         merged=lambda wc: [p for pair in pruning_merged(wc.variant) for p in pair],
         data=data_file,
     output:
-        f"{RESULTS}/tables/pruning_{{variant}}.csv",
+        P.table(RESULTS, "pruning_{variant}"),
     log:
-        f"{LOGS}/{{variant}}/pruning.log",
+        P.log(RESULTS, "{variant}/pruning"),
     benchmark:
-        f"{BENCHMARKS}/pruning/{{variant}}/pruning.tsv",
+        P.benchmark(RESULTS, "pruning", "{variant}/pruning"),
     params:
         cfg=job_config("pruning"),
         runtime=job_runtime,
@@ -94,17 +94,17 @@ rule not_k:
         member=lambda wc: posterior_file(wc.variant, NOT_K_METHOD, wc.seed),
         data=data_file,
     output:
-        [f"{V}/not_study/k{k}/seed{{seed}}.csv" for k in config["not_study"]["ks"]],
+        [P.not_k(RESULTS, "{variant}", k, "{seed}") for k in config["not_study"]["ks"]],
     log:
-        f"{LOGS}/{{variant}}/not_study/seed{{seed}}.log",
+        P.log(RESULTS, "{variant}/not_study/seed{seed}"),
     benchmark:
-        f"{BENCHMARKS}/not_k/{{variant}}/not_study/seed{{seed}}.tsv",
+        P.benchmark(RESULTS, "not_k", "{variant}/not_study/seed{seed}"),
     params:
         cfg=job_config("data", "model", "prior", *([NOT_K_METHOD] if NOT_K else []), "alignment",
                        "barrier.n_points", "barrier.split", "not_study", "compute.mixed_precision"),
         runtime=job_runtime,
         ks=" ".join(str(k) for k in config["not_study"]["ks"]),
-        checkpoint=lambda wc: f"{RESULTS}/{wc.variant}/checkpoints/not_k/seed{wc.seed}.pt",
+        checkpoint=lambda wc: P.checkpoint(RESULTS, wc.variant, "not_k", f"seed{wc.seed}"),
     threads: config["compute"]["threads"]
     resources:
         **heavy_resources("not_k", mem_mb=4000, runtime=120),
@@ -119,16 +119,16 @@ rule not_k:
 rule summarize_not_k:
     input:
         lambda wc: [
-            f"{RESULTS}/{wc.variant}/not_study/k{k}/seed{s}.csv"
+            P.not_k(RESULTS, wc.variant, k, s)
             for k in config["not_study"]["ks"]
             for s in config["seeds"][: config["not_study"]["seeds"]]
         ],
     output:
-        f"{RESULTS}/tables/not_k_{{variant}}.csv",
+        P.table(RESULTS, "not_k_{variant}"),
     log:
-        f"{LOGS}/{{variant}}/summarize_not_k.log",
+        P.log(RESULTS, "{variant}/summarize_not_k"),
     benchmark:
-        f"{BENCHMARKS}/summarize_not_k/{{variant}}/summarize_not_k.tsv",
+        P.benchmark(RESULTS, "summarize_not_k", "{variant}/summarize_not_k"),
     threads: 1
     resources:
         mem_mb=1000,
@@ -141,18 +141,18 @@ rule summarize_not_k:
 
 rule not_path:
     input:
-        a=lambda wc: [f"{RESULTS}/{wc.variant}/posteriors/{wc.method}/seed{p.split('-')[0]}.h5" for p in pairs_of(wc.method)],
-        b=lambda wc: [f"{RESULTS}/{wc.variant}/posteriors/{wc.method}/seed{p.split('-')[1]}.h5" for p in pairs_of(wc.method)],
+        a=lambda wc: [P.posterior(RESULTS, wc.variant, wc.method, p.split("-")[0]) for p in pairs_of(wc.method)],
+        b=lambda wc: [P.posterior(RESULTS, wc.variant, wc.method, p.split("-")[1]) for p in pairs_of(wc.method)],
         alignments=lambda wc: [
-            f"{RESULTS}/{wc.variant}/alignment/{wc.method}/{path_alignment_kind(wc.method)}/{p}.h5"
+            P.alignment(RESULTS, wc.variant, wc.method, path_alignment_kind(wc.method), p)
             for p in pairs_of(wc.method)
         ],
     output:
-        f"{V}/not_path/{{method}}.csv",
+        P.not_path(RESULTS, "{variant}", "{method}"),
     log:
-        f"{LOGS}/{{variant}}/not_path/{{method}}.log",
+        P.log(RESULTS, "{variant}/not_path/{method}"),
     benchmark:
-        f"{BENCHMARKS}/not_path/{{variant}}/not_path/{{method}}.tsv",
+        P.benchmark(RESULTS, "not_path", "{variant}/not_path/{method}"),
     params:
         cfg=job_config("alignment", "barrier.n_points"),
     threads: 1
@@ -169,13 +169,13 @@ rule not_path:
 
 rule summarize_not_path:
     input:
-        lambda wc: [f"{RESULTS}/{wc.variant}/not_path/{m}.csv" for m in not_path_methods()],
+        lambda wc: [P.not_path(RESULTS, wc.variant, m) for m in not_path_methods()],
     output:
-        f"{RESULTS}/tables/not_path_{{variant}}.csv",
+        P.table(RESULTS, "not_path_{variant}"),
     log:
-        f"{LOGS}/{{variant}}/summarize_not_path.log",
+        P.log(RESULTS, "{variant}/summarize_not_path"),
     benchmark:
-        f"{BENCHMARKS}/summarize_not_path/{{variant}}/summarize_not_path.tsv",
+        P.benchmark(RESULTS, "summarize_not_path", "{variant}/summarize_not_path"),
     threads: 1
     resources:
         mem_mb=1000,
@@ -188,19 +188,19 @@ rule summarize_not_path:
 
 rule figure_study:
     input:
-        f"{RESULTS}/tables/{{study}}_{{variant}}.csv",
+        P.table(RESULTS, "{study}_{variant}"),
     output:
         png=report(
-            f"{RESULTS}/figures/{{study}}_{{variant}}.png",
+            P.figure(RESULTS, "{study}_{variant}", "png"),
             caption="../report/studies.rst",
             category="Weight-space studies",
             labels={"study": "{study}", "variant": "{variant}"},
         ),
-        pdf=f"{RESULTS}/figures/{{study}}_{{variant}}.pdf",
+        pdf=P.figure(RESULTS, "{study}_{variant}", "pdf"),
     log:
-        f"{LOGS}/figures/{{study}}_{{variant}}.log",
+        P.log(RESULTS, "figures/{study}_{variant}"),
     benchmark:
-        f"{BENCHMARKS}/figure_study/figures/{{study}}_{{variant}}.tsv",
+        P.benchmark(RESULTS, "figure_study", "figures/{study}_{variant}"),
     params:
         # derived (takes threads): a caption's wording never reruns a job
         caption=lambda wc, threads: caption_text(wc.study, variant_config(wc.variant), variant=wc.variant),

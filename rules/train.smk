@@ -9,19 +9,19 @@ rule train_posterior:
         # a method fitted around another (laplace around the ensemble member) depends on that posterior
         base=base_posterior,
     output:
-        f"{V}/posteriors/{{method}}/seed{{seed}}.h5",
+        P.posterior(RESULTS, "{variant}", "{method}", "{seed}"),
     wildcard_constraints:
         # a method whose seeds are fitted in groups has the rules below instead
         method="|".join(m for m in TRAINED if m not in TOGETHER) or "(?!)",
     log:
-        f"{LOGS}/{{variant}}/train/{{method}}/seed{{seed}}.log",
+        P.log(RESULTS, "{variant}/train/{method}/seed{seed}"),
     benchmark:
-        f"{BENCHMARKS}/train_posterior/{{variant}}/train/{{method}}/seed{{seed}}.tsv",
+        P.benchmark(RESULTS, "train_posterior", "{variant}/train/{method}/seed{seed}"),
     params:
         cfg=job_config("data", "model", "prior", "{method}", "compute.mixed_precision"),
         runtime=job_runtime,
         # undeclared on purpose: Snakemake deletes a failed job's outputs, a checkpoint must survive
-        checkpoint=lambda wc: f"{RESULTS}/{wc.variant}/checkpoints/{wc.method}/seed{wc.seed}.pt",
+        checkpoint=lambda wc: P.checkpoint(RESULTS, wc.variant, wc.method, f"seed{wc.seed}"),
         base=lambda wc, input: f"--base {shlex.quote(input.base[0])}" if input.base else "",
     threads: config["compute"]["threads"]
     resources:
@@ -45,15 +45,15 @@ for _method, _groups in TOGETHER.items():
             input:
                 data=data_file,
             output:
-                [f"{V}/posteriors/{_method}/seed{s}.h5" for s in _seeds],
+                [P.posterior(RESULTS, "{variant}", _method, s) for s in _seeds],
             log:
-                f"{LOGS}/{{variant}}/train/{_method}/seeds{_name}.log",
+                P.log(RESULTS, f"{{variant}}/train/{_method}/seeds{_name}"),
             benchmark:
-                f"{BENCHMARKS}/train_posterior/{{variant}}/train/{_method}/seeds{_name}.tsv",
+                P.benchmark(RESULTS, "train_posterior", f"{{variant}}/train/{_method}/seeds{_name}"),
             params:
                 cfg=job_config("data", "model", "prior", _method, "compute.mixed_precision"),
                 runtime=job_runtime,
-                checkpoint=f"{RESULTS}/{{variant}}/checkpoints/{_method}/seeds{_name}.pt",
+                checkpoint=P.checkpoint(RESULTS, "{variant}", _method, f"seeds{_name}"),
                 method=_method,
                 seeds=" ".join(map(str, _seeds)),
             threads: config["compute"]["threads"]

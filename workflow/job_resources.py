@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from . import paths
+
 MEMORY_HEADROOM = 1.5
 MEMORY_FLOOR_MB = 256  # the interpreter and the scheduler's own accounting
 MEMORY_STEP_MB = 250
@@ -29,7 +31,7 @@ MIN_RUNTIME_MIN = 5
 
 def read_benchmarks(run_dir) -> pd.DataFrame:
     """One row per benchmark file of a run: rule, job (its path below the rule), s, max_rss, cpu_time."""
-    root = Path(run_dir) / "benchmarks"
+    root = Path(paths.benchmarks(str(run_dir)))
     files = sorted(root.rglob("*.tsv")) if root.is_dir() else []
     if not files:
         raise ValueError(f"no benchmark files under {root}: run the workflow first (every job rule writes one)")
