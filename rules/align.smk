@@ -7,16 +7,16 @@ rule align_pair:
     log:
         P.log(RESULTS, "{variant}/align/{method}/{kind}/{a}-{b}"),
     benchmark:
-        P.benchmark(RESULTS, "align_pair", "{variant}/align/{method}/{kind}/{a}-{b}"),
-    params:
-        cfg=job_config("alignment"),
-        runtime=job_runtime,
+        P.benchmark(RESULTS, "align_pair", "{variant}/align/{method}/{kind}/{a}-{b}")
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=4000,
         runtime=60,
-    conda:
-        ENV
+    params:
+        cfg=job_config("alignment"),
+        runtime=job_runtime,
     shell:
         "python -m workflow align --kind {wildcards.kind} --seeds {wildcards.a} {wildcards.b} --a {input.a:q} --b {input.b:q} --config {params.cfg:q} --runtime {params.runtime:q}"
         " --out {output:q} > {log:q} 2>&1"

@@ -13,8 +13,17 @@ from workflow import methods as registry
 from workflow import paths as P
 from workflow.captions import caption_text, table_item
 from workflow.device import GPU_RULES
-from workflow.config import (ConfigError, expand_variants, method_seeds, result_config, runtime_config, seed_groups,
-                             seed_pairs, sweep_table, validate_config)
+from workflow.config import (
+    ConfigError,
+    expand_variants,
+    method_seeds,
+    result_config,
+    runtime_config,
+    seed_groups,
+    seed_pairs,
+    sweep_table,
+    validate_config,
+)
 
 try:
     _validated = validate_config(config)
@@ -133,8 +142,9 @@ def barrier_endpoints_b(wc):
     permuted (inside the alignment file)."""
     if wc.alignment == "naive":
         return [posterior_file(wc.variant, wc.method, b) for _, b in seed_pairs(config, wc.method)]
-    return [P.alignment(RESULTS, wc.variant, wc.method, wc.alignment, f"{a}-{b}")
-            for a, b in seed_pairs(config, wc.method)]
+    return [
+        P.alignment(RESULTS, wc.variant, wc.method, wc.alignment, f"{a}-{b}") for a, b in seed_pairs(config, wc.method)
+    ]
 
 
 def curve_files():
@@ -200,8 +210,12 @@ def rebasin_files(variant):
 
 
 def rebasin_draw_files(variant):
-    return [P.rebasin(RESULTS, variant, m, mt, r, "draws") for m in SAMPLE_METHODS
-            for mt in config["rebasin"]["matchings"] for r in config["rebasin"]["references"]]
+    return [
+        P.rebasin(RESULTS, variant, m, mt, r, "draws")
+        for m in SAMPLE_METHODS
+        for mt in config["rebasin"]["matchings"]
+        for r in config["rebasin"]["references"]
+    ]
 
 
 def rebasin_draw_tables():

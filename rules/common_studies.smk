@@ -7,7 +7,8 @@ BASIN_MATCHING = config["rebasin"]["matchings"][0]  # the studies read the first
 # Gaussians aligned into the basin of the reference's q_r: every other sample method's q_r, and
 # every Gaussian method's posterior of every seed (label -> what is aligned)
 BASIN_LABELS = [m for m in SAMPLE_METHODS if m != REFERENCE] + [
-    f"{m}-seed{s}" for m in GAUSSIAN_METHODS for s in seeds_of(m)]
+    f"{m}-seed{s}" for m in GAUSSIAN_METHODS for s in seeds_of(m)
+]
 BASIN = bool(REFERENCE) and bool(BASIN_LABELS)
 # the method the NoT study retrains from permuted initial weights
 NOT_K_METHOD = next((m for m in METHODS if registry.permuted_init(m)), None)

@@ -4,15 +4,15 @@ rule prepare_data:
     log:
         P.log(RESULTS, "prepare_data/{datakey}"),
     benchmark:
-        P.benchmark(RESULTS, "prepare_data", "prepare_data/{datakey}"),
-    params:
-        cfg=lambda wc: json.dumps(result_config(DATA_CONFIGS[wc.datakey], ["data"]), sort_keys=True),
-        runtime=job_runtime,
+        P.benchmark(RESULTS, "prepare_data", "prepare_data/{datakey}")
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=4000,
         runtime=30,
-    conda:
-        ENV
+    params:
+        cfg=lambda wc: json.dumps(result_config(DATA_CONFIGS[wc.datakey], ["data"]), sort_keys=True),
+        runtime=job_runtime,
     shell:
         "python -m workflow prepare-data --config {params.cfg:q} --runtime {params.runtime:q} --out {output:q} > {log:q} 2>&1"

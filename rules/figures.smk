@@ -23,17 +23,18 @@ rule figure_barriers:
     log:
         P.log(RESULTS, "figures/barrier_{method}_{variant}"),
     benchmark:
-        P.benchmark(RESULTS, "figure_barriers", "figures/barrier_{method}_{variant}"),
-    params:
-        # derived (takes threads): a caption's wording never reruns a job
-        caption=lambda wc, threads: caption_text("barrier", variant_config(wc.variant), method=wc.method,
-                                                 variant=wc.variant),
+        P.benchmark(RESULTS, "figure_barriers", "figures/barrier_{method}_{variant}")
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        ENV
+    params:
+        # derived (takes threads): a caption's wording never reruns a job
+        caption=lambda wc, threads: caption_text(
+            "barrier", variant_config(wc.variant), method=wc.method, variant=wc.variant
+        ),
     shell:
         "python -m workflow figure-barriers --curves {input:q} --method {wildcards.method}"
         " --variant {wildcards.variant} --png {output.png:q} --pdf {output.pdf:q} > {log:q} 2>&1"
@@ -53,16 +54,16 @@ rule figure_sweep:
     log:
         P.log(RESULTS, "figures/sweep_{method}"),
     benchmark:
-        P.benchmark(RESULTS, "figure_sweep", "figures/sweep_{method}"),
-    params:
-        base=json.dumps(sweep_table(config, VARIANTS)["base"], sort_keys=True),
-        caption=lambda wc, threads: caption_text("sweep", config, method=wc.method, swept=swept_values()),
+        P.benchmark(RESULTS, "figure_sweep", "figures/sweep_{method}")
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        ENV
+    params:
+        base=json.dumps(sweep_table(config, VARIANTS)["base"], sort_keys=True),
+        caption=lambda wc, threads: caption_text("sweep", config, method=wc.method, swept=swept_values()),
     shell:
         "python -m workflow figure-sweep --table {input:q} --method {wildcards.method} --base {params.base:q}"
         " --png {output.png:q} --pdf {output.pdf:q} > {log:q} 2>&1"

@@ -8,18 +8,19 @@ rule barrier_curves:
     log:
         P.log(RESULTS, "{variant}/barrier/{method}/{alignment}"),
     benchmark:
-        P.benchmark(RESULTS, "barrier_curves", "{variant}/barrier/{method}/{alignment}"),
+        P.benchmark(RESULTS, "barrier_curves", "{variant}/barrier/{method}/{alignment}")
+    conda:
+        ENV
+    threads: config["compute"]["threads"]
+    resources:
+        **heavy_resources("barrier_curves", mem_mb=4000, runtime=60),
     params:
         cfg=job_config("barrier"),
         runtime=job_runtime,
         # every pair of the method: one job (torch and the data set up once), a curve per pair
-        pairs=lambda wc, input: json.dumps([[a, b, pa, pb] for (a, b), pa, pb in
-                                            zip(seed_pairs(config, wc.method), input.a, input.b)]),
-    threads: config["compute"]["threads"]
-    resources:
-        **heavy_resources("barrier_curves", mem_mb=4000, runtime=60),
-    conda:
-        ENV
+        pairs=lambda wc, input: json.dumps(
+            [[a, b, pa, pb] for (a, b), pa, pb in zip(seed_pairs(config, wc.method), input.a, input.b)]
+        ),
     shell:
         "python -m workflow barriers --alignment {wildcards.alignment} --variant {wildcards.variant}"
         " --pairs {params.pairs:q} --data {input.data:q}"
@@ -37,16 +38,16 @@ rule barrier_within_chain:
     log:
         P.log(RESULTS, "{variant}/barrier/{method}/within_chain"),
     benchmark:
-        P.benchmark(RESULTS, "barrier_within_chain", "{variant}/barrier/{method}/within_chain"),
+        P.benchmark(RESULTS, "barrier_within_chain", "{variant}/barrier/{method}/within_chain")
+    conda:
+        ENV
+    threads: config["compute"]["threads"]
+    resources:
+        **heavy_resources("barrier_within_chain", mem_mb=4000, runtime=60),
     params:
         cfg=job_config("barrier"),
         runtime=job_runtime,
         seeds=lambda wc: " ".join(str(s) for s in seeds_of(wc.method)),
-    threads: config["compute"]["threads"]
-    resources:
-        **heavy_resources("barrier_within_chain", mem_mb=4000, runtime=60),
-    conda:
-        ENV
     shell:
         "python -m workflow barriers-within-chain --variant {wildcards.variant} --posteriors {input.posteriors:q}"
         " --seeds {params.seeds} --data {input.data:q} --config {params.cfg:q} --runtime {params.runtime:q}"
@@ -63,15 +64,15 @@ rule summarize_barriers:
     log:
         P.log(RESULTS, "summarize_barriers"),
     benchmark:
-        P.benchmark(RESULTS, "summarize_barriers", "summarize_barriers"),
-    params:
-        variants=json.dumps(sweep_table(config, VARIANTS)["variants"], sort_keys=True),
+        P.benchmark(RESULTS, "summarize_barriers", "summarize_barriers")
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        ENV
+    params:
+        variants=json.dumps(sweep_table(config, VARIANTS)["variants"], sort_keys=True),
     shell:
         "python -m workflow summarize-barriers --curves {input:q} --variants {params.variants:q}"
         " --out-curves {output.curves:q} --out-csv {output.table:q} --out-md {output.markdown:q} > {log:q} 2>&1"
@@ -80,4 +81,3 @@ rule summarize_barriers:
 rule barriers:
     input:
         barrier_tables(),
-

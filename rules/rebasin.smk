@@ -9,16 +9,16 @@ rule rebasin:
     log:
         P.log(RESULTS, "{variant}/rebasin/{method}/{matching}/{reference}"),
     benchmark:
-        P.benchmark(RESULTS, "rebasin", "{variant}/rebasin/{method}/{matching}/{reference}"),
+        P.benchmark(RESULTS, "rebasin", "{variant}/rebasin/{method}/{matching}/{reference}")
+    conda:
+        ENV
+    threads: config["compute"]["threads"]
+    resources:
+        **heavy_resources("rebasin", mem_mb=8000, runtime=120),  # matching runs on the CPU
     params:
         cfg=job_config("rebasin"),
         runtime=job_runtime,
         seeds=lambda wc: " ".join(str(s) for s in seeds_of(wc.method)),
-    threads: config["compute"]["threads"]
-    resources:
-        **heavy_resources("rebasin", mem_mb=8000, runtime=120),  # matching runs on the CPU
-    conda:
-        ENV
     shell:
         "python -m workflow rebasin --method {wildcards.method} --matching {wildcards.matching}"
         " --reference {wildcards.reference} --posteriors {input.posteriors:q} --seeds {params.seeds} --data {input.data:q}"
@@ -36,13 +36,13 @@ rule rebasin_draws:
     log:
         P.log(RESULTS, "{variant}/rebasin_draws"),
     benchmark:
-        P.benchmark(RESULTS, "rebasin_draws", "{variant}/rebasin_draws"),
+        P.benchmark(RESULTS, "rebasin_draws", "{variant}/rebasin_draws")
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        ENV
     shell:
         "python -m workflow summarize-rebasin-draws --draws {input:q} --variant {wildcards.variant}"
         " --out-csv {output.csv:q} --out-md {output.md:q} > {log:q} 2>&1"
@@ -61,17 +61,17 @@ rule table1:
     log:
         P.log(RESULTS, "{variant}/table1"),
     benchmark:
-        P.benchmark(RESULTS, "table1", "{variant}/table1"),
+        P.benchmark(RESULTS, "table1", "{variant}/table1")
+    conda:
+        ENV
+    threads: config["compute"]["threads"]
+    resources:
+        **heavy_resources("table1", mem_mb=8000, runtime=60),
     params:
         cfg=job_config("table"),
         runtime=job_runtime,
         posteriors=lambda wc: json.dumps({m: posterior_files(wc.variant, m) for m in METHODS}),
         rebasin=lambda wc: json.dumps(rebasin_files(wc.variant), sort_keys=True),
-    threads: config["compute"]["threads"]
-    resources:
-        **heavy_resources("table1", mem_mb=8000, runtime=60),
-    conda:
-        ENV
     shell:
         "python -m workflow table1 --posteriors {params.posteriors:q} --rebasin {params.rebasin:q} --data {input.data:q}"
         " --config {params.cfg:q} --runtime {params.runtime:q} --threads {threads} --gpus {resources.gpu} --out-csv {output.csv:q}"

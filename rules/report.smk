@@ -26,17 +26,17 @@ rule report_table:
     log:
         P.log(RESULTS, "report/{table}"),
     benchmark:
-        P.benchmark(RESULTS, "report_table", "report/{table}"),
-    params:
-        title=lambda wc: table_item(wc.table, VARIANTS)[1],
-        # derived (takes threads): a caption's wording never reruns a job
-        caption=lambda wc, threads: table_caption(wc.table),
+        P.benchmark(RESULTS, "report_table", "report/{table}")
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        ENV
+    params:
+        title=lambda wc: table_item(wc.table, VARIANTS)[1],
+        # derived (takes threads): a caption's wording never reruns a job
+        caption=lambda wc, threads: table_caption(wc.table),
     shell:
         "python -m workflow table-html --table {input:q} --title {params.title:q} --caption {params.caption:q}"
         " --out {output:q} > {log:q} 2>&1"
@@ -50,16 +50,16 @@ rule paper:
     log:
         P.log(RESULTS, "paper"),
     benchmark:
-        P.benchmark(RESULTS, "paper", "paper"),
-    params:
-        base=json.dumps(sweep_table(config, VARIANTS)["base"] if len(VARIANTS) > 1 else {}, sort_keys=True),
-        captions=lambda wc, threads: json.dumps({Path(t).name: table_caption(Path(t).stem) for t in summary_tables()}),
+        P.benchmark(RESULTS, "paper", "paper")
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=2000,
         runtime=30,
-    conda:
-        ENV
+    params:
+        base=json.dumps(sweep_table(config, VARIANTS)["base"] if len(VARIANTS) > 1 else {}, sort_keys=True),
+        captions=lambda wc, threads: json.dumps({Path(t).name: table_caption(Path(t).stem) for t in summary_tables()}),
     shell:
         "python -m workflow paper --tables {input:q} --sweep-base {params.base:q} --captions {params.captions:q}"
         " --out {output:q} > {log:q} 2>&1"
@@ -75,17 +75,17 @@ rule claims:
     log:
         P.log(RESULTS, "claims"),
     benchmark:
-        P.benchmark(RESULTS, "claims", "claims"),
-    params:
-        run_config=json.dumps(result_config(config, ["data", "model", "prior", "methods", "rebasin"]), sort_keys=True),
-        variants=json.dumps(sweep_table(config, VARIANTS)["variants"], sort_keys=True),
-        sweep_base=json.dumps(sweep_table(config, VARIANTS)["base"], sort_keys=True),
+        P.benchmark(RESULTS, "claims", "claims")
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        ENV
+    params:
+        run_config=json.dumps(result_config(config, ["data", "model", "prior", "methods", "rebasin"]), sort_keys=True),
+        variants=json.dumps(sweep_table(config, VARIANTS)["variants"], sort_keys=True),
+        sweep_base=json.dumps(sweep_table(config, VARIANTS)["base"], sort_keys=True),
     shell:
         "python -m workflow claims --tables {input:q} --run-config {params.run_config:q} --variants {params.variants:q}"
         " --sweep-base {params.sweep_base:q}"

@@ -19,17 +19,17 @@ rule basin:
     log:
         P.log(RESULTS, "{variant}/basin"),
     benchmark:
-        P.benchmark(RESULTS, "basin", "{variant}/basin"),
-    params:
-        cfg=job_config("alignment"),
-        sources=lambda wc: json.dumps(basin_sources(wc.variant)),
-        outs=lambda wc: json.dumps(basin_outputs(wc.variant)),
+        P.benchmark(RESULTS, "basin", "{variant}/basin")
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=4000,
         runtime=60,
-    conda:
-        ENV
+    params:
+        cfg=job_config("alignment"),
+        sources=lambda wc: json.dumps(basin_sources(wc.variant)),
+        outs=lambda wc: json.dumps(basin_outputs(wc.variant)),
     shell:
         "python -m workflow basin --reference {input.reference:q} --sources {params.sources:q} --outs {params.outs:q}"
         " --variant {wildcards.variant} --config {params.cfg:q} --out-csv {output.table:q} > {log:q} 2>&1"
@@ -44,16 +44,16 @@ rule sigma_histograms:
     log:
         P.log(RESULTS, "{variant}/sigma_histograms"),
     benchmark:
-        P.benchmark(RESULTS, "sigma_histograms", "{variant}/sigma_histograms"),
-    params:
-        rebasin=lambda wc: json.dumps(rebasin_files(wc.variant), sort_keys=True),
-        gaussians=lambda wc: json.dumps(gaussian_files(wc.variant)),
+        P.benchmark(RESULTS, "sigma_histograms", "{variant}/sigma_histograms")
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        ENV
+    params:
+        rebasin=lambda wc: json.dumps(rebasin_files(wc.variant), sort_keys=True),
+        gaussians=lambda wc: json.dumps(gaussian_files(wc.variant)),
     shell:
         "python -m workflow sigma-histograms --rebasin {params.rebasin:q} --gaussians {params.gaussians:q} --variant {wildcards.variant}"
         " --out-csv {output:q} > {log:q} 2>&1"
@@ -70,18 +70,18 @@ rule pruning:
     log:
         P.log(RESULTS, "{variant}/pruning"),
     benchmark:
-        P.benchmark(RESULTS, "pruning", "{variant}/pruning"),
+        P.benchmark(RESULTS, "pruning", "{variant}/pruning")
+    conda:
+        ENV
+    threads: config["compute"]["threads"]
+    resources:
+        **heavy_resources("pruning", mem_mb=4000, runtime=30),
     params:
         cfg=job_config("pruning"),
         runtime=job_runtime,
         rebasin=lambda wc: json.dumps(rebasin_files(wc.variant), sort_keys=True),
         gaussians=lambda wc: json.dumps({m: paths[0] for m, paths in gaussian_files(wc.variant).items()}),
         merged=lambda wc: json.dumps(pruning_merged(wc.variant)),
-    threads: config["compute"]["threads"]
-    resources:
-        **heavy_resources("pruning", mem_mb=4000, runtime=30),
-    conda:
-        ENV
     shell:
         "python -m workflow pruning --rebasin {params.rebasin:q} --gaussians {params.gaussians:q} --merged {params.merged:q}"
         " --data {input.data:q} --variant {wildcards.variant} --config {params.cfg:q} --runtime {params.runtime:q}"
@@ -98,18 +98,27 @@ rule not_k:
     log:
         P.log(RESULTS, "{variant}/not_study/seed{seed}"),
     benchmark:
-        P.benchmark(RESULTS, "not_k", "{variant}/not_study/seed{seed}"),
-    params:
-        cfg=job_config("data", "model", "prior", *([NOT_K_METHOD] if NOT_K else []), "alignment",
-                       "barrier.n_points", "barrier.split", "not_study", "compute.mixed_precision"),
-        runtime=job_runtime,
-        ks=" ".join(str(k) for k in config["not_study"]["ks"]),
-        checkpoint=lambda wc: P.checkpoint(RESULTS, wc.variant, "not_k", f"seed{wc.seed}"),
+        P.benchmark(RESULTS, "not_k", "{variant}/not_study/seed{seed}")
+    conda:
+        ENV
     threads: config["compute"]["threads"]
     resources:
         **heavy_resources("not_k", mem_mb=4000, runtime=120),
-    conda:
-        ENV
+    params:
+        cfg=job_config(
+            "data",
+            "model",
+            "prior",
+            *([NOT_K_METHOD] if NOT_K else []),
+            "alignment",
+            "barrier.n_points",
+            "barrier.split",
+            "not_study",
+            "compute.mixed_precision",
+        ),
+        runtime=job_runtime,
+        ks=" ".join(str(k) for k in config["not_study"]["ks"]),
+        checkpoint=lambda wc: P.checkpoint(RESULTS, wc.variant, "not_k", f"seed{wc.seed}"),
     shell:
         "python -m workflow not-k --k {params.ks} --seed {wildcards.seed} --member {input.member:q}"
         " --data {input.data:q} --variant {wildcards.variant} --config {params.cfg:q} --runtime {params.runtime:q}"
@@ -128,13 +137,13 @@ rule summarize_not_k:
     log:
         P.log(RESULTS, "{variant}/summarize_not_k"),
     benchmark:
-        P.benchmark(RESULTS, "summarize_not_k", "{variant}/summarize_not_k"),
+        P.benchmark(RESULTS, "summarize_not_k", "{variant}/summarize_not_k")
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        ENV
     shell:
         "python -m workflow concat-tables --tables {input:q} --out {output:q} > {log:q} 2>&1"
 
@@ -144,23 +153,22 @@ rule not_path:
         a=lambda wc: [P.posterior(RESULTS, wc.variant, wc.method, p.split("-")[0]) for p in pairs_of(wc.method)],
         b=lambda wc: [P.posterior(RESULTS, wc.variant, wc.method, p.split("-")[1]) for p in pairs_of(wc.method)],
         alignments=lambda wc: [
-            P.alignment(RESULTS, wc.variant, wc.method, path_alignment_kind(wc.method), p)
-            for p in pairs_of(wc.method)
+            P.alignment(RESULTS, wc.variant, wc.method, path_alignment_kind(wc.method), p) for p in pairs_of(wc.method)
         ],
     output:
         P.not_path(RESULTS, "{variant}", "{method}"),
     log:
         P.log(RESULTS, "{variant}/not_path/{method}"),
     benchmark:
-        P.benchmark(RESULTS, "not_path", "{variant}/not_path/{method}"),
-    params:
-        cfg=job_config("alignment", "barrier.n_points"),
+        P.benchmark(RESULTS, "not_path", "{variant}/not_path/{method}")
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=4000,
         runtime=60,
-    conda:
-        ENV
+    params:
+        cfg=job_config("alignment", "barrier.n_points"),
     shell:
         "python -m workflow not-path --method {wildcards.method} --a {input.a:q} --b {input.b:q}"
         " --alignments {input.alignments:q} --variant {wildcards.variant} --config {params.cfg:q}"
@@ -175,13 +183,13 @@ rule summarize_not_path:
     log:
         P.log(RESULTS, "{variant}/summarize_not_path"),
     benchmark:
-        P.benchmark(RESULTS, "summarize_not_path", "{variant}/summarize_not_path"),
+        P.benchmark(RESULTS, "summarize_not_path", "{variant}/summarize_not_path")
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        ENV
     shell:
         "python -m workflow concat-tables --tables {input:q} --out {output:q} > {log:q} 2>&1"
 
@@ -200,16 +208,16 @@ rule figure_study:
     log:
         P.log(RESULTS, "figures/{study}_{variant}"),
     benchmark:
-        P.benchmark(RESULTS, "figure_study", "figures/{study}_{variant}"),
-    params:
-        # derived (takes threads): a caption's wording never reruns a job
-        caption=lambda wc, threads: caption_text(wc.study, variant_config(wc.variant), variant=wc.variant),
+        P.benchmark(RESULTS, "figure_study", "figures/{study}_{variant}")
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        ENV
+    params:
+        # derived (takes threads): a caption's wording never reruns a job
+        caption=lambda wc, threads: caption_text(wc.study, variant_config(wc.variant), variant=wc.variant),
     shell:
         "python -m workflow figure --kind {wildcards.study} --table {input:q} --variant {wildcards.variant}"
         " --png {output.png:q} --pdf {output.pdf:q} > {log:q} 2>&1"

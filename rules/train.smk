@@ -10,24 +10,24 @@ rule train_posterior:
         base=base_posterior,
     output:
         P.posterior(RESULTS, "{variant}", "{method}", "{seed}"),
-    wildcard_constraints:
-        # a method whose seeds are fitted in groups has the rules below instead
-        method="|".join(m for m in TRAINED if m not in TOGETHER) or "(?!)",
     log:
         P.log(RESULTS, "{variant}/train/{method}/seed{seed}"),
     benchmark:
-        P.benchmark(RESULTS, "train_posterior", "{variant}/train/{method}/seed{seed}"),
+        P.benchmark(RESULTS, "train_posterior", "{variant}/train/{method}/seed{seed}")
+    wildcard_constraints:
+        # a method whose seeds are fitted in groups has the rules below instead
+        method="|".join(m for m in TRAINED if m not in TOGETHER) or "(?!)",
+    conda:
+        ENV
+    threads: config["compute"]["threads"]
+    resources:
+        **heavy_resources("train_posterior", mem_mb=4000, runtime=120),
     params:
         cfg=job_config("data", "model", "prior", "{method}", "compute.mixed_precision"),
         runtime=job_runtime,
         # undeclared on purpose: Snakemake deletes a failed job's outputs, a checkpoint must survive
         checkpoint=lambda wc: P.checkpoint(RESULTS, wc.variant, wc.method, f"seed{wc.seed}"),
         base=lambda wc, input: f"--base {shlex.quote(input.base[0])}" if input.base else "",
-    threads: config["compute"]["threads"]
-    resources:
-        **heavy_resources("train_posterior", mem_mb=4000, runtime=120),
-    conda:
-        ENV
     shell:
         "python -m workflow train --method {wildcards.method} --seed {wildcards.seed} --data {input.data:q}"
         " {params.base} --config {params.cfg:q} --runtime {params.runtime:q} --checkpoint {params.checkpoint:q}"
@@ -49,18 +49,18 @@ for _method, _groups in TOGETHER.items():
             log:
                 P.log(RESULTS, f"{{variant}}/train/{_method}/seeds{_name}"),
             benchmark:
-                P.benchmark(RESULTS, "train_posterior", f"{{variant}}/train/{_method}/seeds{_name}"),
+                P.benchmark(RESULTS, "train_posterior", f"{{variant}}/train/{_method}/seeds{_name}")
+            conda:
+                ENV
+            threads: config["compute"]["threads"]
+            resources:
+                **heavy_resources("train_posterior", mem_mb=4000, runtime=120),  # train_posterior, seeds together
             params:
                 cfg=job_config("data", "model", "prior", _method, "compute.mixed_precision"),
                 runtime=job_runtime,
                 checkpoint=P.checkpoint(RESULTS, "{variant}", _method, f"seeds{_name}"),
                 method=_method,
                 seeds=" ".join(map(str, _seeds)),
-            threads: config["compute"]["threads"]
-            resources:
-                **heavy_resources("train_posterior", mem_mb=4000, runtime=120),  # train_posterior, seeds together
-            conda:
-                ENV
             shell:
                 "python -m workflow train --method {params.method} --seed {params.seeds} --data {input.data:q}"
                 " --config {params.cfg:q} --runtime {params.runtime:q} --checkpoint {params.checkpoint:q}"

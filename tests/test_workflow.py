@@ -420,6 +420,13 @@ def test_bad_config_is_refused_before_any_job_runs(tmp_path):
     assert not (tmp_path / "results").exists()
 
 
+def test_rules_are_snakefmt_formatted():
+    """The Snakefile and rules/ in snakefmt's format (pyproject.toml's [tool.snakefmt]): `snakefmt .` fixes it."""
+    proc = subprocess.run([sys.executable, "-m", "snakefmt", "--check", "Snakefile", "rules"], capture_output=True,
+                          text=True, cwd=REPO, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
 def test_lint_is_clean():
     proc = subprocess.run([sys.executable, "-m", "snakemake", "--lint", "--snakefile", str(REPO / "Snakefile")],
                           capture_output=True, text=True, cwd=REPO, timeout=300)
