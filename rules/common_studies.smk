@@ -1,6 +1,7 @@
 # Helpers of the weight-space studies (rules/studies.smk): which methods take part, from the
 # method registry, and the paths of the studies' inputs and outputs.
 from workflow.config import basin_reference
+from workflow.study_registry import wildcard as study_wildcard
 
 BASIN_REFERENCE = basin_reference(config)
 BASIN_MATCHING = config["rebasin"]["matchings"][0]  # the studies read the first listed matching's q_r
@@ -76,4 +77,4 @@ def study_files():
 
 wildcard_constraints:
     k=r"\d+",
-    study="sigma|pruning|not_k|not_path",
+    study=study_wildcard(),  # the studies declared in workflow/study_registry.py

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from . import methods as registry
 from .config import method_seeds, runtime_keys, seed_pairs
+from .study_registry import STUDIES, BY_KEY as STUDY
 
 # item -> the config sections it depends on, besides its methods' own sections
 ITEM_SECTIONS = {
@@ -18,10 +19,7 @@ ITEM_SECTIONS = {
     "chain_diagnostics": ("data", "model", "prior", "table"),
     "rebasin_draws": ("data", "model", "prior", "rebasin"),
     "basin": ("data", "model", "prior", "rebasin", "alignment"),
-    "sigma": ("data", "model", "prior", "rebasin"),
-    "pruning": ("data", "model", "prior", "rebasin", "pruning"),
-    "not_k": ("data", "model", "prior", "not_study", "alignment", "barrier"),
-    "not_path": ("data", "model", "prior", "alignment", "barrier"),
+    **{s.key: s.sections for s in STUDIES},
 }
 
 
@@ -68,15 +66,15 @@ def item_methods(item: str, cfg: dict, method: str | None = None) -> list[str]:
     selected = list(cfg["methods"])
     if method is not None:
         return [method]
-    if item in ("sigma", "pruning", "table1", "basin"):
+    if item in STUDY:
+        return STUDY[item].methods(selected, cfg)
+    if item in ("table1", "basin"):
         return selected
     if item == "chain_diagnostics":
         return [registry.reference_method(selected)]
     if item == "rebasin_draws":
         return registry.of_kind(selected, "samples")
-    if item == "not_k":
-        return [m for m in selected if registry.permuted_init(m)][:1]
-    return [m for m in selected if seed_pairs(cfg, m)]  # barriers, not_path: methods with pairs
+    return [m for m in selected if seed_pairs(cfg, m)]  # barriers: methods with pairs
 
 
 def caption_text(item: str, cfg: dict, *, method: str | None = None, variant: str | None = None,
@@ -92,11 +90,10 @@ def caption_text(item: str, cfg: dict, *, method: str | None = None, variant: st
         sentences.append("Swept: " + "; ".join(f"{k} over {', '.join(_value(v) for v in vs)}"
                                                  for k, vs in swept.items()) + ".")
     sentences.append(f"Methods {', '.join(ms)}; {seeds_text(cfg, ms)}.")
-    if item in ("barrier", "barriers", "sweep", "not_path"):
+    if item in ("barrier", "barriers", "sweep") or (item in STUDY and STUDY[item].pairs):
         sentences.append(f"Each curve or row is one of the {pairs_text(cfg, ms)}.")
-    if item == "not_k":
-        study = cfg["not_study"]
-        sentences.append(f"k transpositions in {_value(study['ks'])}, on the first {study['seeds']} seed(s).")
+    if item in STUDY and STUDY[item].caption:
+        sentences.append(STUDY[item].caption(cfg))
     sections = [*ITEM_SECTIONS[item], *ms]
     sentences.append("Settings: " + settings_text(cfg, list(dict.fromkeys(sections))) + ".")
     return " ".join(sentences)
@@ -111,10 +108,7 @@ TABLE_TITLES = {
     "rebasin_draws": ("rebasin_draws", "Rebasin control: NoT matching gave the draws of the reference's chain and of "
                       "the other chains"),
     "basin": ("basin", "Gaussians aligned into the basin of HMC's q_r"),
-    "sigma": ("sigma", "Sigma histograms of q_d, q_r and the Gaussian methods"),
-    "pruning": ("pruning", "Pruning by sigma: test accuracy of the pruned mean network"),
-    "not_k": ("not_k", "NoT under training from initial weights permuted by k transpositions"),
-    "not_path": ("not_path", "NoT from each point of the path to either endpoint"),
+    **{s.key: (s.key, s.title) for s in STUDIES},
 }
 
 

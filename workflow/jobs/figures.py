@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pandas as pd
 
-# study table kind -> figure function in workflow.figures
-STUDY_FIGURES = {"sigma": "sigma_histogram_figure", "pruning": "pruning_figure", "not_k": "not_k_figure",
-                 "not_path": "not_path_figure"}
+from ..study_registry import STUDIES
+
+# study table kind -> figure function in workflow.figures (workflow/study_registry.py)
+STUDY_FIGURES = {s.key: s.figure for s in STUDIES}
 
 
 def read_table(path) -> pd.DataFrame:
