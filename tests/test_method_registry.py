@@ -88,3 +88,22 @@ def test_every_method_module_declares_the_registry_surface():
     assert [m for m in methods.names() if methods.is_reference(m)] == ["hmc"]
     with pytest.raises(ValueError, match="allowed: ensemble, vi, hmc, laplace"):
         methods.load("sgld")
+
+
+def test_the_settings_dataclasses_take_their_defaults_from_the_config_schema():
+    """One source per setting: a default written into a dataclass by hand could drift from the schema's."""
+    import dataclasses
+    import importlib
+
+    from workflow.hmc import HmcSettings
+    from workflow.training import MapSettings
+    from workflow.vi import ViSettings
+
+    for method, cls in (("vi", ViSettings), ("hmc", HmcSettings), ("ensemble", MapSettings)):
+        schema = importlib.import_module(f"workflow.methods.{method}").SETTINGS
+        shared = [f for f in dataclasses.fields(cls) if f.name in schema]
+        assert len(shared) >= 7
+        for f in shared:
+            assert f.default == schema[f.name]["default"], (method, f.name)
+            if "enum" in schema[f.name]:
+                cls(**{f.name: schema[f.name]["enum"][-1]})  # every value the schema allows is accepted

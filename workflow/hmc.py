@@ -26,7 +26,8 @@ import torch
 from tqdm import tqdm
 
 from .resume import Resume, fingerprint
-from .training import check_positive, data_digest
+from .methods.hmc import SETTINGS as HMC_SETTINGS
+from .training import check_positive, data_digest, schema_default
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ Potential = Callable[[torch.Tensor], torch.Tensor]
 # grad_fn(x) -> (U(x), dU/dx), both detached
 GradFn = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
-MASS_MATRICES = ("identity", "diagonal", "ggn")
+MASS_MATRICES = tuple(HMC_SETTINGS["mass_matrix"]["enum"])
 # metric_fn(x) -> the diagonal inverse mass matrix at positions x ([chains, dim] -> [chains, dim], row by row)
 MetricFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -45,18 +46,19 @@ DIVERGENCE_THRESHOLD = 1000.0
 
 @dataclass
 class HmcSettings:
-    step_size: float = 1e-3  # initial leapfrog step size
-    n_leapfrog: int = 100  # leapfrog steps per proposal (L)
-    n_warmup: int = 100  # iterations of step-size adaptation; never kept
-    n_samples: int = 100  # samples kept after warm-up
-    thinning: int = 1  # keep every k-th post-warm-up iteration
-    target_accept: float = 0.8
-    adapt_step_size: bool = True
+    # the defaults are the config schema's (workflow/methods/hmc.py)
+    step_size: float = schema_default(HMC_SETTINGS, "step_size")  # initial leapfrog step size
+    n_leapfrog: int = schema_default(HMC_SETTINGS, "n_leapfrog")  # leapfrog steps per proposal (L)
+    n_warmup: int = schema_default(HMC_SETTINGS, "n_warmup")  # iterations of step-size adaptation; never kept
+    n_samples: int = schema_default(HMC_SETTINGS, "n_samples")  # samples kept after warm-up
+    thinning: int = schema_default(HMC_SETTINGS, "thinning")  # keep every k-th post-warm-up iteration
+    target_accept: float = schema_default(HMC_SETTINGS, "target_accept")
+    adapt_step_size: bool = schema_default(HMC_SETTINGS, "adapt_step_size")
     # "diagonal": a diagonal mass matrix adapted in warm-up (Stan's windows), the draws' variances;
     # "ggn": the same windows, the metric from ``metric_fn`` at the position (BNNs: the diagonal
     # Laplace variance 1 / (GGN + prior precision)); "identity": none
-    mass_matrix: str = "identity"
-    checkpoint_every: int = 50  # iterations; 0 disables checkpoints
+    mass_matrix: str = schema_default(HMC_SETTINGS, "mass_matrix")
+    checkpoint_every: int = schema_default(HMC_SETTINGS, "checkpoint_every")  # iterations; 0 disables checkpoints
 
     def __post_init__(self):
         for key in ("n_leapfrog", "n_warmup", "n_samples", "thinning", "checkpoint_every"):

@@ -22,6 +22,7 @@ import torch
 from tqdm import tqdm
 
 from .device import autocast
+from .methods._optim import OPTIM_SETTINGS
 from .resume import Resume, fingerprint, rng_state, set_rng_state
 
 log = logging.getLogger(__name__)
@@ -31,23 +32,29 @@ log = logging.getLogger(__name__)
 Objective = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, dict[str, torch.Tensor]]]
 
 
-OPTIMIZERS = ("adam", "sgd")
-LR_SCHEDULES = ("constant", "cosine")
-AUGMENTATIONS = ("none", "crop", "crop_flip")
+# the config schema's settings are the one source of the defaults and allowed values below
+OPTIMIZERS = tuple(OPTIM_SETTINGS["optimizer"]["enum"])
+LR_SCHEDULES = tuple(OPTIM_SETTINGS["lr_schedule"]["enum"])
+AUGMENTATIONS = tuple(OPTIM_SETTINGS["augment"]["enum"])
+
+
+def schema_default(settings: dict, key: str):
+    """A setting's default, from a method's config schema (workflow/methods/<method>.py SETTINGS)."""
+    return settings[key]["default"]
 
 
 @dataclass
 class OptimSettings:
     """How the optimisation-based methods step: shared by MAP and VI."""
 
-    epochs: int = 30
-    batch_size: int = 128
-    lr: float = 1e-3
-    optimizer: str = "adam"  # adam, or sgd with momentum
-    momentum: float = 0.9  # sgd only
-    lr_schedule: str = "constant"  # or cosine decay to 0 over the epochs
-    augment: str = "none"  # random crop with zero padding (crop), and a horizontal flip (crop_flip)
-    checkpoint_every: int = 5  # epochs; 0 disables checkpoints
+    epochs: int = schema_default(OPTIM_SETTINGS, "epochs")
+    batch_size: int = schema_default(OPTIM_SETTINGS, "batch_size")
+    lr: float = schema_default(OPTIM_SETTINGS, "lr")
+    optimizer: str = schema_default(OPTIM_SETTINGS, "optimizer")  # adam, or sgd with momentum
+    momentum: float = schema_default(OPTIM_SETTINGS, "momentum")  # sgd only
+    lr_schedule: str = schema_default(OPTIM_SETTINGS, "lr_schedule")  # or cosine decay to 0 over the epochs
+    augment: str = schema_default(OPTIM_SETTINGS, "augment")  # random crop with zero padding, and a flip (crop_flip)
+    checkpoint_every: int = schema_default(OPTIM_SETTINGS, "checkpoint_every")  # epochs; 0 disables checkpoints
 
     def check_optim(self) -> None:
         check_positive(self, ints=("epochs", "batch_size"), floats=("lr",))

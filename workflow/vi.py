@@ -15,20 +15,21 @@ import numpy as np
 import torch
 from torch import nn
 
-from .training import OptimSettings, check_positive, data_digest, reset_parameters, run_training
+from .methods.vi import SETTINGS as VI_SETTINGS
+from .training import OptimSettings, check_positive, data_digest, reset_parameters, run_training, schema_default
 
-SIGMA_PARAMS = ("softplus", "exp")
+SIGMA_PARAMS = tuple(VI_SETTINGS["sigma_param"]["enum"])
 
 
 @dataclass
 class ViSettings(OptimSettings):
-    epochs: int = 50
-    mc_samples: int = 1  # weight samples per step
-    temperature: float = 1.0
-    sigma_init: float = 0.05
-    sigma_lr_scale: float = 1.0  # rho's learning rate over lr
-    sigma_param: str = "softplus"
-    local_reparam: bool = False
+    epochs: int = schema_default(VI_SETTINGS, "epochs")
+    mc_samples: int = schema_default(VI_SETTINGS, "mc_samples")  # weight samples per step
+    temperature: float = schema_default(VI_SETTINGS, "temperature")
+    sigma_init: float = schema_default(VI_SETTINGS, "sigma_init")
+    sigma_lr_scale: float = schema_default(VI_SETTINGS, "sigma_lr_scale")  # rho's learning rate over lr
+    sigma_param: str = schema_default(VI_SETTINGS, "sigma_param")
+    local_reparam: bool = schema_default(VI_SETTINGS, "local_reparam")
     prior_std: float = 1.0
 
     def __post_init__(self):
