@@ -346,13 +346,7 @@ def run_hmc_chains(potential: Potential | None, init: torch.Tensor, settings: Hm
     and at the end of each of Stan's slow windows of warm-up (not estimated from draws), and the
     step size is adapted afresh after each.
     """
-    if init.ndim != 2 or len(init) < 1:
-        raise ValueError(f"init must be [chains, dim] flat parameter vectors, got shape {tuple(init.shape)}")
-    seeds = [int(s) for s in seeds]
-    if len(seeds) != len(init):
-        raise ValueError(f"one seed per chain: got {len(seeds)} seeds for {len(init)} initial positions")
-    if len(set(seeds)) != len(seeds):
-        raise ValueError(f"the chains' seeds must differ, got {seeds}")
+    seeds = _checked_seeds(init, seeds)
     n_chains, n_post = len(init), settings.n_samples * settings.thinning
     total = settings.n_warmup + n_post
     batch_grad = chains_value_and_grad(potential, grad_fn)
@@ -366,124 +360,190 @@ def run_hmc_chains(potential: Potential | None, init: torch.Tensor, settings: Hm
     if batch_energy is not None:
         with torch.no_grad():
             u = batch_energy(x)
+    _check_start(u, grad, seeds, desc)
+    gens = [torch.Generator(device=x.device).manual_seed(s) for s in seeds]
+    # diagonal mass matrix, per chain: estimated from the positions of each slow window of warm-up
+    # ("diagonal"), or metric_fn at each window's start and end ("ggn")
+    adapt = _Adaptation.plan(settings, metric_fn, desc)
+    st = _Chains(x, u, grad, das=[DualAveraging.start(settings.step_size)] * n_chains,
+                 step_sizes=[float(settings.step_size)] * n_chains,
+                 inv_mass=torch.ones_like(x) if adapt.metric else None,
+                 welford=Welford.start(x) if adapt.diagonal else None,
+                 # the kept draws on the CPU: they may be large
+                 samples=torch.empty(n_chains, settings.n_samples, x.shape[1], dtype=x.dtype),
+                 energy=np.empty((n_chains, settings.n_samples)), accepted=np.zeros((n_chains, n_post), dtype=bool),
+                 divergences=np.zeros(n_chains, dtype=int))
+    kept_settings = {k: v for k, v in asdict(settings).items() if k != "checkpoint_every"}
+    resume = Resume(checkpoint, fingerprint(x.device, identity, seeds=seeds, settings=kept_settings, dim=x.shape[1],
+                                            dtype=str(x.dtype), init=data_digest(x.cpu())), desc)
+    start = 0
+    state = resume.saved_state()  # on the CPU: a CUDA generator's state is a CPU tensor too
+    if state is not None:
+        start = st.restore(state, gens, init.device, adapt)
+        log.info("%s: resumed from %s at iteration %d", desc, resume.path, start)
+
+    bar = tqdm(range(start, total), desc=desc, disable=None)
+    for it in bar:
+        eps = torch.tensor(st.step_sizes, dtype=st.x.dtype, device=st.x.device).unsqueeze(1)
+        step = hmc_step(batch_grad, st.x, st.u, st.grad, eps, settings.n_leapfrog, gens, batch_energy, st.inv_mass)
+        st.x, st.u, st.grad = step.x, step.u, step.grad
+        # the trajectories' outcome in one transfer: the one host sync of the iteration
+        accept_prob, was_accepted, diverged, u_now = torch.stack(
+            [step.accept_prob.double(), step.accepted.double(), step.diverged.double(), st.u.double()]).tolist()
+        if it < settings.n_warmup:
+            adapt.update(st, it, accept_prob, settings, metric_fn, desc)
+        else:
+            st.record(it - settings.n_warmup, was_accepted, diverged, u_now, settings.thinning)
+        done = it + 1
+        if done % 10 == 0:
+            bar.set_postfix(step=" ".join(f"{e:.3g}" for e in st.step_sizes), div=int(st.divergences.sum()))
+        if done % max(1, total // 20) == 0 or done == settings.n_warmup:
+            st.log_progress(desc, done, total, settings.n_warmup)
+        if settings.checkpoint_every and done % settings.checkpoint_every == 0 and done < total:
+            resume.save(st.checkpoint_state(done, gens, settings))
+    return [st.result(c, seed, desc if n_chains == 1 else f"{desc} (seed {seed})", n_post, start)
+            for c, seed in enumerate(seeds)]
+
+
+def _checked_seeds(init: torch.Tensor, seeds: Sequence[int]) -> list[int]:
+    if init.ndim != 2 or len(init) < 1:
+        raise ValueError(f"init must be [chains, dim] flat parameter vectors, got shape {tuple(init.shape)}")
+    seeds = [int(s) for s in seeds]
+    if len(seeds) != len(init):
+        raise ValueError(f"one seed per chain: got {len(seeds)} seeds for {len(init)} initial positions")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"the chains' seeds must differ, got {seeds}")
+    return seeds
+
+
+def _check_start(u: torch.Tensor, grad: torch.Tensor, seeds: list[int], desc: str) -> None:
+    n_chains = len(seeds)
     if u.shape != (n_chains,):
         raise ValueError(f"{desc}: the potential must return a scalar, got shape {tuple(u.shape[1:])}")
     for c in range(n_chains):
         if not (torch.isfinite(u[c]) and torch.isfinite(grad[c]).all()):
             raise ValueError(f"{desc}: the potential or its gradient is not finite at the initial position"
                              f"{f' of seed {seeds[c]}' if n_chains > 1 else ''}")
-    gens = [torch.Generator(device=x.device).manual_seed(s) for s in seeds]
-    das = [DualAveraging.start(settings.step_size)] * n_chains
-    step_sizes = [float(settings.step_size)] * n_chains
-    # diagonal mass matrix, per chain: estimated from the positions of each slow window of warm-up
-    # ("diagonal"), or metric_fn at each window's start and end ("ggn")
-    adapt_metric = settings.mass_matrix != "identity"
-    diagonal = settings.mass_matrix == "diagonal"
-    if settings.mass_matrix == "ggn" and metric_fn is None:
-        raise ValueError(f"{desc}: mass_matrix 'ggn' takes its metric from a metric_fn (the BNN sampler gives "
-                         "one); none was given")
-    windows = adaptation_windows(settings.n_warmup) if adapt_metric else []
-    metric_points = set() if diagonal else {bound for window in windows for bound in window}
-    inv_mass = torch.ones_like(x) if adapt_metric else None
-    welford = Welford.start(x) if diagonal else None
-    samples = torch.empty(n_chains, settings.n_samples, x.shape[1], dtype=x.dtype)  # on the CPU: may be large
-    energy = np.empty((n_chains, settings.n_samples))
-    accepted = np.zeros((n_chains, n_post), dtype=bool)
-    divergences = np.zeros(n_chains, dtype=int)
-    resume = Resume(checkpoint, fingerprint(
-        x.device, identity, seeds=seeds, settings={k: v for k, v in asdict(settings).items() if k != "checkpoint_every"},
-        dim=x.shape[1], dtype=str(x.dtype), init=data_digest(x.cpu())), desc)
-    start = 0
-    state = resume.saved_state()  # on the CPU: a CUDA generator's state is a CPU tensor too
-    if state is not None:
-        start = int(state["iteration"])
-        x, u, grad = (state[k].to(init.device) for k in ("x", "u", "grad"))
-        das = [DualAveraging(**d) for d in state["dual_averaging"]]
-        step_sizes = [float(e) for e in state["step_sizes"]]
+
+
+@dataclass
+class _Chains:
+    """The state of chains advanced together: positions, potentials and gradients ([chains, ...]),
+    per-chain step-size adaptation and mass matrix, and what the sampling phase has kept so far."""
+
+    x: torch.Tensor
+    u: torch.Tensor
+    grad: torch.Tensor
+    das: list
+    step_sizes: list
+    inv_mass: torch.Tensor | None
+    welford: Welford | None
+    samples: torch.Tensor
+    energy: np.ndarray
+    accepted: np.ndarray
+    divergences: np.ndarray
+
+    def record(self, j: int, was_accepted, diverged, u_now, thinning: int) -> None:
+        """Post-warm-up iteration j: its acceptances and divergences; every thinning-th draw kept."""
+        self.accepted[:, j] = np.asarray(was_accepted, dtype=bool)
+        self.divergences += np.asarray(diverged, dtype=bool)
+        if (j + 1) % thinning == 0:
+            k = j // thinning
+            self.samples[:, k] = self.x.detach().cpu()
+            self.energy[:, k] = u_now
+
+    def log_progress(self, desc: str, done: int, total: int, n_warmup: int) -> None:
+        # progress in the job's log (the bar is off when output is not a terminal): about 20 lines
+        post = max(0, done - n_warmup)
+        log.info("%s: iteration %d / %d (%s), step size %s, acceptance so far %s, divergences %s", desc, done,
+                 total, "warm-up" if done <= n_warmup else "sampling", " ".join(f"{e:.4g}" for e in self.step_sizes),
+                 " ".join(f"{r:.3f}" for r in self.accepted[:, :post].mean(1)) if post else "-",
+                 " ".join(str(d) for d in self.divergences))
+
+    def checkpoint_state(self, done: int, gens, settings: HmcSettings) -> dict:
+        post = max(0, done - settings.n_warmup)
+        kept = post // settings.thinning
+        # clone: saving a slice would write the whole preallocated buffer
+        return {"iteration": done, "x": self.x, "u": self.u, "grad": self.grad,
+                "dual_averaging": [asdict(d) for d in self.das], "step_sizes": self.step_sizes,
+                "generators": [g.get_state() for g in gens],
+                "samples": self.samples[:, :kept].clone(), "energy": self.energy[:, :kept].copy(),
+                "accepted": self.accepted[:, :post].copy(), "divergences": self.divergences.tolist(),
+                "inv_mass": self.inv_mass, "welford": asdict(self.welford) if self.welford is not None else None}
+
+    def restore(self, state: dict, gens, device, adapt: "_Adaptation") -> int:
+        """Back to a checkpoint's state; returns the iteration it was saved after."""
+        self.x, self.u, self.grad = (state[k].to(device) for k in ("x", "u", "grad"))
+        self.das = [DualAveraging(**d) for d in state["dual_averaging"]]
+        self.step_sizes = [float(e) for e in state["step_sizes"]]
         for g, g_state in zip(gens, state["generators"]):
             g.set_state(g_state)
         kept, post = state["samples"].shape[1], state["accepted"].shape[1]
-        samples[:, :kept], energy[:, :kept], accepted[:, :post] = (state["samples"], state["energy"],
-                                                                   state["accepted"])
-        divergences = np.asarray(state["divergences"], dtype=int)
-        if adapt_metric:
-            inv_mass = state["inv_mass"].to(init.device)
-        if diagonal:
-            welford = Welford(int(state["welford"]["count"]), state["welford"]["mean"].to(init.device),
-                              state["welford"]["m2"].to(init.device))
-        log.info("%s: resumed from %s at iteration %d", desc, resume.path, start)
+        self.samples[:, :kept], self.energy[:, :kept], self.accepted[:, :post] = (state["samples"], state["energy"],
+                                                                                  state["accepted"])
+        self.divergences = np.asarray(state["divergences"], dtype=int)
+        if adapt.metric:
+            self.inv_mass = state["inv_mass"].to(device)
+        if adapt.diagonal:
+            w = state["welford"]
+            self.welford = Welford(int(w["count"]), w["mean"].to(device), w["m2"].to(device))
+        return int(state["iteration"])
 
-    bar = tqdm(range(start, total), desc=desc, disable=None)
-    for it in bar:
-        eps = torch.tensor(step_sizes, dtype=x.dtype, device=x.device).unsqueeze(1)
-        step = hmc_step(batch_grad, x, u, grad, eps, settings.n_leapfrog, gens, batch_energy, inv_mass)
-        x, u, grad = step.x, step.u, step.grad
-        # the trajectories' outcome in one transfer: the one host sync of the iteration
-        accept_prob, was_accepted, diverged, u_now = torch.stack(
-            [step.accept_prob.double(), step.accepted.double(), step.diverged.double(), u.double()]).tolist()
-        if it < settings.n_warmup:
-            if settings.adapt_step_size:
-                das = [dual_averaging_update(d, a, settings.target_accept) for d, a in zip(das, accept_prob)]
-                # the last warm-up iteration hands over the averaged step size, fixed from then on
-                last = it + 1 == settings.n_warmup
-                step_sizes = [math.exp(d.log_step_bar if last else d.log_step) for d in das]
-            window = next((w for w in windows if w[0] <= it < w[1]), None) if diagonal else None
-            if it + 1 in metric_points:
-                inv_mass = _checked_metric(metric_fn(x.detach()), x, desc)
-                if settings.adapt_step_size:
-                    das = [DualAveraging.start(e) for e in step_sizes]
-            if window is not None:
-                welford = welford.add(x)
-                if it + 1 == window[1]:
-                    # a new metric: the step size is adapted afresh from the current one (as Stan)
-                    inv_mass, welford = welford.inv_mass(x.dtype), Welford.start(x)
-                    if settings.adapt_step_size:
-                        das = [DualAveraging.start(e) for e in step_sizes]
-        else:
-            j = it - settings.n_warmup
-            accepted[:, j] = np.asarray(was_accepted, dtype=bool)
-            divergences += np.asarray(diverged, dtype=bool)
-            if (j + 1) % settings.thinning == 0:
-                k = j // settings.thinning
-                samples[:, k] = x.detach().cpu()
-                energy[:, k] = u_now
-        done = it + 1
-        if done % 10 == 0:
-            bar.set_postfix(step=" ".join(f"{e:.3g}" for e in step_sizes), div=int(divergences.sum()))
-        if done % max(1, total // 20) == 0 or done == settings.n_warmup:
-            # progress in the job's log (the bar is off when output is not a terminal): about 20 lines
-            post = max(0, done - settings.n_warmup)
-            log.info("%s: iteration %d / %d (%s), step size %s, acceptance so far %s, divergences %s", desc, done,
-                     total, "warm-up" if done <= settings.n_warmup else "sampling",
-                     " ".join(f"{e:.4g}" for e in step_sizes),
-                     " ".join(f"{r:.3f}" for r in accepted[:, :post].mean(1)) if post else "-",
-                     " ".join(str(d) for d in divergences))
-        if settings.checkpoint_every and done % settings.checkpoint_every == 0 and done < total:
-            post = max(0, done - settings.n_warmup)
-            kept = post // settings.thinning
-            # clone: saving a slice would write the whole preallocated buffer
-            resume.save({"iteration": done, "x": x, "u": u, "grad": grad,
-                         "dual_averaging": [asdict(d) for d in das], "step_sizes": step_sizes,
-                         "generators": [g.get_state() for g in gens],
-                         "samples": samples[:, :kept].clone(), "energy": energy[:, :kept].copy(),
-                         "accepted": accepted[:, :post].copy(), "divergences": divergences.tolist(),
-                         "inv_mass": inv_mass, "welford": asdict(welford) if welford is not None else None})
-    results = []
-    for c, seed in enumerate(seeds):
-        name = f"{desc} (seed {seed})" if n_chains > 1 else desc
-        if n_post and divergences[c] == n_post:
+    def result(self, c: int, seed: int, name: str, n_post: int, start: int) -> HmcResult:
+        if n_post and self.divergences[c] == n_post:
             # a chain that never left its start is no posterior sample: stop rather than write it
             raise FloatingPointError(f"{name}: every one of the {n_post} post-warm-up proposals diverged (non-finite "
-                                     f"or energy error > {DIVERGENCE_THRESHOLD:g}) at step size {step_sizes[c]:.4g}; "
-                                     "lower the step size, or adapt it in warm-up (adapt_step_size, n_warmup)")
-        if divergences[c]:
+                                     f"or energy error > {DIVERGENCE_THRESHOLD:g}) at step size "
+                                     f"{self.step_sizes[c]:.4g}; lower the step size, or adapt it in warm-up "
+                                     "(adapt_step_size, n_warmup)")
+        if self.divergences[c]:
             log.warning("%s: %d of %d post-warm-up proposals diverged; consider a smaller target step size "
-                        "(higher target_accept)", name, divergences[c], n_post)
-        rate = float(accepted[c].mean())
-        log.info("%s: acceptance %.3f, step size %.4g", name, rate, step_sizes[c])
-        results.append(HmcResult(samples[c].numpy(), accepted[c], rate, int(divergences[c]), step_sizes[c],
-                                 energy[c], start, inv_mass[c].cpu().numpy() if inv_mass is not None else None))
-    return results
+                        "(higher target_accept)", name, self.divergences[c], n_post)
+        rate = float(self.accepted[c].mean())
+        log.info("%s: acceptance %.3f, step size %.4g", name, rate, self.step_sizes[c])
+        return HmcResult(self.samples[c].numpy(), self.accepted[c], rate, int(self.divergences[c]),
+                         self.step_sizes[c], self.energy[c], start,
+                         self.inv_mass[c].cpu().numpy() if self.inv_mass is not None else None)
+
+
+@dataclass
+class _Adaptation:
+    """Warm-up: dual averaging of each chain's step size, and the mass matrix of Stan's slow windows."""
+
+    metric: bool  # a mass matrix is adapted
+    diagonal: bool  # estimated from the draws' variances (else metric_fn at the windows' bounds)
+    windows: list
+    metric_points: set
+
+    @classmethod
+    def plan(cls, settings: HmcSettings, metric_fn, desc: str) -> "_Adaptation":
+        metric = settings.mass_matrix != "identity"
+        diagonal = settings.mass_matrix == "diagonal"
+        if settings.mass_matrix == "ggn" and metric_fn is None:
+            raise ValueError(f"{desc}: mass_matrix 'ggn' takes its metric from a metric_fn (the BNN sampler gives "
+                             "one); none was given")
+        windows = adaptation_windows(settings.n_warmup) if metric else []
+        points = set() if diagonal else {bound for window in windows for bound in window}
+        return cls(metric, diagonal, windows, points)
+
+    def update(self, st: _Chains, it: int, accept_prob, settings: HmcSettings, metric_fn, desc: str) -> None:
+        if settings.adapt_step_size:
+            st.das = [dual_averaging_update(d, a, settings.target_accept) for d, a in zip(st.das, accept_prob)]
+            # the last warm-up iteration hands over the averaged step size, fixed from then on
+            last = it + 1 == settings.n_warmup
+            st.step_sizes = [math.exp(d.log_step_bar if last else d.log_step) for d in st.das]
+        window = next((w for w in self.windows if w[0] <= it < w[1]), None) if self.diagonal else None
+        if it + 1 in self.metric_points:
+            st.inv_mass = _checked_metric(metric_fn(st.x.detach()), st.x, desc)
+            if settings.adapt_step_size:
+                st.das = [DualAveraging.start(e) for e in st.step_sizes]
+        if window is not None:
+            st.welford = st.welford.add(st.x)
+            if it + 1 == window[1]:
+                # a new metric: the step size is adapted afresh from the current one (as Stan)
+                st.inv_mass, st.welford = st.welford.inv_mass(st.x.dtype), Welford.start(st.x)
+                if settings.adapt_step_size:
+                    st.das = [DualAveraging.start(e) for e in st.step_sizes]
 
 
 # ---------------------------------------------------------------------------------------------
