@@ -250,7 +250,6 @@ def not_k_job(k: int, seed: int, member_path, data_path, cfg: dict, out_csv, *, 
     the units that matter only (``live_units`` of the unpermuted run), as ``*_live`` columns."""
     from .. import architectures
     from ..predict import Stacked, marginal_loss_error
-    from ..rebasin import activation_matching
 
     data = load_prepared(data_path)
     member = read_posterior(member_path, seed=seed, data=data)
@@ -280,16 +279,7 @@ def not_k_job(k: int, seed: int, member_path, data_path, cfg: dict, out_csv, *, 
     points = study["activation_points"]
     x_act = data["x_train"][:points] if points else data["x_train"]
     acts_a = hook(model, a, x_act) if hook is not None else None
-    if xiao:
-        if hook is None:
-            raise ValueError(f"not_study.setting xiao matches by activations, which architecture {member.architecture!r} "
-                             "does not provide (no hidden_activations hook); use setting workflow")
-        found = activation_matching(acts_a, hook(model, b, x_act), cost="inner")
-    else:
-        from ..matching import weight_matching
-
-        found = weight_matching(a, b, spec, seed=seed, max_sweeps=cfg["alignment"]["max_sweeps"],
-                                restarts=cfg["alignment"].get("restarts", 1)).perms
+    found = _not_study_matching(xiao, a, b, model, spec, hook, acts_a, x_act, seed, cfg, member.architecture)
     b_aligned = apply_permutation(b, spec, found)
     # planted P then found Q: the identity when matching undoes exactly the planted permutation
     residual = {g: compose(planted[g], found[g]) for g in planted}
@@ -323,6 +313,22 @@ def not_k_job(k: int, seed: int, member_path, data_path, cfg: dict, out_csv, *, 
              row["not_residual"], row["units_live"], row["units_total"], row["not_residual_live"], naive_loss,
              aligned_loss)
     write_csv(out_csv, pd.DataFrame([row]))
+
+
+def _not_study_matching(xiao: bool, a, b, model, spec, hook, acts_a, x_act, seed: int, cfg: dict,
+                        architecture: str) -> dict:
+    """The permutation of B onto A: Xiao et al.'s activation matching, or the workflow's weight matching."""
+    if xiao:
+        from ..rebasin import activation_matching
+
+        if hook is None:
+            raise ValueError(f"not_study.setting xiao matches by activations, which architecture {architecture!r} "
+                             "does not provide (no hidden_activations hook); use setting workflow")
+        return activation_matching(acts_a, hook(model, b, x_act), cost="inner")
+    from ..matching import weight_matching
+
+    return weight_matching(a, b, spec, seed=seed, max_sweeps=cfg["alignment"]["max_sweeps"],
+                           restarts=cfg["alignment"].get("restarts", 1)).perms
 
 
 def not_k_jobs(ks, seed: int, member_path, data_path, cfg: dict, outs, *, variant: str = "base",
