@@ -122,7 +122,7 @@ def digits_problem() -> Problem:
     import torch
 
     from workflow.config import load_config
-    from workflow.data import load_dataset
+    from workflow.storage.datasets import load_dataset
 
     cfg = load_config(REPO / "config.yaml")
     d = cfg["data"]

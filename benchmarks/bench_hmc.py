@@ -41,8 +41,8 @@ from _common import REPO, Problem, Row, digits_problem, median_time, mnist_sized
 
 
 def _potential(problem: Problem, prior_std: float = 1.0):
-    from workflow.hmc import flatten
-    from workflow.hmc_bnn import bnn_potential
+    from workflow.inference.hmc_sampler import flatten
+    from workflow.inference.hmc_bnn import bnn_potential
 
     model = problem.model(seed=0)
     like = {k: v.detach() for k, v in model.named_parameters()}
@@ -63,7 +63,7 @@ def cost_per_gradient(problem: Problem, *, iterations: int, n_leapfrog: int = 20
     """Seconds per gradient inside fixed-step trajectories, ours and Pyro's, against fwd + bwd."""
     import torch
 
-    from workflow.hmc import HmcSettings, run_hmc, value_and_grad
+    from workflow.inference.hmc_sampler import HmcSettings, run_hmc, value_and_grad
 
     _, _, potential, theta = _potential(problem)
     fwd_bwd = median_time(lambda: value_and_grad(potential, theta), repeats=max(5, repeats * 3))
@@ -92,8 +92,8 @@ def _predictive_ess(problem: Problem, model, like: dict, *flat_draws: np.ndarray
     """Median over test points of the ESS of p(y_n | x_n, w), over one chain or several (one array each)."""
     import torch
 
-    from workflow.mcmc_diagnostics import effective_sample_size
-    from workflow.predict import Stacked, sample_label_log_probs
+    from workflow.evaluation.mcmc_diagnostics import effective_sample_size
+    from workflow.evaluation.predict import Stacked, sample_label_log_probs
 
     probs = []
     for draws in flat_draws:
@@ -107,7 +107,7 @@ def _inits(problem: Problem, seeds) -> "torch.Tensor":
     """The architecture's initialisation for each seed, as flat vectors [chains, dim]."""
     import torch
 
-    from workflow.hmc import flatten
+    from workflow.inference.hmc_sampler import flatten
 
     return torch.stack([flatten({k: v.detach() for k, v in problem.model(seed=s).named_parameters()})
                         for s in seeds])
@@ -116,7 +116,7 @@ def _inits(problem: Problem, seeds) -> "torch.Tensor":
 def chains_cost(problem: Problem, *, chains: int, iterations: int, n_leapfrog: int = 20,
                 repeats: int = 3) -> list[Row]:
     """Time per chain-gradient: ``chains`` chains advanced together against the same chains one by one."""
-    from workflow.hmc import HmcSettings, run_hmc, run_hmc_chains
+    from workflow.inference.hmc_sampler import HmcSettings, run_hmc, run_hmc_chains
 
     _, _, potential, _ = _potential(problem)
     inits, seeds = _inits(problem, range(chains)), list(range(chains))
@@ -136,7 +136,7 @@ def mixing(problem: Problem, hmc_config: dict, *, peers: bool = True, nuts_warmu
     """ESS per second of the test predictive: our chain (the config's settings) against Pyro NUTS and HMC."""
     import torch
 
-    from workflow.hmc import run_hmc
+    from workflow.inference.hmc_sampler import run_hmc
 
     model, like, potential, theta = _potential(problem)
     settings = _hmc_settings(hmc_config)
@@ -182,7 +182,7 @@ def mixing(problem: Problem, hmc_config: dict, *, peers: bool = True, nuts_warmu
 
 
 def _hmc_settings(hmc_config: dict):
-    from workflow.hmc import HmcSettings
+    from workflow.inference.hmc_sampler import HmcSettings
 
     keys = set(HmcSettings.__dataclass_fields__)
     return HmcSettings(**{k: v for k, v in hmc_config.items() if k in keys} | {"checkpoint_every": 0})
@@ -193,7 +193,7 @@ def _chain_as_job(problem: Problem, hmc_config: dict, seed: int):
     [n_samples, dim], its final step size and acceptance rate. Runs in a worker process."""
     import torch
 
-    from workflow.hmc import run_hmc
+    from workflow.inference.hmc_sampler import run_hmc
 
     torch.set_num_threads(1)
     _, _, potential, _ = _potential(problem)
@@ -221,7 +221,7 @@ def mixing_chains(problem: Problem, hmc_config: dict, *, chains: int, peers: boo
     running the same chains one after another."""
     import torch
 
-    from workflow.hmc import run_hmc_chains
+    from workflow.inference.hmc_sampler import run_hmc_chains
 
     model, like, potential, _ = _potential(problem)
     settings = _hmc_settings(hmc_config)

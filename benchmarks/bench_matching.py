@@ -42,7 +42,7 @@ def _params(model) -> dict[str, np.ndarray]:
 def compare(name: str, restarts: int, peers: bool) -> list[Row]:
     import torch
 
-    from workflow.matching import objective, weight_matching
+    from workflow.alignment.matching import objective, weight_matching
 
     a, b, spec, shape = _nets(name)
     pa, pb = _params(a), _params(b)

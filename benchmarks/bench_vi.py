@@ -40,8 +40,8 @@ def ours(problem: Problem, batch_size: int, epochs: int, repeats: int = 3) -> tu
     reparameterisation, measured in turns."""
     import torch
 
-    from workflow.training import MapSettings, train_map
-    from workflow.vi import ViSettings, train_vi
+    from workflow.inference.training import MapSettings, train_map
+    from workflow.inference.mean_field import ViSettings, train_vi
 
     cpu = torch.device("cpu")
 

@@ -35,7 +35,7 @@ def main() -> None:
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
     from workflow import methods as registry
-    from workflow.artifacts import read_posterior
+    from workflow.storage.artifacts import read_posterior
     from workflow.config import load_config, result_config
 
     cfg = load_config(args.config)

@@ -124,7 +124,7 @@ def same_posterior(a_path: Path, b_path: Path) -> str:
     """'' when both posteriors hold the same arrays bit for bit, else the first difference."""
     import numpy as np
 
-    from workflow.artifacts import read_posterior
+    from workflow.storage.artifacts import read_posterior
 
     a, b = read_posterior(a_path), read_posterior(b_path)
     for block in ("samples", "mean", "std", "diagnostics"):
@@ -143,7 +143,7 @@ def check_tf32(jobs: Jobs, posterior: Path, device: str) -> Check:
     import torch
 
     from workflow import device as dev
-    from workflow.artifacts import read_posterior
+    from workflow.storage.artifacts import read_posterior
 
     start = time.perf_counter()
     record = read_posterior(posterior).provenance["compute"]

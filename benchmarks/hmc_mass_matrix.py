@@ -39,11 +39,11 @@ def main() -> None:
 
     from workflow.architectures import build_model
     from workflow.config import load_config, model_args
-    from workflow.data import load_dataset
-    from workflow.hmc import MASS_MATRICES, HmcSettings
-    from workflow.mcmc_diagnostics import ess_bulk, rhat
-    from workflow.hmc_bnn import sample_bnn
-    from workflow.predict import Stacked, sample_label_log_probs
+    from workflow.storage.datasets import load_dataset
+    from workflow.inference.hmc_sampler import MASS_MATRICES, HmcSettings
+    from workflow.evaluation.mcmc_diagnostics import ess_bulk, rhat
+    from workflow.inference.hmc_bnn import sample_bnn
+    from workflow.evaluation.predict import Stacked, sample_label_log_probs
 
     torch.set_num_threads(args.threads)
     cfg = load_config(args.config)

@@ -16,7 +16,7 @@ import torch
 from torch.func import functional_call, vmap
 
 from workflow.architectures import build_model
-from workflow.predict import sample_log_probs
+from workflow.evaluation.predict import sample_log_probs
 
 CASES = {  # name: (input shape, hidden widths, classes, test points, samples)
     "digits MLP 64-128-128-10": ((1, 8, 8), [128, 128], 10, 450, 100),

@@ -30,7 +30,7 @@ def one_case(width: int, n: int, s: int, budget: float, threads: int) -> dict:
     import torch
 
     from workflow.architectures import build_model
-    from workflow.predict import Gaussian, activation_elements, chunk_sizes, log_predictive
+    from workflow.evaluation.predict import Gaussian, activation_elements, chunk_sizes, log_predictive
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)

@@ -10,7 +10,7 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 
 from workflow import methods as registry
-from workflow import paths as P
+from workflow.storage import paths as P
 from workflow.captions import caption_text, table_item
 from workflow.device import GPU_RULES
 from workflow.config import (
@@ -34,7 +34,7 @@ except ConfigError as err:
 config.clear()
 config.update(_validated)
 
-# the run's folder: every path below it is spelled by workflow/paths.py (P), nowhere else
+# the run's folder: every path below it is spelled by workflow/storage/paths.py (P), nowhere else
 RESULTS = f"results/{config['name']}"
 # jobs run `python -m workflow`: the environment Snakemake runs in (the README's venv), or
 # this conda environment with --software-deployment-method conda

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from workflow import architectures
-from workflow.artifacts import Posterior
-from workflow.matching import weight_matching
-from workflow.permutations import apply_permutation, invert, random_permutations
-from workflow.predict import Stacked, sample_log_probs
+from workflow.storage.artifacts import Posterior
+from workflow.alignment.matching import weight_matching
+from workflow.alignment.permutations import apply_permutation, invert, random_permutations
+from workflow.evaluation.predict import Stacked, sample_log_probs
 
 # architecture -> small (input shape, arguments) cases
 CASES = {

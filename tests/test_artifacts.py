@@ -5,9 +5,9 @@ import h5py
 import numpy as np
 import pytest
 
-from workflow.artifacts import (Alignment, ArtifactError, Posterior, read_alignment, read_posterior,
+from workflow.storage.artifacts import (Alignment, ArtifactError, Posterior, read_alignment, read_posterior,
                                 write_alignment, write_posterior)
-from workflow.permutations import random_permutations
+from workflow.alignment.permutations import random_permutations
 
 from .conftest import make_mlp
 
@@ -131,7 +131,7 @@ def test_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr("workflow.artifacts._write_posterior_group", boom)
+    monkeypatch.setattr("workflow.storage.artifacts._write_posterior_group", boom)
     with pytest.raises(RuntimeError):
         write_posterior(path, samples_posterior(params, seed=9))
     assert path.read_bytes() == before
@@ -171,7 +171,7 @@ def test_a_gaussians_predictive_round_trips_and_bad_ones_are_refused(tmp_path):
     the attribute existed read as 'sample'; anything else is refused by name."""
     import h5py
 
-    from workflow.artifacts import ArtifactError
+    from workflow.storage.artifacts import ArtifactError
 
     post = gaussian_posterior(make_mlp()[2])
     post.predictive = "glm"

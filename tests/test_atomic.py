@@ -1,4 +1,4 @@
-"""Atomic artifact writes (workflow/atomic.py), and a full disk while an artifact is written.
+"""Atomic artifact writes (workflow/storage/atomic.py), and a full disk while an artifact is written.
 
 A full disk is simulated by making the write raise ENOSPC part-way, after some bytes or datasets
 were written: the target must then be absent (or the old complete file), with no temporary left.
@@ -13,8 +13,8 @@ import stat
 import pandas as pd
 import pytest
 
-from workflow.artifacts import ArtifactError, read_posterior, write_posterior
-from workflow.atomic import atomic_path, write_csv, write_text
+from workflow.storage.artifacts import ArtifactError, read_posterior, write_posterior
+from workflow.storage.atomic import atomic_path, write_csv, write_text
 
 from .conftest import make_mlp
 from .test_artifacts import samples_posterior
@@ -64,7 +64,7 @@ def test_disk_full_while_writing_a_csv(tmp_path, monkeypatch):
 
 def test_disk_full_in_the_middle_of_an_hdf5_posterior(tmp_path, monkeypatch):
     """Some datasets are written, then the disk is full: no posterior a later step could read."""
-    import workflow.artifacts as artifacts
+    import workflow.storage.artifacts as artifacts
 
     _, _, params = make_mlp()
     real, calls = artifacts._dataset, []
@@ -87,7 +87,7 @@ def test_disk_full_in_the_middle_of_an_hdf5_posterior(tmp_path, monkeypatch):
 
 def test_a_train_job_on_a_full_disk_fails_with_one_line_and_no_artifact(tmp_path, monkeypatch, caplog):
     """The job's command line reports the full disk in one line; Snakemake then sees a failed job."""
-    import workflow.artifacts as artifacts
+    import workflow.storage.artifacts as artifacts
     from workflow import cli
     data = tmp_path / "digits.npz"
     assert cli.main(["prepare-data", "--out", str(data), "--config",

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from workflow.barriers import barrier_height, t_grid
+from workflow.evaluation.barriers import barrier_height, t_grid
 
 
 def test_barrier_height_hand_examples():
@@ -50,8 +50,8 @@ def test_a_glm_path_predicts_every_gaussian_through_the_linearised_network():
     predictive, not under sampled networks (Laplace pairs, whose predictive is 'glm')."""
     import torch
 
-    from workflow.barriers import gaussian_path
-    from workflow.predict import Gaussian, marginal_loss_error
+    from workflow.evaluation.barriers import gaussian_path
+    from workflow.evaluation.predict import Gaussian, marginal_loss_error
 
     from .conftest import make_mlp
 
@@ -75,8 +75,8 @@ def test_paths_carry_the_calibration_error_and_its_barrier():
     curves written before the column existed still summarize."""
     import torch
 
-    from workflow.barriers import linear_path, summarize
-    from workflow.compare import expected_calibration_error
+    from workflow.evaluation.barriers import linear_path, summarize
+    from workflow.evaluation.compare import expected_calibration_error
 
     from .conftest import make_mlp
 

@@ -6,8 +6,8 @@ import math
 import pandas as pd
 import pytest
 
-from workflow import claims
-from workflow.claims import NOT_REPRODUCED, NOT_TESTABLE, REPRODUCED, Run
+from workflow.evaluation import claims_table as claims
+from workflow.evaluation.claims_table import NOT_REPRODUCED, NOT_TESTABLE, REPRODUCED, Run
 
 CONFIG = {"name": "t", "methods": ["ensemble", "vi", "hmc"], "model": {"architecture": "mlp", "hidden": [128]},
           "data": {"dataset": "digits"}}

@@ -12,7 +12,7 @@ import h5py
 import pytest
 import yaml
 
-from workflow.artifacts import write_posterior
+from workflow.storage.artifacts import write_posterior
 
 from .conftest import make_mlp
 from .test_artifacts import gaussian_posterior, samples_posterior
@@ -63,7 +63,7 @@ def _foreign(d: Path) -> Path:
 
 
 def _other_architecture(d: Path) -> Path:
-    from workflow.artifacts import Posterior
+    from workflow.storage.artifacts import Posterior
 
     params = make_mlp(hidden=(5,))[2]
     post = gaussian_posterior(params)

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from workflow.compare import accuracy, agreement, total_variation
+from workflow.evaluation.compare import accuracy, agreement, total_variation
 
 
 def test_agreement_and_total_variation_by_hand():
@@ -56,7 +56,7 @@ def test_accuracy_counts_argmax_hits(pq):
 
 
 def test_expected_calibration_error_by_hand():
-    from workflow.compare import expected_calibration_error
+    from workflow.evaluation.compare import expected_calibration_error
 
     # confidences 0.9, 0.9, 0.6, 0.6 (bins (0.8667, 0.9333] and (0.6, 0.6667]... with 15 bins: 0.9 -> bin 13,
     # 0.6 -> bin 8); the 0.9 pair is half right (|0.5 - 0.9| = 0.4), the 0.6 pair all right (|1 - 0.6| = 0.4)
@@ -78,7 +78,7 @@ def test_expected_calibration_error_by_hand():
 @settings(max_examples=50, deadline=None)
 @given(st.integers(1, 30), st.integers(0, 2 ** 31 - 1))
 def test_expected_calibration_error_is_between_zero_and_one(bins, seed):
-    from workflow.compare import expected_calibration_error
+    from workflow.evaluation.compare import expected_calibration_error
 
     rng = np.random.default_rng(seed)
     p = rng.dirichlet(np.ones(4), size=50)

@@ -1,4 +1,4 @@
-"""Tests for workflow/data.py. All dataset files are synthetic, written to tmp_path."""
+"""Tests for workflow/storage/datasets.py. All dataset files are synthetic, written to tmp_path."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from workflow import data
-from workflow.data import DATASETS, Dataset, DatasetError, load_dataset, read_cifar_batch, read_idx, split_indices
+from workflow.storage import datasets as data
+from workflow.storage.datasets import DATASETS, Dataset, DatasetError, load_dataset, read_cifar_batch, read_idx, split_indices
 
 # ---------------------------------------------------------------- helpers
 

@@ -140,7 +140,7 @@ def test_numerical_switches_are_validated_and_applied():
 def test_artifacts_record_where_they_were_computed(tmp_path):
     import torch
 
-    from workflow import artifacts
+    from workflow.storage import artifacts
 
     from .conftest import make_mlp
     from .test_artifacts import gaussian_posterior

@@ -1,11 +1,11 @@
-"""Figures (workflow/figures.py, workflow/jobs/figures.py): what each draws from its table, files
+"""Figures (workflow/plots.py, workflow/jobs/figures.py): what each draws from its table, files
 that are byte-identical on a rerun, and a clear error for a table that is not the figure's."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-import workflow.figures as figures
+import workflow.plots as figures
 from workflow.jobs.figures import STUDY_FIGURES, study_figure
 
 T = np.linspace(0, 1, 5)

@@ -33,7 +33,7 @@ def test_a_resume_that_changes_the_posterior_fails_the_check(tmp_path, monkeypat
     monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
     import gpu_check
 
-    from workflow import artifacts
+    from workflow.storage import artifacts
 
     from .test_artifacts import gaussian_posterior
     from .conftest import make_mlp

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-import workflow.hmc as hmc
-import workflow.resume as resume
-from workflow.hmc import (HmcSettings, flatten, hmc_step, leapfrog, run_hmc, run_hmc_chains, unflatten,
+import workflow.inference.hmc_sampler as hmc
+import workflow.inference.resume as resume
+from workflow.inference.hmc_sampler import (HmcSettings, flatten, hmc_step, leapfrog, run_hmc, run_hmc_chains, unflatten,
                           value_and_grad)
-from workflow.mcmc_diagnostics import effective_sample_size, split_rhat
+from workflow.evaluation.mcmc_diagnostics import effective_sample_size, split_rhat
 
 
 def gaussian_potential(precision: torch.Tensor, mean: torch.Tensor | None = None):
@@ -240,7 +240,7 @@ def test_checkpoint_of_another_identity_or_settings_is_ignored(tmp_path, monkeyp
     # each differs from the checkpoint in one thing only
     for kwargs in [{"identity": {"target": "standard"}}, {"identity": {"target": "other"}, "settings": longer},
                    {"identity": {"target": "other"}, "seed": 1}]:
-        with caplog.at_level(logging.WARNING, logger="workflow.hmc"):
+        with caplog.at_level(logging.WARNING, logger="workflow.inference.hmc_sampler"):
             caplog.clear()
             result = sample(ckpt, **kwargs)
         assert "ignoring checkpoint" in caplog.text
@@ -617,7 +617,7 @@ def test_a_checkpoint_made_on_another_gpu_model_or_the_cpu_is_not_resumed(tmp_pa
     for other in ("cuda (NVIDIA H200)", "cpu"):
         monkeypatch.setattr(resume, "device_identity", lambda device, other=other: other)
         ckpt.write_bytes(saved)
-        with caplog.at_level(logging.WARNING, logger="workflow.hmc"):
+        with caplog.at_level(logging.WARNING, logger="workflow.inference.hmc_sampler"):
             caplog.clear()
             assert sample(ckpt).resumed_from == 0
         assert "ignoring checkpoint" in caplog.text

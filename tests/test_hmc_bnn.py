@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from workflow.hmc import HmcSettings, flatten, unflatten
-from workflow.hmc_bnn import bnn_potential, sample_bnn
+from workflow.inference.hmc_sampler import HmcSettings, flatten, unflatten
+from workflow.inference.hmc_bnn import bnn_potential, sample_bnn
 from workflow.architectures import build_model
 
 
@@ -33,8 +33,8 @@ def test_bnn_chain_is_deterministic_and_shaped_like_the_model():
 @pytest.mark.parametrize("name, shape, args", [("mlp", (1, 2, 2), {"hidden": [5]}), ("resnet20", (1, 6, 6), {})])
 def test_chunked_potential_and_gradient_equal_the_full_batch_ones(name, shape, args):
     """Summing over data chunks is the same full-batch potential (exact HMC), with bounded memory."""
-    from workflow.hmc import value_and_grad
-    from workflow.hmc_bnn import chunked_value_and_grad
+    from workflow.inference.hmc_sampler import value_and_grad
+    from workflow.inference.hmc_bnn import chunked_value_and_grad
 
     model, _ = build_model(name, shape, 3, **args)
     model = model.double()
@@ -58,7 +58,8 @@ def test_a_chain_with_chunked_data_matches_the_unchunked_chain_closely():
 
 
 def test_mixed_precision_chain_takes_bf16_gradients_and_an_exact_metropolis_test(monkeypatch):
-    from workflow import device, hmc_bnn
+    from workflow import device
+    from workflow.inference import hmc_bnn
 
     model, _ = build_model("mlp", (1, 2, 2), 3, hidden=[5])
     x, y = torch.randn(60, 1, 2, 2), torch.randint(0, 3, (60,))
@@ -107,7 +108,7 @@ def test_the_metropolis_test_rejects_large_steps_and_accepts_small_ones():
 @pytest.mark.parametrize("data_chunk, mass_matrix", [(None, "diagonal"), (16, "diagonal"), (16, "ggn")])
 def test_bnn_chains_advanced_together_equal_the_chains_sampled_one_by_one(data_chunk, mass_matrix):
     """The batch of a job's chains changes nothing in any chain, bit for bit (on one machine)."""
-    from workflow.hmc_bnn import sample_bnn_chains
+    from workflow.inference.hmc_bnn import sample_bnn_chains
 
     model, _ = build_model("mlp", (1, 4, 4), 3, hidden=[64])
     g = torch.Generator().manual_seed(0)
@@ -130,8 +131,8 @@ def test_bnn_chains_advanced_together_equal_the_chains_sampled_one_by_one(data_c
 def test_ggn_metric_is_the_diagonal_laplace_variance_at_each_chains_position():
     """1 / (diag GGN of the summed NLL + 1 / sigma_p^2) per row, from that row's weights alone; where the
     data do not reach a weight (an input that is always 0) it is the prior's variance."""
-    from workflow.hmc_bnn import ggn_metric
-    from workflow.laplace_core import diagonal_ggn
+    from workflow.inference.hmc_bnn import ggn_metric
+    from workflow.inference.laplace_ggn import diagonal_ggn
 
     model, _ = build_model("mlp", (1, 2, 2), 3, hidden=[5])
     model = model.double()

@@ -11,12 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workflow.artifacts import ArtifactError, read_alignment, write_posterior
+from workflow.storage.artifacts import ArtifactError, read_alignment, write_posterior
 from workflow.jobs.align import align_pair
 from workflow.jobs.inputs import read_posterior
 from workflow.jobs.report import table_html, table_html_job
 from workflow.jobs.studies import concat_tables
-from workflow.permutations import invert, number_of_transpositions, random_permutations
+from workflow.alignment.permutations import invert, number_of_transpositions, random_permutations
 
 from .conftest import make_mlp
 from .fingerprints import h5_digest

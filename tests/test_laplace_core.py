@@ -8,8 +8,8 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-import workflow.laplace_core as lc
-from workflow.laplace_core import diagonal_ggn, laplace_std, log_marginal_likelihood, optimize_prior_precision
+import workflow.inference.laplace_ggn as lc
+from workflow.inference.laplace_ggn import diagonal_ggn, laplace_std, log_marginal_likelihood, optimize_prior_precision
 
 
 # ---------------------------------------------------------------- brute-force references

@@ -2,11 +2,11 @@ import numpy as np
 import pytest
 import torch
 
-from workflow.barriers import linear_path, t_grid, summarize
-from workflow.matching import objective, weight_matching
-from workflow.permutations import (apply_permutation, invert, number_of_transpositions, permute_param,
+from workflow.evaluation.barriers import linear_path, t_grid, summarize
+from workflow.alignment.matching import objective, weight_matching
+from workflow.alignment.permutations import (apply_permutation, invert, number_of_transpositions, permute_param,
                                    random_permutations)
-from workflow.predict import to_torch
+from workflow.evaluation.predict import to_torch
 
 from .conftest import make_mlp
 
@@ -81,7 +81,7 @@ from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from workflow.architectures import build_model  # noqa: E402
-from workflow.artifacts import w2_distance  # noqa: E402
+from workflow.storage.artifacts import w2_distance  # noqa: E402
 
 mlp_cases = st.tuples(st.lists(st.integers(1, 10), min_size=1, max_size=3), st.integers(2, 5),
                       st.integers(0, 2 ** 31 - 1))

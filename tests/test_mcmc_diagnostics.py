@@ -1,4 +1,4 @@
-"""MCMC convergence diagnostics (workflow/mcmc_diagnostics.py): the rank-normalised, folded split
+"""MCMC convergence diagnostics (workflow/evaluation/mcmc_diagnostics.py): the rank-normalised, folded split
 R-hat and bulk and tail ESS of Vehtari et al. (2021) equal ArviZ's within 1e-6 on fixed chains, each
 part of them (ranks, folding, splitting, the tail quantiles) does what it is there for, and the
 classic forms are kept beside them."""
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from arviz_stats.base import array_stats
 
-from workflow import mcmc_diagnostics as diag
-from workflow.mcmc_diagnostics import effective_sample_size, ess_bulk, ess_tail, rhat, split_rhat
+from workflow.evaluation import mcmc_diagnostics as diag
+from workflow.evaluation.mcmc_diagnostics import effective_sample_size, ess_bulk, ess_tail, rhat, split_rhat
 
 
 def ar1(rng, chains, draws, rho, dims=()):

@@ -95,9 +95,9 @@ def test_the_settings_dataclasses_take_their_defaults_from_the_config_schema():
     import dataclasses
     import importlib
 
-    from workflow.hmc import HmcSettings
-    from workflow.training import MapSettings
-    from workflow.vi import ViSettings
+    from workflow.inference.hmc_sampler import HmcSettings
+    from workflow.inference.training import MapSettings
+    from workflow.inference.mean_field import ViSettings
 
     for method, cls in (("vi", ViSettings), ("hmc", HmcSettings), ("ensemble", MapSettings)):
         schema = importlib.import_module(f"workflow.methods.{method}").SETTINGS

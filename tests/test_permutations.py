@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from workflow.architectures import build_model
-from workflow.permutations import (apply_permutation, compose, count_cycles, expected_not_uniform, invert,
+from workflow.alignment.permutations import (apply_permutation, compose, count_cycles, expected_not_uniform, invert,
                                    is_permutation, number_of_transpositions, random_permutations,
                                    random_transpositions)
-from workflow.predict import sample_log_probs, to_torch
+from workflow.evaluation.predict import sample_log_probs, to_torch
 
 from .conftest import make_mlp
 
@@ -232,7 +232,7 @@ def test_applying_a_permutation_then_its_inverse_is_the_identity_on_every_parame
 def test_spec_check_counts_axes_after_the_batch_dims():
     """A survivor of the mutation run asked for this: an axis that exists only among the leading
     (chain, draw) axes is not a parameter axis."""
-    from workflow.permutations import PermutationSpec
+    from workflow.alignment.permutations import PermutationSpec
 
     spec = PermutationSpec({"P": (("w", 1),)})
     spec.check({"w": np.zeros((3, 4))})
@@ -242,7 +242,7 @@ def test_spec_check_counts_axes_after_the_batch_dims():
 
 
 def test_the_induced_permutation_strikes_the_left_out_items_from_the_cycles():
-    from workflow.permutations import induced_permutation
+    from workflow.alignment.permutations import induced_permutation
 
     perm = np.array([1, 2, 3, 0, 5, 4])  # cycles (0 1 2 3)(4 5)
     keep = np.array([True, False, True, True, False, False])

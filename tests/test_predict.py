@@ -1,4 +1,4 @@
-"""Prediction under many weight samples (workflow/predict.py): the marginalized predictive averages
+"""Prediction under many weight samples (workflow/evaluation/predict.py): the marginalized predictive averages
 probabilities, chunking within a memory budget never changes a number, Gaussian draws are the same
 under every chunking and shared between Gaussians of one seed, and per-sample outputs are exact."""
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from workflow.predict import (Gaussian, Stacked, chunk_sizes, log_predictive, loss_error, marginal_loss_error,
+from workflow.evaluation.predict import (Gaussian, Stacked, chunk_sizes, log_predictive, loss_error, marginal_loss_error,
                               sample_label_log_probs, sample_log_probs)
 
 from .conftest import make_mlp
@@ -160,7 +160,7 @@ def glm_case(std_value=0.1, n=6, seed=3):
 
 def test_linearized_logits_are_the_first_order_expansion_at_the_mean():
     """f(x; mu) + J_mu(x) delta, against the Jacobian built explicitly (reverse mode, per parameter)."""
-    from workflow.predict import linearized_logits
+    from workflow.evaluation.predict import linearized_logits
 
     model, params, _, x, source = glm_case()
     mean = source.mean_tensors("cpu")

@@ -1,11 +1,11 @@
-"""Provenance (workflow/provenance.py) and the prepared data file (workflow/prepared.py)."""
+"""Provenance (workflow/storage/provenance.py) and the prepared data file (workflow/storage/prepared.py)."""
 
 import numpy as np
 import pytest
 
-from workflow import provenance
-from workflow.artifacts import ArtifactError
-from workflow.prepared import data_identity, load_prepared, write_prepared
+from workflow.storage import provenance
+from workflow.storage.artifacts import ArtifactError
+from workflow.storage.prepared import data_identity, load_prepared, write_prepared
 
 
 def test_source_date_epoch_fixes_the_creation_time(monkeypatch):

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from workflow.pruning import keep_masks, prune, pruned_stack
+from workflow.evaluation.pruning import keep_masks, prune, pruned_stack
 
 
 def test_keeps_exactly_the_lowest_scores_over_all_parameters():

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from workflow.permutations import apply_permutation, compose, number_of_transpositions, random_permutations
+from workflow.alignment.permutations import apply_permutation, compose, number_of_transpositions, random_permutations
 from workflow.architectures.mlp import hidden_activations
-from workflow.rebasin import activation_matching, draw_diagnostics, fit_diagonal_gaussian, rebase
+from workflow.alignment.rebasing import activation_matching, draw_diagnostics, fit_diagonal_gaussian, rebase
 
 from .conftest import make_mlp
 
@@ -93,8 +93,8 @@ def test_rebasin_refuses_unknown_options_and_single_samples():
 def test_iterated_reference_leaves_the_sample_out_of_its_own_reference(monkeypatch):
     """MergeMany's leave-one-out: after the first pass, sample i is matched to the mean of the other
     aligned samples, never to a mean that contains itself."""
-    import workflow.rebasin as rebasin_module
-    from workflow.permutations import apply_permutation
+    import workflow.alignment.rebasing as rebasin_module
+    from workflow.alignment.permutations import apply_permutation
 
     _, spec, _, samples = permuted_copies(n=4, noise=0.05, seed=5)
     calls = []
@@ -198,7 +198,7 @@ def test_rebasin_leaves_one_chains_draws_together(matching, rng):
 def test_unit_correlation_is_one_for_the_same_units_and_follows_a_permutation(rng):
     """No matching involved: a draw keeps its units (1), a unit-wise permuted copy does not, and the
     permutation undone restores 1; fresh random weights give about 0."""
-    from workflow.rebasin import unit_correlation
+    from workflow.alignment.rebasing import unit_correlation
 
     _, spec, params = make_mlp((40, 30))
     params = {k: rng.standard_normal(v.shape) for k, v in params.items()}
@@ -206,7 +206,7 @@ def test_unit_correlation_is_one_for_the_same_units_and_follows_a_permutation(rn
     perms = random_permutations(spec.group_sizes(params), rng)
     moved = apply_permutation(params, spec, perms)
     assert abs(unit_correlation(params, moved, spec)) < 0.3
-    from workflow.permutations import invert
+    from workflow.alignment.permutations import invert
 
     assert unit_correlation(params, apply_permutation(moved, spec, {g: invert(p) for g, p in perms.items()}),
                             spec) == pytest.approx(1.0)

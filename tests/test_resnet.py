@@ -6,9 +6,9 @@ import torch
 from torch.func import functional_call, vmap
 
 from workflow.architectures import resnet
-from workflow.matching import weight_matching
-from workflow.permutations import PermutationSpec, apply_permutation, invert, random_permutations
-from workflow.rebasin import activation_matching
+from workflow.alignment.matching import weight_matching
+from workflow.alignment.permutations import PermutationSpec, apply_permutation, invert, random_permutations
+from workflow.alignment.rebasing import activation_matching
 
 N_GROUPS = 3 + 3 * 3  # one per residual stream, one inner per block
 

@@ -7,11 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workflow.artifacts import ArtifactError, read_posterior
+from workflow.storage.artifacts import ArtifactError, read_posterior
 from workflow.config import fill_defaults
 from workflow.jobs import align as align_jobs, data as data_jobs, studies, train as train_jobs
-from workflow.artifacts import Posterior, read_alignment, write_posterior
-from workflow.permutations import apply_permutation, number_of_transpositions, random_permutations
+from workflow.storage.artifacts import Posterior, read_alignment, write_posterior
+from workflow.alignment.permutations import apply_permutation, number_of_transpositions, random_permutations
 
 from .conftest import make_mlp
 
@@ -127,7 +127,7 @@ def test_pruning_curves_start_at_the_mean_network(digits_member, tmp_path, rng):
 
 
 def test_killed_not_k_run_resumes_to_the_same_row(digits_member, tmp_path, monkeypatch, caplog):
-    import workflow.resume as resume
+    import workflow.inference.resume as resume
 
     tmp, cfg = digits_member
     cfg = {**cfg, "ensemble": {**cfg["ensemble"], "checkpoint_every": 1}}
@@ -146,7 +146,7 @@ def test_killed_not_k_run_resumes_to_the_same_row(digits_member, tmp_path, monke
                           checkpoint=ckpt)
     assert ckpt.exists() and not (tmp_path / "resumed.csv").exists()
     monkeypatch.setattr(resume, "save_checkpoint", real_save)
-    with caplog.at_level(logging.INFO, logger="workflow.training"):
+    with caplog.at_level(logging.INFO, logger="workflow.inference.training"):
         studies.not_k_job(4, 0, tmp / "seed0.h5", tmp / "data.npz", cfg, tmp_path / "resumed.csv", device="cpu",
                           checkpoint=ckpt)
     assert "at epoch 2" in caplog.text
@@ -155,7 +155,7 @@ def test_killed_not_k_run_resumes_to_the_same_row(digits_member, tmp_path, monke
 
 
 def test_not_k_of_several_ks_in_one_job_equals_one_job_per_k(digits_member, tmp_path, monkeypatch):
-    import workflow.resume as resume
+    import workflow.inference.resume as resume
 
     tmp, cfg = digits_member
     cfg = {**cfg, "ensemble": {**cfg["ensemble"], "checkpoint_every": 1}}
@@ -201,7 +201,7 @@ def test_the_within_chain_control_pairs_the_two_halves_of_each_chain(digits_memb
     curves = pd.read_csv(tmp_path / "within.csv", dtype={"pair": str})
     assert set(curves["alignment"]) == {"within-chain"} and not curves["aligned"].any()
     assert list(curves.groupby("pair")["draws"].first()) == [2, 2]
-    from workflow.barriers import summarize
+    from workflow.evaluation.barriers import summarize
 
     barrier = summarize(curves).set_index("pair")["loss_barrier"]
     assert barrier["0-0"] == pytest.approx(0.0, abs=1e-6)

@@ -6,11 +6,11 @@ import pandas as pd
 import pytest
 import torch
 
-from workflow.artifacts import Posterior, write_posterior
+from workflow.storage.artifacts import Posterior, write_posterior
 from workflow.config import fill_defaults
-from workflow.data import Dataset
+from workflow.storage.datasets import Dataset
 from workflow.jobs.rebasin import table1_columns, table1_job
-from workflow.prepared import write_prepared
+from workflow.storage.prepared import write_prepared
 
 from .conftest import make_mlp
 
@@ -77,7 +77,7 @@ def test_a_glm_gaussian_gets_its_sampled_predictive_beside_it(case):
     """Laplace's q predicts through the linearised network; Table 1 shows the sampled predictive next
     to it. With a tiny sigma both are the mean network."""
     tmp, nll = case
-    from workflow.artifacts import read_posterior
+    from workflow.storage.artifacts import read_posterior
 
     vi = read_posterior(tmp / "vi0.h5")
     vi.method, vi.predictive = "laplace", "glm"
@@ -95,10 +95,10 @@ def test_a_glm_gaussian_gets_its_sampled_predictive_beside_it(case):
 def test_each_columns_calibration_error_is_its_own_predictives(case):
     """A wide VI posterior predicts differently from HMC: its ECE row is that of its own predictive."""
     tmp, _ = case
-    from workflow.artifacts import read_posterior
-    from workflow.compare import expected_calibration_error
-    from workflow.predict import log_predictive
-    from workflow.prepared import load_prepared
+    from workflow.storage.artifacts import read_posterior
+    from workflow.evaluation.compare import expected_calibration_error
+    from workflow.evaluation.predict import log_predictive
+    from workflow.storage.prepared import load_prepared
 
     vi = read_posterior(tmp / "vi0.h5")
     vi.std = {k: np.full_like(v, 3.0) for k, v in vi.std.items()}

@@ -4,7 +4,7 @@ same posteriors as one job per seed, and bad requests refused before anything is
 import numpy as np
 import pytest
 
-from workflow.artifacts import read_posterior
+from workflow.storage.artifacts import read_posterior
 from workflow.config import fill_defaults
 from workflow.jobs import data as data_jobs
 from workflow.jobs import train as train_jobs
@@ -66,8 +66,8 @@ def test_bad_train_requests_are_refused_and_write_nothing(digits, tmp_path, meth
 def test_laplace_writes_the_predictive_it_was_configured_with(digits, tmp_path, predictive):
     """laplace.predictive, from the config to the artifact (glm by default): its sample source is the
     linearised network's, and the job's recorded test NLL is that predictive's."""
-    from workflow.predict import marginal_loss_error
-    from workflow.prepared import load_prepared
+    from workflow.evaluation.predict import marginal_loss_error
+    from workflow.storage.prepared import load_prepared
 
     data, cfg = digits
     cfg = {**cfg, "ensemble": {**cfg["ensemble"], "epochs": 3}, "laplace": {**cfg["laplace"], "predictive": predictive}}

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from workflow.architectures import build_model
-from workflow.training import MapSettings, train_map
+from workflow.inference.training import MapSettings, train_map
 
 
 def toy_data(n=120, seed=0):
@@ -34,7 +34,7 @@ def test_killed_training_resumes_to_the_same_result(tmp_path, monkeypatch):
     s = MapSettings(epochs=12, batch_size=32, lr=0.01, checkpoint_every=3)
     reference = fit(s)
     ckpt = tmp_path / "ckpt.pt"
-    import workflow.resume as resume
+    import workflow.inference.resume as resume
 
     real_save, calls = resume.save_checkpoint, []
 
@@ -58,7 +58,7 @@ def test_killed_training_resumes_to_the_same_result(tmp_path, monkeypatch):
 
 def kill_at_first_checkpoint(monkeypatch, run):
     """Runs ``run()`` until it has written its first checkpoint, then kills it (KeyboardInterrupt)."""
-    import workflow.resume as resume
+    import workflow.inference.resume as resume
 
     real_save = resume.save_checkpoint
 
@@ -121,10 +121,10 @@ def test_checkpoint_of_other_data_or_architecture_is_ignored(tmp_path, monkeypat
 
 
 def test_crop_augmentation_shifts_each_image_within_its_padding():
-    from workflow.training import augment_batch
+    from workflow.inference.training import augment_batch
 
     x = torch.arange(2 * 1 * 8 * 8, dtype=torch.float32).reshape(2, 1, 8, 8) + 1  # no zeros inside
-    from workflow.training import draw_augmentation
+    from workflow.inference.training import draw_augmentation
 
     def augment(x, mode, seed):
         return augment_batch(x, mode, draw_augmentation([len(x)], mode, x.shape[-2], torch.Generator().manual_seed(seed)))
@@ -143,7 +143,7 @@ def test_crop_augmentation_shifts_each_image_within_its_padding():
 
 
 def test_cosine_schedule_and_sgd_settings():
-    from workflow.training import MapSettings, epoch_lr
+    from workflow.inference.training import MapSettings, epoch_lr
 
     s = MapSettings(epochs=4, lr=0.1, lr_schedule="cosine", optimizer="sgd", momentum=0.9)
     assert [round(epoch_lr(s, e), 6) for e in range(4)] == [0.1, 0.085355, 0.05, 0.014645]
@@ -188,8 +188,8 @@ def test_checkpoints_are_read_onto_the_cpu_whatever_the_jobs_device(tmp_path, mo
     Generator.set_state refuses them ('RNG state must be a torch.ByteTensor'): every resumed job on
     a GPU crashed, and so did each retry. Training and HMC read checkpoints onto the CPU by name
     (load_state_dict then copies the weights and the optimizer's state onto the parameters' device)."""
-    import workflow.training as training
-    import workflow.resume as resume
+    import workflow.inference.training as training
+    import workflow.inference.resume as resume
 
     s = MapSettings(epochs=6, batch_size=32, lr=0.01, checkpoint_every=2)
     ckpt = tmp_path / "ckpt.pt"
@@ -211,7 +211,7 @@ def test_only_the_jobs_own_gpus_random_state_is_saved_and_restored(monkeypatch):
     """get/set_rng_state_all failed with IndexError when a retry saw fewer GPUs than the run that
     saved; the job's own GPU's state is what its draws come from, and the state goes back as a CPU
     ByteTensor to that GPU."""
-    import workflow.resume as resume
+    import workflow.inference.resume as resume
 
     calls = []
     monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: pytest.fail("saved every GPU's state"))
@@ -259,7 +259,7 @@ def test_an_epochs_batches_and_augmentation_reach_the_device_in_one_copy_each(mo
 
 def test_augmentation_draws_follow_the_generator_batch_by_batch():
     """The epoch's draws equal drawing each minibatch's offsets and flips in turn from the generator."""
-    from workflow.training import draw_augmentation
+    from workflow.inference.training import draw_augmentation
 
     oy, ox, flip = draw_augmentation([8, 8, 4], "crop_flip", 32, torch.Generator().manual_seed(3))
     g = torch.Generator().manual_seed(3)
@@ -274,8 +274,8 @@ def test_augmentation_draws_follow_the_generator_batch_by_batch():
 def test_the_data_fingerprint_is_taken_before_the_data_move_to_the_device(monkeypatch, method):
     """Hashing the data after it moved to a GPU copied the whole training set back to the host at
     every job start (600 MB for CIFAR): the digest is taken on the host copy, before the move."""
-    import workflow.training as training
-    import workflow.vi as vi
+    import workflow.inference.training as training
+    import workflow.inference.mean_field as vi
 
     events = []
     x, y = toy_data()
@@ -307,7 +307,7 @@ def test_the_data_fingerprint_is_taken_before_the_data_move_to_the_device(monkey
 def test_a_checkpoint_made_on_another_device_is_not_resumed(tmp_path, monkeypatch):
     """A CPU checkpoint resumed on CUDA (or one GPU model's on another) would not match an
     uninterrupted run on either: the fingerprint holds the device type and GPU model."""
-    import workflow.resume as resume
+    import workflow.inference.resume as resume
 
     s = MapSettings(epochs=6, batch_size=32, lr=0.01, checkpoint_every=2)
     ckpt = tmp_path / "ckpt.pt"
@@ -327,7 +327,7 @@ def test_a_checkpoint_made_on_another_device_is_not_resumed(tmp_path, monkeypatc
 def test_map_without_a_prior_has_no_weight_decay():
     """All-zero inputs give the first layer's weights no data gradient: without a prior (prior_std None,
     the NoT study in Xiao et al.'s setting) they stay at their initial values; with one they shrink."""
-    from workflow.training import reset_parameters
+    from workflow.inference.training import reset_parameters
 
     model, _ = build_model("mlp", (1, 2, 2), 3, hidden=[8])
     x, y = torch.zeros(40, 1, 2, 2), torch.arange(40) % 3

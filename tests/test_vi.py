@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from workflow.barriers import barrier_height, gaussian_path, mixture_path, t_grid
-from workflow.artifacts import Posterior, w2_distance
-from workflow.matching import weight_matching
+from workflow.evaluation.barriers import barrier_height, gaussian_path, mixture_path, t_grid
+from workflow.storage.artifacts import Posterior, w2_distance
+from workflow.alignment.matching import weight_matching
 from workflow.architectures import build_model
-from workflow.permutations import invert, random_permutations
-from workflow.predict import Gaussian, log_predictive, to_torch
-from workflow.vi import MeanField, ViSettings, local_reparam_logits, sampled_logits, train_vi
+from workflow.alignment.permutations import invert, random_permutations
+from workflow.evaluation.predict import Gaussian, log_predictive, to_torch
+from workflow.inference.mean_field import MeanField, ViSettings, local_reparam_logits, sampled_logits, train_vi
 
 from .conftest import make_mlp
 
@@ -127,7 +127,7 @@ def test_kl_matches_the_closed_form_and_monte_carlo():
 def test_gaussian_kl_gradients_are_the_closed_form_ones():
     """The KL's hand-written backward pass against finite differences, and against autograd
     through the elementwise formula, including through softplus(rho) as VI uses it."""
-    from workflow.vi import gaussian_kl
+    from workflow.inference.mean_field import gaussian_kl
 
     g = torch.Generator().manual_seed(0)
     mu = torch.randn(7, generator=g, dtype=torch.float64, requires_grad=True)
@@ -149,7 +149,7 @@ def test_gaussian_kl_gradients_are_the_closed_form_ones():
 def test_training_draw_has_autograds_values_and_gradients(param, n):
     """The training step's samples and KL (one function, backward pass written out) against
     autograd through the elementwise formulas, and against finite differences."""
-    from workflow.vi import _DrawWithKL
+    from workflow.inference.mean_field import _DrawWithKL
 
     g = torch.Generator().manual_seed(n)
     mu = torch.randn(9, generator=g, dtype=torch.float64, requires_grad=True)
@@ -222,7 +222,7 @@ def test_vi_learns_and_stores_traces(local):
 
 
 def test_vi_resumes_to_the_same_result(tmp_path, monkeypatch):
-    import workflow.resume as resume
+    import workflow.inference.resume as resume
 
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(100, 1, 2, 3, generator=g), torch.randint(0, 2, (100,), generator=g)

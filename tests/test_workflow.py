@@ -18,8 +18,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from workflow import claims as claims_module
-from workflow.artifacts import read_alignment, read_posterior
+from workflow.evaluation import claims_table as claims_module
+from workflow.storage.artifacts import read_alignment, read_posterior
 from workflow.tables import TABLE1_METRICS
 
 from .fingerprints import artifact_digests, differing
@@ -123,9 +123,9 @@ def test_table1_compares_every_predictive_with_hmc(finished_run):
     assert diag["chains"] == 3 and diag["draws_per_chain"] == 10
     # the diagnostics are R-hat / ESS of p(y|x) on the test points over the three HMC chains:
     # recomputed here from the posterior files (a wrong chain, split or quantity would differ)
-    from workflow.mcmc_diagnostics import ess_bulk, ess_tail, rhat, split_rhat
-    from workflow.predict import sample_label_log_probs
-    from workflow.prepared import load_prepared
+    from workflow.evaluation.mcmc_diagnostics import ess_bulk, ess_tail, rhat, split_rhat
+    from workflow.evaluation.predict import sample_label_log_probs
+    from workflow.storage.prepared import load_prepared
 
     data = load_prepared(next((finished_run / "results" / "tiny" / "data").glob("*.npz")))
     posts = [read_posterior(finished_run / "results" / "tiny" / "base" / "posteriors" / "hmc" / f"seed{s}.h5")
@@ -160,7 +160,7 @@ def test_rebasin_draws_table_summarises_every_matching_and_reference(finished_ru
 
 
 def test_the_run_judges_every_claim_from_its_own_tables(finished_run):
-    from workflow.claims import CLAIMS
+    from workflow.evaluation.claims_table import CLAIMS
 
     results = finished_run / "results" / "tiny"
     t = pd.read_csv(results / "claims.csv").set_index("claim")

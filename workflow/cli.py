@@ -61,7 +61,7 @@ def _validate_config(args, cfg, device):
 
 
 def _job_resources(args, cfg, device) -> None:
-    from .atomic import write_csv
+    from .storage.atomic import write_csv
     from .job_resources import markdown, read_benchmarks, summarize
 
     summary = summarize(read_benchmarks(args.run))
@@ -344,9 +344,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from .artifacts import ArtifactError
+    from .storage.artifacts import ArtifactError
     from .config import fill_defaults, merge_configs
-    from .data import DatasetError
+    from .storage.datasets import DatasetError
     from .device import set_job
 
     cfg = fill_defaults(merge_configs(args.config, args.runtime)) if hasattr(args, "config") else fill_defaults({})

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import paths
+from .storage import paths
 
 MEMORY_HEADROOM = 1.5
 MEMORY_FLOOR_MB = 256  # the interpreter and the scheduler's own accounting

@@ -19,7 +19,7 @@ class Study:
     key: str  # tables/<key>_<variant>.csv, figures/<key>_<variant>.{png,pdf}
     title: str
     sections: tuple[str, ...]  # config sections its results depend on, besides its methods' own
-    figure: str  # function of workflow.figures drawing the study from its table
+    figure: str  # function of workflow.plots drawing the study from its table
     methods: Callable[[list[str], dict], list[str]]  # (the config's methods, config) -> those it summarises
     pairs: bool = False  # its rows are seed pairs: the caption lists them
     caption: Callable[[dict], str] | None = None  # one more sentence of its caption, from the config

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..permutations import PermutationSpec
+from ..alignment.permutations import PermutationSpec
 from .specs import mlp_spec
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from ..permutations import PermutationSpec
+from ..alignment.permutations import PermutationSpec
 from .specs import RESNET20_BASE_CHANNELS, _inner, _stream, check_resnet20_args, resnet20_blocks, resnet20_spec
 
 EPS = 1e-5

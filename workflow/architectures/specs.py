@@ -15,7 +15,7 @@ import numbers
 import re
 from typing import Iterable, Mapping
 
-from ..permutations import PermutationSpec
+from ..alignment.permutations import PermutationSpec
 
 
 def mlp_param_shapes(input_shape, n_classes: int, *, hidden=(128,), activation: str = "relu") -> dict:

@@ -6,9 +6,9 @@ import logging
 
 import numpy as np
 
-from .. import artifacts
-from ..artifacts import Alignment
-from ..matching import weight_matching
+from ..storage import artifacts
+from ..storage.artifacts import Alignment
+from ..alignment.matching import weight_matching
 from ..methods import ALIGNMENT_KINDS
 from .inputs import read_posterior
 

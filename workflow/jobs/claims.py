@@ -1,4 +1,4 @@
-"""Stage claims: every claim of both papers judged against this run's summary tables (workflow/claims.py),
+"""Stage claims: every claim of both papers judged against this run's summary tables (workflow/evaluation/claims_table.py),
 written as claims.csv and claims.md, stamped with the code revision and the config."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..atomic import write_csv, write_text
-from ..claims import Run, judge, markdown
-from ..provenance import code_revision
+from ..storage.atomic import write_csv, write_text
+from ..evaluation.claims_table import Run, judge, markdown
+from ..storage.provenance import code_revision
 
 
 def claims_job(table_paths, config: dict, variants: dict, out_csv, out_md, sweep_base: dict | None = None) -> None:

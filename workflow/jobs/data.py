@@ -5,14 +5,14 @@ from __future__ import annotations
 import logging
 import os
 
-from ..prepared import write_prepared
+from ..storage.prepared import write_prepared
 
 log = logging.getLogger(__name__)
 
 
 def prepare_data(data_cfg: dict, out: str | os.PathLike) -> None:
     """Load and split the data set once; every later job reads this file."""
-    from ..data import load_dataset
+    from ..storage.datasets import load_dataset
 
     ds = load_dataset(data_cfg["dataset"], data_cfg["root"], split_seed=data_cfg["split_seed"],
                       test_fraction=data_cfg["test_fraction"], n_train=data_cfg["n_train"],

@@ -6,7 +6,7 @@ import pandas as pd
 
 from ..study_registry import STUDIES
 
-# study table kind -> figure function in workflow.figures (workflow/study_registry.py)
+# study table kind -> figure function in workflow.plots (workflow/study_registry.py)
 STUDY_FIGURES = {s.key: s.figure for s in STUDIES}
 
 
@@ -18,20 +18,20 @@ def read_table(path) -> pd.DataFrame:
 
 
 def study_figure(kind: str, table_path, png, pdf, *, variant: str | None = None) -> None:
-    from .. import figures
+    from .. import plots
 
     if kind not in STUDY_FIGURES:
         raise ValueError(f"unknown study figure {kind!r}; allowed: {', '.join(STUDY_FIGURES)}")
-    getattr(figures, STUDY_FIGURES[kind])(read_table(table_path), png, pdf, variant=variant)
+    getattr(plots, STUDY_FIGURES[kind])(read_table(table_path), png, pdf, variant=variant)
 
 
 def barrier_figure(curves_path, method: str, png, pdf, *, variant: str | None = None) -> None:
-    from ..figures import barrier_curves_figure
+    from ..plots import barrier_curves_figure
 
     barrier_curves_figure(read_table(curves_path), method, png, pdf, variant=variant)
 
 
 def sweep_figure(table_path, method: str, png, pdf, *, base: dict | None = None) -> None:
-    from ..figures import barrier_sweep_figure
+    from ..plots import barrier_sweep_figure
 
     barrier_sweep_figure(read_table(table_path), method, png, pdf, base=base)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from .. import artifacts
-from ..artifacts import ArtifactError, Posterior
-from ..prepared import data_identity
+from ..storage import artifacts
+from ..storage.artifacts import ArtifactError, Posterior
+from ..storage.prepared import data_identity
 
 
 def check_posterior(post: Posterior, path, *, seed: int | None = None, data: dict | None = None) -> None:

@@ -8,12 +8,14 @@ import logging
 import numpy as np
 import pandas as pd
 
-from .. import artifacts, barriers, tables
-from ..artifacts import ArtifactError
-from ..atomic import write_csv, write_text
+from ..storage import artifacts
+from ..evaluation import barriers
+from .. import tables
+from ..storage.artifacts import ArtifactError
+from ..storage.atomic import write_csv, write_text
 from ..config import table_cell
 from ..device import device_label, use_device
-from ..prepared import load_prepared
+from ..storage.prepared import load_prepared
 from .inputs import check_posterior, read_posterior
 
 log = logging.getLogger(__name__)

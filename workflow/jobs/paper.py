@@ -57,7 +57,7 @@ def paper_job(table_paths, out_dir, *, sweep_base: dict | None = None, captions:
 
 def _draw(paths: dict[str, Path], out: Path, sweep_base: dict, captions: dict) -> dict[str, str]:
     """Write every item; file name -> what it reproduces (and the caption of the table it comes from)."""
-    from .. import figures
+    from .. import plots
 
     rossi, xiao = out / "rossi2023", out / "xiao2023"
     rossi.mkdir()
@@ -68,7 +68,7 @@ def _draw(paths: dict[str, Path], out: Path, sweep_base: dict, captions: dict) -
         shutil.copyfile(paths["barrier_curves.csv"], rossi / "barrier_curves.csv")
         for (method, variant), _ in curves.groupby(["method", "variant"], sort=False):
             stem = f"barrier_{method}_{variant}"
-            figures.barrier_curves_figure(curves, method, rossi / f"{stem}.png", rossi / f"{stem}.pdf",
+            plots.barrier_curves_figure(curves, method, rossi / f"{stem}.png", rossi / f"{stem}.pdf",
                                           variant=variant)
             notes[f"rossi2023/{stem}.png"] = (f"Rossi et al.: loss and error along the naive and aligned paths, "
                                               f"{method}, variant {variant}.")
@@ -83,7 +83,7 @@ def _draw(paths: dict[str, Path], out: Path, sweep_base: dict, captions: dict) -
         source["rossi2023/barriers.md"] = "barriers.csv"
         if sweep_base:
             for method in summary["method"].unique():
-                figures.barrier_sweep_figure(summary, method, rossi / f"sweep_{method}.png",
+                plots.barrier_sweep_figure(summary, method, rossi / f"sweep_{method}.png",
                                              rossi / f"sweep_{method}.pdf", base=sweep_base)
                 notes[f"rossi2023/sweep_{method}.png"] = f"Rossi et al.: barriers against the swept settings, {method}."
     for name, path in paths.items():

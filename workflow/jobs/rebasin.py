@@ -10,11 +10,12 @@ import logging
 import numpy as np
 import pandas as pd
 
-from .. import artifacts, methods, tables
-from ..artifacts import Posterior
-from ..atomic import write_csv, write_text
+from ..storage import artifacts
+from .. import methods, tables
+from ..storage.artifacts import Posterior
+from ..storage.atomic import write_csv, write_text
 from ..device import device_label, use_device
-from ..prepared import load_prepared
+from ..storage.prepared import load_prepared
 from .inputs import pooled_samples, read_posterior, read_sample_sets
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ def fit_label(method: str, fit: str, reference: str | None = None, matching: str
 
 def parse_fit_key(key: str) -> tuple[str, str, str, str]:
     """'<method>/<matching>/<reference>/<fit>' -> (method, matching, reference, fit), with a clear error otherwise."""
-    from ..rebasin import MATCHINGS, REFERENCES
+    from ..alignment.rebasing import MATCHINGS, REFERENCES
 
     parts = key.split("/")
     if len(parts) != 4 or parts[3] not in FITS or parts[0] not in methods.names() \
@@ -56,7 +57,7 @@ def rebasin_job(method: str, paths, data_path, cfg: dict, reference: str, out_qd
     """Fit q_d (samples as they are) and q_r (after aligning every sample to one reference by
     ``matching``); ``out_draws``: per draw, the NoT matching applied (rebasin.draw_diagnostics)."""
     from .. import architectures
-    from ..rebasin import ACTIVATION_COSTS, draw_diagnostics, fit_diagonal_gaussian, rebase
+    from ..alignment.rebasing import ACTIVATION_COSTS, draw_diagnostics, fit_diagonal_gaussian, rebase
 
     data = load_prepared(data_path)
     posts = read_sample_sets(paths, seeds, data)
@@ -149,7 +150,7 @@ def _first_permuted(draws: pd.DataFrame) -> tuple[float, float]:
 def table1_columns(posterior_paths: dict, rebasin_paths: dict) -> list[tuple[str, str, object]]:
     """(label, what, source) per column, in the paper's order: for every sample method (the reference
     first) its samples, q_d and q_r per reference; then every Gaussian method's q (its first seed)."""
-    from ..rebasin import MATCHINGS, REFERENCES
+    from ..alignment.rebasing import MATCHINGS, REFERENCES
 
     selected = list(posterior_paths)
     ref = methods.reference_method(selected)
@@ -175,9 +176,9 @@ def table1_job(posterior_paths: dict, rebasin_paths: dict, data_path, cfg: dict,
     '<method>/<matching>/<reference>/<fit>' -> Gaussian fit. The reference chains' convergence on p(y|x) at the
     test points goes to ``out_diag``: rank-normalised split R-hat (and the classic one), bulk, tail
     and classic ESS (``mcmc_diagnostics.summary``)."""
-    from ..compare import accuracy, agreement, expected_calibration_error, total_variation
-    from ..mcmc_diagnostics import summary as chain_summary
-    from ..predict import log_predictive, sample_label_log_probs
+    from ..evaluation.compare import accuracy, agreement, expected_calibration_error, total_variation
+    from ..evaluation.mcmc_diagnostics import summary as chain_summary
+    from ..evaluation.predict import log_predictive, sample_label_log_probs
 
     ref = methods.reference_method(list(posterior_paths))
     if ref is None:
@@ -240,6 +241,6 @@ def table1_job(posterior_paths: dict, rebasin_paths: dict, data_path, cfg: dict,
 
 
 def _pooled_source(posts):
-    from ..predict import Stacked
+    from ..evaluation.predict import Stacked
 
     return Stacked(pooled_samples(posts))

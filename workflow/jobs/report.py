@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from .. import tables
-from ..atomic import write_text
+from ..storage.atomic import write_text
 from .figures import read_table
 
 STYLE = """

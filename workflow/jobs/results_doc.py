@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from .. import paths, tables
-from ..atomic import write_text
+from ..storage import paths
+from .. import tables
+from ..storage.atomic import write_text
 
 # (table stem and extension, heading): the pages' sections, in order, where the run has them
 SECTIONS = (

@@ -22,13 +22,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import artifacts, barriers, methods
-from ..artifacts import Alignment, ArtifactError, l2_distance, w2_distance
-from ..atomic import write_csv
+from ..storage import artifacts
+from ..evaluation import barriers
+from .. import methods
+from ..storage.artifacts import Alignment, ArtifactError, l2_distance, w2_distance
+from ..storage.atomic import write_csv
 from ..device import device_label, use_device
-from ..permutations import (apply_permutation, compose, induced_permutation, number_of_transpositions,
+from ..alignment.permutations import (apply_permutation, compose, induced_permutation, number_of_transpositions,
                             random_transpositions)
-from ..prepared import load_prepared
+from ..storage.prepared import load_prepared
 from .inputs import read_posterior
 from .rebasin import fit_label, parse_fit_key
 
@@ -144,8 +146,8 @@ def pruning_job(rebasin_paths: dict, gaussian_paths: dict, merged: list, data_pa
     lowest sigma. ``merged``: pairs (reference q_r path, alignment file of another method's q_r in the
     reference's basin), each adding that mean pruned by the reference's sigma, and the same mean pruned
     by magnitude (keeping the largest |mu|) as a baseline."""
-    from ..predict import loss_error, sample_log_probs
-    from ..pruning import pruned_stack
+    from ..evaluation.predict import loss_error, sample_log_probs
+    from ..evaluation.pruning import pruned_stack
 
     fractions = sorted({float(f) for f in fractions}, reverse=True)
     data = load_prepared(data_path)
@@ -249,7 +251,7 @@ def not_k_job(k: int, seed: int, member_path, data_path, cfg: dict, out_csv, *, 
     prior, compared with ``baseline`` (``xiao_baseline``) by activation matching. NoT is also counted over
     the units that matter only (``live_units`` of the unpermuted run), as ``*_live`` columns."""
     from .. import architectures
-    from ..predict import Stacked, marginal_loss_error
+    from ..evaluation.predict import Stacked, marginal_loss_error
 
     data = load_prepared(data_path)
     member = read_posterior(member_path, seed=seed, data=data)
@@ -319,13 +321,13 @@ def _not_study_matching(xiao: bool, a, b, model, spec, hook, acts_a, x_act, seed
                         architecture: str) -> dict:
     """The permutation of B onto A: Xiao et al.'s activation matching, or the workflow's weight matching."""
     if xiao:
-        from ..rebasin import activation_matching
+        from ..alignment.rebasing import activation_matching
 
         if hook is None:
             raise ValueError(f"not_study.setting xiao matches by activations, which architecture {architecture!r} "
                              "does not provide (no hidden_activations hook); use setting workflow")
         return activation_matching(acts_a, hook(model, b, x_act), cost="inner")
-    from ..matching import weight_matching
+    from ..alignment.matching import weight_matching
 
     return weight_matching(a, b, spec, seed=seed, max_sweeps=cfg["alignment"]["max_sweeps"],
                            restarts=cfg["alignment"].get("restarts", 1)).perms
@@ -355,7 +357,7 @@ def not_path_job(method: str, pairs, out_csv, *, n_points: int = 21, variant: st
     """For each pair (path A, path B, alignment file of B into A's basin), the NoT weight matching finds
     from every point w_t = (1 - t) A + t B of the path to A and to B, on the naive path and on the path
     to B aligned. Posteriors stand in by their representative (mean of the samples, or the Gaussian's mean)."""
-    from ..matching import weight_matching
+    from ..alignment.matching import weight_matching
 
     ts = barriers.t_grid(n_points)
     rows = []

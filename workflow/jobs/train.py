@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from .. import artifacts, methods
+from ..storage import artifacts
+from .. import methods
 from ..config import model_args
 from ..device import use_device
-from ..prepared import load_prepared
+from ..storage.prepared import load_prepared
 from .inputs import read_posterior
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,7 @@ def train_posteriors(method: str, data_path, seeds: list[int], cfg: dict, outs: 
     """Fit one posterior per seed, in one job: with ``fit`` for one seed, with the method's
     ``fit_together`` for several (the same posteriors, fitted as one batch), and record each one's
     train / test NLL and error. ``base_paths``: per seed, the posterior it is fitted around."""
-    from ..predict import marginal_loss_error
+    from ..evaluation.predict import marginal_loss_error
 
     seeds = [int(s) for s in seeds]
     if len(outs) != len(seeds) or not seeds:

@@ -165,7 +165,7 @@ class FitRequest:
 
     def posterior(self, kind: str, **fields):
         """A Posterior of this request's method, architecture, data and seed."""
-        from ..artifacts import Posterior
+        from ..storage.artifacts import Posterior
 
         return Posterior(kind=kind, method=self.method, architecture=self.architecture,
                          architecture_args=self.architecture_args, dataset=self.data["name"],

@@ -17,7 +17,7 @@ PERMUTED_INIT = True
 
 
 def fit(request):
-    from ..training import MapSettings, train_map
+    from ..inference.training import MapSettings, train_map
 
     model, _ = request.build_model()
     settings = MapSettings(prior_std=request.prior_std, **request.settings)

@@ -53,8 +53,8 @@ def fit(request):
 
 def fit_together(requests):
     """One chain per request (same data and settings, different seeds), advanced together."""
-    from ..hmc import HmcSettings
-    from ..hmc_bnn import sample_bnn_chains
+    from ..inference.hmc_sampler import HmcSettings
+    from ..inference.hmc_bnn import sample_bnn_chains
 
     first = requests[0]
     if any(r.config != first.config or r.data is not first.data for r in requests[1:]):

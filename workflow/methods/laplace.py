@@ -34,8 +34,8 @@ def fit(request):
     import numpy as np
     import torch
 
-    from ..laplace_core import diagonal_ggn, laplace_std, log_marginal_likelihood, optimize_prior_precision
-    from ..predict import marginal_loss_error
+    from ..inference.laplace_ggn import diagonal_ggn, laplace_std, log_marginal_likelihood, optimize_prior_precision
+    from ..evaluation.predict import marginal_loss_error
 
     base = request.base
     if base is None or base.method != FITTED_AROUND or base.kind != "samples":

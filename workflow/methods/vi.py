@@ -29,7 +29,7 @@ RUNTIME_KEYS = ("checkpoint_every",)
 
 
 def fit(request):
-    from ..vi import ViSettings, train_vi
+    from ..inference.mean_field import ViSettings, train_vi
 
     model, _ = request.build_model()
     settings = {k: v for k, v in request.settings.items() if k != "eval_samples"}

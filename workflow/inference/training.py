@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .device import autocast
-from .methods._optim import OPTIM_SETTINGS
+from ..device import autocast
+from ..methods._optim import OPTIM_SETTINGS
 from .resume import Resume, fingerprint, rng_state, set_rng_state
 
 log = logging.getLogger(__name__)
@@ -248,7 +248,7 @@ def train_map(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, settings
     """
     reset_parameters(model, seed)
     if init_permutation is not None:
-        from .permutations import apply_permutation
+        from ..alignment.permutations import apply_permutation
 
         spec, perms = init_permutation
         with torch.no_grad():

@@ -45,7 +45,7 @@ def creation_time() -> str:
 
 
 def provenance() -> dict:
-    from .device import job_record
+    from ..device import job_record
 
     return {"versions": library_versions(), "code_revision": code_revision(), "created": creation_time(),
             "compute": job_record()}

@@ -40,7 +40,7 @@ import h5py
 import numpy as np
 
 from .atomic import atomic_path
-from .permutations import apply_permutation, is_permutation, number_of_transpositions
+from ..alignment.permutations import apply_permutation, is_permutation, number_of_transpositions
 from .provenance import provenance
 
 POSTERIOR_FORMAT = "bnn-posterior"
@@ -78,13 +78,13 @@ class Posterior:
 
     def build_model(self):
         """(network, permutation spec) of this posterior's architecture."""
-        from .architectures import build_model
+        from ..architectures import build_model
 
         return build_model(self.architecture, self.input_shape, self.n_classes, **self.architecture_args)
 
     def permutation_spec(self):
         """The permutation spec of this posterior's architecture (without torch where the registry can)."""
-        from .architectures import permutation_spec
+        from ..architectures import permutation_spec
 
         names = self.mean if self.kind == "gaussian" else self.samples
         return permutation_spec(self.architecture, list(names), self.input_shape, self.n_classes,
@@ -120,7 +120,7 @@ class Posterior:
     def sample_source(self, n_mc: int, seed: int, predictive: str | None = None):
         """Weight samples of the predictive: every draw, or ``n_mc`` Monte Carlo draws of the Gaussian,
         through the network linearised at the mean where its predictive (or ``predictive``) is 'glm'."""
-        from .predict import Gaussian, Stacked
+        from ..evaluation.predict import Gaussian, Stacked
 
         if self.kind == "samples":
             return Stacked(self.flat_samples())
@@ -128,7 +128,7 @@ class Posterior:
 
     def mean_network(self):
         """The single network at the representative, as a one-sample source."""
-        from .predict import Stacked
+        from ..evaluation.predict import Stacked
 
         return Stacked({k: np.asarray(v)[None] for k, v in self.representative().items()})
 
@@ -347,7 +347,7 @@ def _read_posterior_group(g: h5py.Group, where: str) -> Posterior:
 
 def _check_against_architecture(post: Posterior, where: str) -> None:
     """The stored parameters must be exactly those of the named architecture."""
-    from .architectures import parameter_shapes
+    from ..architectures import parameter_shapes
 
     try:
         expected = parameter_shapes(post.architecture, post.input_shape, post.n_classes, **post.architecture_args)

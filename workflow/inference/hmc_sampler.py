@@ -26,7 +26,7 @@ import torch
 from tqdm import tqdm
 
 from .resume import Resume, fingerprint
-from .methods.hmc import SETTINGS as HMC_SETTINGS
+from ..methods.hmc import SETTINGS as HMC_SETTINGS
 from .training import check_positive, data_digest, schema_default
 
 log = logging.getLogger(__name__)

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import torch
 
-from .atomic import atomic_path
-from .device import device_identity
+from ..storage.atomic import atomic_path
+from ..device import device_identity
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .methods.vi import SETTINGS as VI_SETTINGS
+from ..methods.vi import SETTINGS as VI_SETTINGS
 from .training import OptimSettings, check_positive, data_digest, reset_parameters, run_training, schema_default
 
 SIGMA_PARAMS = tuple(VI_SETTINGS["sigma_param"]["enum"])
@@ -168,7 +168,7 @@ def gaussian_kl(mu: torch.Tensor, sigma: torch.Tensor, prior_std: float) -> torc
 def sampled_logits(model: nn.Module, q: MeanField, x: torch.Tensor, n_samples: int,
                    sigma: torch.Tensor | None = None) -> torch.Tensor:
     """Logits [S, B, C] under S weight samples (plain reparameterisation)."""
-    from .predict import batched_logits
+    from ..evaluation.predict import batched_logits
 
     return batched_logits(model, q.sample(n_samples, sigma), x)
 
@@ -177,7 +177,7 @@ def local_reparam_logits(model: nn.Module, q: MeanField, x: torch.Tensor, n_samp
                          sigma: torch.Tensor | None = None) -> torch.Tensor:
     """Logits [S, B, C] sampling pre-activations instead of weights (local reparameterisation), through
     the architecture's ``local_reparam_logits`` hook."""
-    from .predict import _hook
+    from ..evaluation.predict import _hook
 
     hook = _hook(model, "local_reparam_logits")
     if hook is None:
@@ -189,7 +189,7 @@ def local_reparam_logits(model: nn.Module, q: MeanField, x: torch.Tensor, n_samp
 def train_vi(model: nn.Module, x: torch.Tensor, y: torch.Tensor, settings: ViSettings, *, seed: int,
              device: torch.device, checkpoint: str | os.PathLike | None = None, identity: dict | None = None):
     """Fit q; returns (mean, std, traces, resumed_from_epoch). Traces per epoch: loss, nll, kl, elbo."""
-    from .predict import batched_logits
+    from ..evaluation.predict import batched_logits
 
     reset_parameters(model, seed)  # the means start at the architecture's usual initialisation
     data_hash = data_digest(x, y)  # on the host, before the data move

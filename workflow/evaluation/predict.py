@@ -102,7 +102,7 @@ def as_source(samples) -> SampleSource:
 
 def _hook(model: torch.nn.Module, name: str):
     """An architecture hook, looked up in the registered module that defines the model's class."""
-    from . import architectures
+    from .. import architectures
 
     modname = type(model).__module__
     if modname not in {e.module for e in architectures.REGISTRY.values()}:

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from torch.func import functional_call
 
-from .device import autocast, mixed_precision
-from .hmc import HmcResult, HmcSettings, flatten, run_hmc_chains, unflatten
+from ..device import autocast, mixed_precision
+from .hmc_sampler import HmcResult, HmcSettings, flatten, run_hmc_chains, unflatten
 from .training import reset_parameters
 
 
@@ -82,7 +82,7 @@ def ggn_metric(model: torch.nn.Module, x: torch.Tensor, prior_std: float, like: 
     directions whose scales differ by orders of magnitude, without estimating 10^5 variances from
     a short warm-up (a draw-based estimate sees only how far a slow direction has moved yet, and
     shrinks it further)."""
-    from .laplace_core import diagonal_ggn
+    from .laplace_ggn import diagonal_ggn
 
     def metric_fn(positions: torch.Tensor) -> torch.Tensor:
         rows = []

@@ -12,7 +12,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from .atomic import atomic_path  # noqa: E402
+from .storage.atomic import atomic_path  # noqa: E402
 from .config import table_cell  # noqa: E402
 
 STYLE = {"style": "whitegrid", "context": "paper", "font_scale": 1.2}
