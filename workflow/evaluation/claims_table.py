@@ -199,11 +199,18 @@ def _barrier(run: Run, variant: str, method: str, alignment: str) -> float:
     return float(rows["loss_barrier"].mean()) if len(rows) else math.nan
 
 
-def _vi_near_zero(run: Run) -> list[Verdict]:
+def _untestable_mlp_vi_claim(run: Run) -> list[Verdict] | None:
+    """Why an MLP claim on VI barriers cannot be judged on this run, or None when it can."""
     if run.architecture != "mlp":
         return _untestable(run, f"an MLP claim; this run's architecture is {run.architecture!r}")
     if not run.has_method("vi") or run.table("barriers") is None:
         return _untestable(run, "needs method vi with at least two seeds (barriers)")
+    return None
+
+
+def _vi_near_zero(run: Run) -> list[Verdict]:
+    if (untestable := _untestable_mlp_vi_claim(run)) is not None:
+        return untestable
     out = []
     for v in run.variants:
         aligned, naive = _barrier(run, v, "vi", "w2"), _barrier(run, v, "vi", "naive")
@@ -233,10 +240,8 @@ def _ratio(aligned: float, naive: float) -> float:
 
 
 def _alignment_removes_most(run: Run) -> list[Verdict]:
-    if run.architecture != "mlp":
-        return _untestable(run, f"an MLP claim; this run's architecture is {run.architecture!r}")
-    if not run.has_method("vi") or run.table("barriers") is None:
-        return _untestable(run, "needs method vi with at least two seeds (barriers)")
+    if (untestable := _untestable_mlp_vi_claim(run)) is not None:
+        return untestable
     out = []
     for v in run.variants:
         aligned, naive = _barrier(run, v, "vi", "w2"), _barrier(run, v, "vi", "naive")
