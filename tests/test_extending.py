@@ -47,7 +47,7 @@ JOBS = (*JOBS, Job("count-rows", "rows of the prepared training set", common=Tru
 
 def _count_rows(data, out):
     import numpy as np
-    from .atomic import write_text
+    from .storage.atomic import write_text
 
     write_text(out, f"rows\\n{len(np.load(data)['x_train'])}\\n")
 '''
