@@ -212,3 +212,19 @@ def test_unit_correlation_is_one_for_the_same_units_and_follows_a_permutation(rn
                             spec) == pytest.approx(1.0)
     fresh = {k: rng.standard_normal(v.shape) for k, v in params.items()}
     assert abs(unit_correlation(params, fresh, spec)) < 0.2
+
+
+def test_activation_matching_refuses_more_points_than_the_memory_budget_holds():
+    """Activations of all 8,000 MNIST t10k examples of a ResNet20 took 19 GB and were killed for memory;
+    the job now refuses before computing them, naming the setting and how many points fit."""
+    from workflow.jobs.rebasin import activation_points
+
+    def hook(model, params, x):  # 1 MiB of float64 activations per example
+        return {"g0": np.zeros((len(x), 2**17))}
+
+    x = np.zeros((8000, 3))
+    assert activation_points(hook, None, {}, x, None, 20000, "activation") == 8000
+    assert activation_points(hook, None, {}, x, 300, 1024, "activation") == 300
+    with pytest.raises(ValueError, match=r"8000 examples take about 16,000 MB .* compute.memory_mb 1024; "
+                                         r"set rebasin.activation_points to at most 512"):
+        activation_points(hook, None, {}, x, None, 1024, "activation")

@@ -52,6 +52,24 @@ def chain_labels(posts: list[Posterior]) -> list[str]:
     return labels
 
 
+def activation_points(hook, model, params: dict, x, requested: int | None, budget_mb: float, matching: str) -> int:
+    """How many training examples activation matching reads: rebasin.activation_points (None: all of
+    them). Refused, before any is computed, when the activations of the two networks that matching
+    compares would exceed the job's memory budget (compute.memory_mb): a ResNet20's float64
+    activations take about a megabyte per 28x28 example, and all 8,000 of MNIST t10k were killed for
+    memory at 19 GB."""
+    n = len(x) if requested is None else min(int(requested), len(x))
+    probe = hook(model, params, x[:2])
+    per_example = sum(np.asarray(a).nbytes for a in probe.values()) / min(2, len(x))
+    need_mb = 2 * per_example * n / 2**20
+    if need_mb > budget_mb:
+        fits = int(budget_mb * 2**20 // (2 * per_example))
+        raise ValueError(f"rebasin matching {matching!r}: the hidden activations of {n} examples take about "
+                         f"{need_mb:,.0f} MB for the two networks it compares, above compute.memory_mb {budget_mb:g}; "
+                         f"set rebasin.activation_points to at most {fits}, or raise compute.memory_mb")
+    return n
+
+
 def rebasin_job(method: str, paths, data_path, cfg: dict, reference: str, out_qd, out_qr, out_draws, *,
                 matching: str = "weight", seeds=None) -> None:
     """Fit q_d (samples as they are) and q_r (after aligning every sample to one reference by
@@ -71,8 +89,9 @@ def rebasin_job(method: str, paths, data_path, cfg: dict, reference: str, out_qd
         if hook is None:
             raise ValueError(f"rebasin matching {matching!r} needs the hidden_activations hook, which architecture "
                              f"{first.architecture!r} does not provide; use 'weight'")
-        points = rcfg["activation_points"]
-        activations = functools.partial(hook, model, x=data["x_train"][:points] if points else data["x_train"])
+        points = activation_points(hook, model, {k: v[0] for k, v in samples.items()}, data["x_train"],
+                                   rcfg["activation_points"], cfg["compute"]["memory_mb"], matching)
+        activations = functools.partial(hook, model, x=data["x_train"][:points])
     result = rebase(samples, spec, reference=reference, matching=matching, activations=activations,
                     max_iterations=rcfg["max_iterations"])
     n = len(next(iter(samples.values())))
