@@ -164,3 +164,15 @@ def test_product_grids_and_bad_sweeps():
         expand_variants(validate_config({**MINIMAL, "sweep": [{"seeds": [[0, 1]]}]}))
     with pytest.raises(ConfigError, match="sweep variant prior.std--1.0: invalid config"):
         expand_variants(validate_config({**MINIMAL, "sweep": [{"prior.std": [-1.0]}]}))
+
+
+def test_the_configuration_reference_is_generated_from_the_schema():
+    """docs/config-reference.md is the config-doc command's output: a new or changed setting without
+    regenerating it fails here (python -m workflow config-doc --out docs/config-reference.md)."""
+    from pathlib import Path
+
+    from workflow.config_doc import reference
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "config-reference.md").read_text()
+    assert doc == reference()
+    assert "| `vi.sigma_lr_scale` | number | 1.0 | > 0 |" in doc and "| `model.width` |" in doc

@@ -60,6 +60,13 @@ def _validate_config(args, cfg, device):
     print(json.dumps(load_config(args.path), indent=2))
 
 
+def _config_doc(out) -> None:
+    from .config_doc import reference
+    from .storage.atomic import write_text
+
+    write_text(out, reference())
+
+
 def _job_resources(args, cfg, device) -> None:
     from .storage.atomic import write_csv
     from .job_resources import markdown, read_benchmarks, summarize
@@ -320,6 +327,9 @@ JOBS = (
             arg("--captions", type=json.loads, default={}, help="JSON: table file name -> its caption"),
             arg("--out", required=True, help="the output folder (replaced as a whole)"),
         )),
+    Job("config-doc", "the configuration reference, generated from the config schema",
+        run=lambda a, c, d: _config_doc(a.out),
+        args=(arg("--out", required=True),)),
     Job("validate-config", "check a config file and print it with defaults filled in",
         run=_validate_config,
         args=(
