@@ -40,6 +40,8 @@ RESULTS = f"results/{config['name']}"
 # this conda environment with --software-deployment-method conda
 ENV = "../envs/workflow.yaml"
 METHODS = config["methods"]
+# swept key -> base value, and variant -> its value of every swept key: computed once, read by several rules
+SWEEP = sweep_table(config, VARIANTS)
 
 
 def _with_bases(selected):
@@ -238,7 +240,7 @@ def table_files():
 def swept_values():
     """swept key -> the values it takes over the variants."""
     out = {}
-    for values in sweep_table(config, VARIANTS)["variants"].values():
+    for values in SWEEP["variants"].values():
         for key, value in values.items():
             if value not in out.setdefault(key, []):
                 out[key].append(value)

@@ -62,7 +62,7 @@ rule figure_sweep:
         mem_mb=2000,
         runtime=10,
     params:
-        base=json.dumps(sweep_table(config, VARIANTS)["base"], sort_keys=True),
+        base=json.dumps(SWEEP["base"], sort_keys=True),
         caption=lambda wc, threads: caption_text("sweep", config, method=wc.method, swept=swept_values()),
     shell:
         "python -m workflow figure-sweep --table {input:q} --method {wildcards.method} --base {params.base:q}"

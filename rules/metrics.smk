@@ -72,7 +72,7 @@ rule summarize_barriers:
         mem_mb=2000,
         runtime=10,
     params:
-        variants=json.dumps(sweep_table(config, VARIANTS)["variants"], sort_keys=True),
+        variants=json.dumps(SWEEP["variants"], sort_keys=True),
     shell:
         "python -m workflow summarize-barriers --curves {input:q} --variants {params.variants:q}"
         " --out-curves {output.curves:q} --out-csv {output.table:q} --out-md {output.markdown:q} > {log:q} 2>&1"

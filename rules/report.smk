@@ -58,7 +58,7 @@ rule paper:
         mem_mb=2000,
         runtime=30,
     params:
-        base=json.dumps(sweep_table(config, VARIANTS)["base"] if len(VARIANTS) > 1 else {}, sort_keys=True),
+        base=json.dumps(SWEEP["base"] if len(VARIANTS) > 1 else {}, sort_keys=True),
         captions=lambda wc, threads: json.dumps({Path(t).name: table_caption(Path(t).stem) for t in summary_tables()}),
     shell:
         "python -m workflow paper --tables {input:q} --sweep-base {params.base:q} --captions {params.captions:q}"
@@ -84,8 +84,8 @@ rule claims:
         runtime=10,
     params:
         run_config=json.dumps(result_config(config, ["data", "model", "prior", "methods", "rebasin"]), sort_keys=True),
-        variants=json.dumps(sweep_table(config, VARIANTS)["variants"], sort_keys=True),
-        sweep_base=json.dumps(sweep_table(config, VARIANTS)["base"], sort_keys=True),
+        variants=json.dumps(SWEEP["variants"], sort_keys=True),
+        sweep_base=json.dumps(SWEEP["base"], sort_keys=True),
     shell:
         "python -m workflow claims --tables {input:q} --run-config {params.run_config:q} --variants {params.variants:q}"
         " --sweep-base {params.sweep_base:q}"
