@@ -91,7 +91,7 @@ def main(argv=None) -> int:
     funcs = functions(mods)
     found = cycles(import_graph(mods))
     readme = opts.repo / "README.md"
-    print(f"| measure | value |\n|---|---|")
+    print("| measure | value |\n|---|---|")
     print(f"| modules in workflow/ | {len(mods)} |")
     print(f"| lines in workflow/ | {sum(lines.values())} |")
     print(f"| largest modules | {', '.join(f'{n} {k}' for n, k in sorted(lines.items(), key=lambda x: -x[1])[:opts.top])} |")

@@ -1,6 +1,6 @@
 """Mutation score of the core modules: how many small, plausible bugs the unit tests catch.
 
-    python benchmarks/mutation_score.py [--per-module N] [--modules permutations hmc ...] [--seed S]
+    python benchmarks/mutation_score.py [--per-module N] [--modules alignment/permutations ...] [--doc] [--seed S]
 
 For each core module it lists every mutation point of one of these kinds (from the AST):
 comparison flipped (< <=, > >=, == !=, in / not in), arithmetic swapped (+ -, * /), a numeric
@@ -26,16 +26,18 @@ import tempfile
 import time
 from pathlib import Path
 
+from doc_blocks import Transcript, stamp, write_block  # benchmarks/ is the script's folder, on sys.path
+
 REPO = Path(__file__).resolve().parents[1]
-# module -> the test files that guard it
+# module (its path under workflow/, without .py) -> the test files that guard it
 MODULES = {
-    "permutations": ["tests/test_permutations.py", "tests/test_matching.py"],
-    "matching": ["tests/test_matching.py", "tests/test_rebasin.py"],
-    "rebasin": ["tests/test_rebasin.py"],
-    "compare": ["tests/test_compare.py", "tests/test_table1.py"],
-    "barriers": ["tests/test_barriers.py", "tests/test_matching.py"],
-    "hmc": ["tests/test_hmc.py", "tests/test_hmc_bnn.py"],
-    "mcmc_diagnostics": ["tests/test_mcmc_diagnostics.py"],
+    "alignment/permutations": ["tests/test_permutations.py", "tests/test_matching.py"],
+    "alignment/matching": ["tests/test_matching.py", "tests/test_rebasin.py"],
+    "alignment/rebasing": ["tests/test_rebasin.py"],
+    "evaluation/compare": ["tests/test_compare.py", "tests/test_table1.py"],
+    "evaluation/barriers": ["tests/test_barriers.py", "tests/test_matching.py"],
+    "inference/hmc_sampler": ["tests/test_hmc.py", "tests/test_hmc_bnn.py"],
+    "evaluation/mcmc_diagnostics": ["tests/test_mcmc_diagnostics.py"],
 }
 FLIP = {ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt, ast.Eq: ast.NotEq,
         ast.NotEq: ast.Eq, ast.In: ast.NotIn, ast.NotIn: ast.In, ast.Is: ast.IsNot, ast.IsNot: ast.Is}
@@ -119,7 +121,12 @@ def main(argv=None) -> int:
     parser.add_argument("--modules", nargs="+", default=list(MODULES), choices=list(MODULES))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per mutant's test run")
+    parser.add_argument("--doc", action="store_true", help="write the table into docs/performance.md")
     args = parser.parse_args(argv)
+    missing = [m for m in args.modules if not (REPO / "workflow" / f"{m}.py").is_file()]
+    if missing:
+        parser.error(f"no module workflow/<name>.py for {missing}; known: {list(MODULES)}")
+    say = Transcript()
 
     scratch = Path(tempfile.mkdtemp(prefix="mutation-"))
     try:
@@ -155,14 +162,20 @@ def main(argv=None) -> int:
             path.write_text(original)
             rows.append((module, len(points), len(chosen), killed))
             print(f"{module}: {killed}/{len(chosen)} killed ({len(points)} points)", flush=True)
-        print("\n| module | mutation points | mutants run | killed | score |\n|---|---|---|---|---|")
+        say("| module | mutation points | mutants run | killed | score |")
+        say("|---|---|---|---|---|")
         for module, points, run, killed in rows:
-            print(f"| {module} | {points} | {run} | {killed} | {killed / max(run, 1):.0%} |")
+            say(f"| {module} | {points} | {run} | {killed} | {killed / max(run, 1):.0%} |")
         total_run, total_killed = sum(r[2] for r in rows), sum(r[3] for r in rows)
-        print(f"| all | {sum(r[1] for r in rows)} | {total_run} | {total_killed} | {total_killed / max(total_run, 1):.0%} |")
-        print(f"\n{len(survivors)} survivors ({time.time() - start:.0f} s):")
+        say(f"| all | {sum(r[1] for r in rows)} | {total_run} | {total_killed} | "
+            f"{total_killed / max(total_run, 1):.0%} |")
+        say()
+        say(f"{len(survivors)} survivors ({time.time() - start:.0f} s):")
+        say()
         for s in survivors:
-            print(f"  {s}")
+            say(f"- `{s}`")
+        if args.doc:
+            write_block("mutation-score", "\n".join([stamp(), "", *say.lines]))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return 0

@@ -18,6 +18,8 @@ from torch.func import functional_call, vmap
 from workflow.architectures import build_model
 from workflow.evaluation.predict import sample_log_probs
 
+from doc_blocks import Transcript, write_block  # benchmarks/ is the script's folder, on sys.path
+
 CASES = {  # name: (input shape, hidden widths, classes, test points, samples)
     "digits MLP 64-128-128-10": ((1, 8, 8), [128, 128], 10, 450, 100),
     "MNIST MLP 784-512-10": ((1, 28, 28), [512], 10, 2000, 100),
@@ -49,15 +51,17 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--doc", action="store_true", help="write the output into docs/performance.md")
     args = parser.parse_args()
+    say = Transcript()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     torch.manual_seed(0)
     peak = matmul_rate(device)
-    print(f"device {device}, torch threads {torch.get_num_threads()}, dense float32 matmul (2048^3): "
+    say(f"device {device}, torch threads {torch.get_num_threads()}, dense float32 matmul (2048^3): "
           f"{peak / 1e9:.1f} GFLOP/s")
-    print(f"{'case':30s} {'GFLOP':>7s} {'fast GFLOP/s':>13s} {'of matmul':>10s} {'vs loop':>8s} {'vs vmap':>8s}")
+    say(f"{'case':30s} {'GFLOP':>7s} {'fast GFLOP/s':>13s} {'of matmul':>10s} {'vs loop':>8s} {'vs vmap':>8s}")
     for name, (shape, hidden, classes, n, s) in CASES.items():
         model, _ = build_model("mlp", shape, classes, hidden=hidden)
         model.to(device)
@@ -73,8 +77,10 @@ def main():
             batched = vmap(lambda p: torch.log_softmax(functional_call(model, p, (x,)), -1))
             vm = timeit(lambda: batched(stack), device)
         rate = flops / fast
-        print(f"{name:30s} {flops / 1e9:7.2f} {rate / 1e9:13.1f} {rate / peak:10.2f} {loop / fast:7.2f}x "
+        say(f"{name:30s} {flops / 1e9:7.2f} {rate / 1e9:13.1f} {rate / peak:10.2f} {loop / fast:7.2f}x "
               f"{vm / fast:7.2f}x")
+    if args.doc:
+        write_block("predict-flops", say.block())
 
 
 if __name__ == "__main__":

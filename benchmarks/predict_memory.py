@@ -21,6 +21,8 @@ import subprocess
 import sys
 import time
 
+from doc_blocks import Transcript, write_block  # benchmarks/ is the script's folder, on sys.path
+
 CASES = [(512, 1), (1024, 2), (2048, 4)]  # (points, samples): N x S grows 16x
 FULL = (10_000, 100)
 
@@ -59,15 +61,17 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--full", action="store_true", help="also run 10,000 images x 100 samples (hours on a CPU)")
     parser.add_argument("--case", nargs=2, type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--doc", action="store_true", help="write the output into docs/performance.md")
     args = parser.parse_args()
+    say = Transcript()
     if args.case:
         print(json.dumps(one_case(args.width, *args.case, args.budget, args.threads)))
         return
     import torch
 
-    print(f"ResNet20 x{args.width}, 3x32x32, memory budget {args.budget:g} MiB, torch {torch.__version__}, "
+    say(f"ResNet20 x{args.width}, 3x32x32, memory budget {args.budget:g} MiB, torch {torch.__version__}, "
           f"{args.threads} threads")
-    print(f"{'points':>7} {'samples':>7} {'chunk (S, N)':>13} {'peak MiB':>9} {'peak - start':>12} "
+    say(f"{'points':>7} {'samples':>7} {'chunk (S, N)':>13} {'peak MiB':>9} {'peak - start':>12} "
           f"{'S x N at once MiB':>17} {'seconds':>8}")
     rows = []
     for n, s in CASES + ([FULL] if args.full else []):
@@ -76,14 +80,16 @@ def main() -> None:
                              capture_output=True, text=True, check=True)
         r = json.loads(out.stdout.strip().splitlines()[-1])
         rows.append(r)
-        print(f"{r['points']:>7} {r['samples']:>7} {str(tuple(r['chunk'])):>13} {r['peak_mb']:>9.0f} "
+        say(f"{r['points']:>7} {r['samples']:>7} {str(tuple(r['chunk'])):>13} {r['peak_mb']:>9.0f} "
               f"{r['peak_mb'] - r['before_mb']:>12.0f} {r['all_at_once_mb']:>17.0f} {r['seconds']:>8.1f}")
     first, last = rows[0], rows[-1]
     growth = (last["points"] * last["samples"]) / (first["points"] * first["samples"])
-    print(f"N x S grew {growth:.0f}x; peak grew {last['peak_mb'] / first['peak_mb']:.2f}x "
+    say(f"N x S grew {growth:.0f}x; peak grew {last['peak_mb'] / first['peak_mb']:.2f}x "
           f"(all at once would grow {last['all_at_once_mb'] / first['all_at_once_mb']:.0f}x); "
           f"{FULL[0]:,} x {FULL[1]} at once would need "
           f"{4 * FULL[1] * (FULL[0] * first['per_point'] + first['numel']) / 2 ** 20:,.0f} MiB")
+    if args.doc:
+        write_block("predict-memory", say.block())
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ ratios measured in the same run (medians over repeats), with the machine and lib
     pip install -e '.[bench]'          # the peers: Pyro and the rebasin package
     python benchmarks/run_all.py [--threads 2] [--repeats 3] [--only hmc,vi,matching,overhead]
                                  [--no-peers] [--quick] [--finished-run DIR]
-                                 [--out table.md]
+                                 [--out table.md] [--doc]
 
 Sections (each module's docstring says what is compared and how the comparison is kept fair):
 - hmc (bench_hmc.py): cost of a gradient inside a trajectory against a bare forward + backward
@@ -29,6 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import header, markdown  # noqa: E402
+from doc_blocks import stamp, write_block  # noqa: E402
 
 SECTIONS = ("hmc", "vi", "matching", "overhead")
 
@@ -48,6 +49,7 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="short runs: a smoke test, not the README's numbers")
     parser.add_argument("--finished-run", type=Path, help="folder of a finished default run (the no-op rerun row)")
     parser.add_argument("--out", help="also write the table (with its header line) to this file")
+    parser.add_argument("--doc", action="store_true", help="write the table into docs/performance.md (block 'peers')")
     opts = parser.parse_args(argv)
     sections = [s.strip() for s in opts.only.split(",") if s.strip()]
     unknown = sorted(set(sections) - set(SECTIONS))
@@ -68,6 +70,8 @@ def main(argv=None) -> int:
     print(text)
     if opts.out:
         Path(opts.out).write_text(text)
+    if opts.doc:
+        write_block("peers", f"{stamp()}\n\n{text}")
     missed = [r for r in rows if r.met is False]
     print(f"{sum(r.met is True for r in rows)} targets met, {len(missed)} not met", file=sys.stderr)
     return 0

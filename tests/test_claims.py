@@ -303,3 +303,36 @@ def test_a_sweep_shows_a_claim_untestable_everywhere_once():
     near_zero = table[table["claim"] == "rossi-vi-near-zero"]
     assert set(near_zero["verdict"]) == {REPRODUCED, NOT_REPRODUCED}
     assert md.count("**rossi-vi-near-zero** (") == 2 and "every variant, reproduced" not in md
+
+
+def test_the_readmes_result_is_the_default_pages_claims_with_a_paper_number(tmp_path, monkeypatch):
+    """README.md's result block is `python -m workflow readme-result`'s output on the committed page:
+    editing the block by hand, or regenerating the page without it, fails here."""
+    from pathlib import Path
+
+    from workflow.jobs.results_doc import README_BEGIN, README_END, readme_result, readme_result_job
+
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    block = readme.split(README_BEGIN, 1)[1].split(README_END, 1)[0]
+    monkeypatch.chdir(root)  # the block links the page by its path from the repository's root
+    assert README_BEGIN + block + README_END == readme_result("docs/results/digits-default.md")
+
+    page = tmp_path / "page.md"
+    page.write_text("Written by `x`; code 0123456789abcdef, config sha1 f.\n\n"
+                    "| claim | paper, place | paper | variant | measured | rule | verdict |\n|---|---|---|---|---|---|---|\n"
+                    "| A | T1 | 0.8 | base | 0.7 | >= 0.5 | **reproduced** |\n"
+                    "| B | Fig | - | base | 0.1 | <= 1 | **reproduced** |\n"
+                    "| C | T1 | 0.9 | base | nan | >= 1 | **not testable** |\n"
+                    "| D | T2 | 1.0 | base | 2.0 | <= 1 | **not reproduced** |\n\nafter\n")
+    block = readme_result(page)
+    assert "| A | T1 | 0.8 | 0.7 | >= 0.5 | **reproduced** |" in block and "code 0123456" in block
+    assert "| D | T2 | 1.0 | 2.0 | <= 1 | **not reproduced** |" in block
+    assert "| B |" not in block and "| C |" not in block and "after" not in block
+    target = tmp_path / "README.md"
+    target.write_text(f"intro\n{README_BEGIN}\nold\n{README_END}\nrest\n")
+    readme_result_job(page, target)
+    assert target.read_text() == f"intro\n{block}\nrest\n"
+    target.write_text("no markers\n")
+    with pytest.raises(ValueError, match="needs exactly one line"):
+        readme_result_job(page, target)

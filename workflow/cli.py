@@ -279,6 +279,12 @@ JOBS = (
             arg("--variant", default="base"),
             arg("--out", required=True),
         )),
+    Job("readme-result", "the README's one small result, copied from the default run's results page",
+        run=lambda a, c, d: _job("results_doc", "readme_result_job")(a.page, a.readme),
+        args=(
+            arg("--page", default="docs/results/digits-default.md", help="a page written by results-doc"),
+            arg("--readme", default="README.md"),
+        )),
     Job("summarize-barriers", "barrier table from the per-pair curves",
         run=lambda a, c, d: _job("metrics", "summarize_barriers")(a.curves, a.variants, a.out_curves,
                                                                   a.out_csv, a.out_md),

@@ -1,0 +1,88 @@
+"""Generated blocks of docs/performance.md: each benchmark that measures a number writes it there
+itself, between a pair of markers named after the benchmark, under the command line, the commit and
+the date that produced it. Nothing between the markers is typed by hand; the prose around them says
+what the rows mean without repeating their numbers.
+
+    <!-- generated:<key> -->
+    ...written by the benchmark...
+    <!-- /generated:<key> -->
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DOC = REPO / "docs" / "performance.md"
+
+
+def begin(key: str) -> str:
+    return f"<!-- generated:{key} -->"
+
+
+def end(key: str) -> str:
+    return f"<!-- /generated:{key} -->"
+
+
+def commit(repo: Path = REPO) -> str:
+    """The checked-out commit, with "+changes" when the tracked files differ from it."""
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True, text=True)
+    if head.returncode != 0:
+        return "unknown"
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
+                           capture_output=True, text=True).stdout.strip()
+    return head.stdout.strip() + ("+changes" if dirty else "")
+
+
+def stamp(argv: list[str] | None = None) -> str:
+    """One line naming the command, the commit and the date of a measurement."""
+    args = sys.argv if argv is None else argv
+    command = " ".join(["python", os.path.relpath(Path(args[0]).resolve(), REPO)] + list(args[1:]))
+    return f"Written by `{command}` at commit {commit()} on {datetime.date.today().isoformat()}."
+
+
+def write_block(key: str, text: str, doc: Path | str = DOC) -> None:
+    """Replace the block ``key`` of ``doc`` with ``text`` (atomically: a crash leaves the old page)."""
+    doc = Path(doc)
+    page = doc.read_text()
+    if page.count(begin(key)) != 1 or page.count(end(key)) != 1:
+        raise ValueError(f"{doc} needs exactly one line {begin(key)!r} and one {end(key)!r} around the block "
+                         f"that this benchmark writes")
+    head, rest = page.split(begin(key), 1)
+    tail = rest.split(end(key), 1)[1]
+    with tempfile.NamedTemporaryFile("w", dir=doc.parent, delete=False, suffix=".tmp") as f:
+        f.write(f"{head}{begin(key)}\n{text.strip()}\n{end(key)}{tail}")
+    os.replace(f.name, doc)
+
+
+def blocks(doc: Path | str = DOC) -> dict[str, str]:
+    """Every generated block of ``doc``: key -> its text."""
+    page = Path(doc).read_text()
+    found = {}
+    for chunk in page.split("<!-- generated:")[1:]:
+        key = chunk.split(" -->", 1)[0]
+        body = chunk.split(" -->", 1)[1]
+        if end(key) not in body:
+            raise ValueError(f"{doc}: block {key!r} has no closing {end(key)!r}")
+        found[key] = body.split(end(key), 1)[0].strip()
+    return found
+
+
+class Transcript:
+    """Prints each line and keeps it, so a benchmark's printed output can become its block."""
+
+    def __init__(self):
+        self.lines: list[str] = []
+
+    def __call__(self, line: str = "") -> None:
+        print(line, flush=True)
+        self.lines.append(line)
+
+    def block(self) -> str:
+        """The stamp and the printed lines as a code block."""
+        return "\n".join([stamp(), "", "```", *self.lines, "```"])
