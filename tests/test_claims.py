@@ -336,3 +336,32 @@ def test_the_readmes_result_is_the_default_pages_claims_with_a_paper_number(tmp_
     target.write_text("no markers\n")
     with pytest.raises(ValueError, match="needs exactly one line"):
         readme_result_job(page, target)
+
+
+def test_the_results_page_says_which_code_wrote_the_runs_artifacts(tmp_path):
+    """Snakemake does not rerun a job when only the code changed: a page must say when its numbers
+    come from artifacts of other code than the code that judged the claims."""
+    import h5py
+
+    from workflow.jobs.claims import claims_job
+    from workflow.jobs.results_doc import results_doc_job
+
+    run = tmp_path / "results" / "t"
+    (run / "tables").mkdir(parents=True)
+    table1(**{"HMC q_d": 0.2, Q_R: 0.8}).to_csv(run / "tables" / "table1_base.csv", index=False)
+    claims_job([run / "tables" / "table1_base.csv"], CONFIG, {"base": {}}, run / "claims.csv", run / "claims.md")
+    judged_by = pd.read_csv(run / "claims.csv")["code"].iloc[0]
+    config = tmp_path / "c.yaml"
+    config.write_text("name: t\n")
+    posteriors = run / "base" / "posteriors" / "vi"
+    posteriors.mkdir(parents=True)
+    for seed, revision in enumerate([judged_by, judged_by]):
+        with h5py.File(posteriors / f"seed{seed}.h5", "w") as f:
+            f.attrs["code_revision"] = revision
+    results_doc_job(run, config, tmp_path / "page.md")
+    assert "All 2 HDF5 artifacts of the run were written by that same code." in (tmp_path / "page.md").read_text()
+    with h5py.File(posteriors / "seed1.h5", "a") as f:
+        f.attrs["code_revision"] = "0123abc"
+    results_doc_job(run, config, tmp_path / "page.md")
+    page = (tmp_path / "page.md").read_text()
+    assert f"written by code {judged_by} (1), 0123abc (1)" in page and "not all by the code that judged" in page

@@ -37,6 +37,7 @@ def results_doc_job(run_dir, config_path, out, *, variant: str = "base") -> None
     lines = [f"# Results of `{run_dir.name}`", "",
              f"Written by `python -m workflow results-doc --run {run_dir} --config {config_path} --out {out}` from the "
              f"run's own files; code {stamp['code']}, config sha1 {stamp['config_sha1']}. Do not edit by hand.", "",
+             _artifact_revisions(run_dir, str(stamp["code"])), "",
              "## Claims of both papers", "", body.replace("\n## ", "\n### ")]
     for (stem, ext), heading in SECTIONS:
         path = Path(paths.table(str(run_dir), stem.format(variant=variant), ext))
@@ -46,6 +47,32 @@ def results_doc_job(run_dir, config_path, out, *, variant: str = "base") -> None
         lines += [f"## {heading}", "", f"From `{run_dir.name}/{path.relative_to(run_dir)}`:", "", text]
     lines += ["## Config", "", "```yaml", Path(config_path).read_text().rstrip(), "```", ""]
     write_text(out, "\n".join(lines))
+
+
+def artifact_revisions(run_dir) -> dict[str, int]:
+    """Code revision -> how many of the run's HDF5 artifacts (posteriors, alignments, rebased sets)
+    it wrote, from the provenance each artifact records."""
+    import h5py
+
+    counts: dict[str, int] = {}
+    for path in sorted(Path(run_dir).rglob("*.h5")):
+        with h5py.File(path, "r") as f:
+            revision = str(f.attrs.get("code_revision", "unrecorded"))
+        counts[revision] = counts.get(revision, 0) + 1
+    return counts
+
+
+def _artifact_revisions(run_dir: Path, judged_by: str) -> str:
+    # snakemake reruns a job when its inputs or parameters change, not when the code does: a page's
+    # numbers can come from artifacts of older code than the code that judged them, so say which
+    counts = artifact_revisions(run_dir)
+    if not counts:
+        return "The run has no HDF5 artifacts."
+    listed = ", ".join(f"{rev} ({n})" for rev, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+    if list(counts) == [judged_by]:
+        return f"All {sum(counts.values())} HDF5 artifacts of the run were written by that same code."
+    return (f"The run's {sum(counts.values())} HDF5 artifacts were written by code {listed} (revision, files), "
+            "not all by the code that judged the claims: their numbers are those revisions' numbers.")
 
 
 def _csv_markdown(path: Path) -> str:
