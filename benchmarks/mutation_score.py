@@ -34,6 +34,7 @@ MODULES = {
     "alignment/permutations": ["tests/test_permutations.py", "tests/test_matching.py"],
     "alignment/matching": ["tests/test_matching.py", "tests/test_rebasin.py"],
     "alignment/rebasing": ["tests/test_rebasin.py"],
+    "alignment/sinkhorn": ["tests/test_matchers.py"],
     "evaluation/compare": ["tests/test_compare.py", "tests/test_table1.py"],
     "evaluation/barriers": ["tests/test_barriers.py", "tests/test_matching.py"],
     "inference/hmc_sampler": ["tests/test_hmc.py", "tests/test_hmc_bnn.py"],

@@ -51,6 +51,24 @@ def test_align_job_undoes_a_planted_permutation_and_reruns_identically(planted, 
     assert h5_digest(d / "al.h5") == h5_digest(d / "again.h5")
 
 
+def test_align_job_finds_the_permutations_with_the_configured_matcher(planted, monkeypatch):
+    import workflow.alignment.sinkhorn as sinkhorn
+
+    calls = []
+    original = sinkhorn.sinkhorn_matching
+    monkeypatch.setattr(sinkhorn, "sinkhorn_matching", lambda *a, **k: calls.append(1) or original(*a, **k))
+    d, perms = planted
+    align_pair("w2", d / "a.h5", d / "b.h5", {"alignment": {"max_sweeps": 100, "matcher": "sinkhorn"}}, d / "al.h5",
+               seeds=(0, 1))
+    assert calls == [1]
+    for g, p in perms.items():
+        np.testing.assert_array_equal(read_alignment(d / "al.h5").perms[g], invert(p))
+    with pytest.raises(ValueError, match="unknown matcher that compares weights 'correlation'"):
+        align_pair("w2", d / "a.h5", d / "b.h5", {"alignment": {"max_sweeps": 100, "matcher": "correlation"}},
+                   d / "x.h5", seeds=(0, 1))
+    assert calls == [1] and not (d / "x.h5").exists()
+
+
 @pytest.mark.parametrize("kind", ["weight", "w2"])
 def test_align_job_starts_without_torch(planted, kind):
     """Alignment permutes weights: its spec comes from the parameter names, so its jobs (the most

@@ -31,12 +31,15 @@ def _schema() -> dict:
     """The config schema: schemas/config.schema.yaml, with the registries' branches filled in (the
     allowed architectures and methods, and one config section per method)."""
     from . import architectures, methods
+    from .alignment import matchers
 
     text = resources.files("workflow").joinpath("schemas/config.schema.yaml").read_text()
     schema = yaml.safe_load(text)
     props = schema["properties"]
     props["model"]["properties"]["architecture"]["enum"] = architectures.names()
     props["methods"]["items"]["enum"] = methods.names()
+    props["alignment"]["properties"]["matcher"]["enum"] = matchers.names(matchers.WEIGHTS)
+    props["rebasin"]["properties"]["matchings"]["items"]["enum"] = matchers.names()
     for name, section in methods.section_schemas().items():
         if name in props:
             raise ValueError(f"method {name!r} clashes with the config section of the same name")

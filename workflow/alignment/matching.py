@@ -101,6 +101,21 @@ def _neighbours(spec: PermutationSpec) -> dict[str, set[str]]:
     return {g: {h for h in members if h != g and members[g] & members[h]} for g in members}
 
 
+def checked_channels(params_a: Params, params_b: Params, spec: PermutationSpec,
+                     extra_channels: Sequence[tuple[Params, Params, float]] = ()) -> list:
+    """[(A, B, weight)] in float64, B's names and shapes checked against A's and the spec."""
+    channels = [(_as_f64(params_a), _as_f64(params_b), 1.0)]
+    channels += [(_as_f64(a), _as_f64(b), float(w)) for a, b, w in extra_channels]
+    for a, b, _ in channels:
+        if set(a) != set(b):
+            raise ValueError(f"parameter names differ: {sorted(set(a) ^ set(b))}")
+        for name in a:
+            if a[name].shape != b[name].shape:
+                raise ValueError(f"parameter {name!r} has shapes {a[name].shape} and {b[name].shape}")
+        spec.check(a)
+    return channels
+
+
 def weight_matching(params_a: Params, params_b: Params, spec: PermutationSpec, *, seed: int = 0,
                     max_sweeps: int = 100, init: Mapping[str, np.ndarray] | None = None,
                     extra_channels: Sequence[tuple[Params, Params, float]] = (), restarts: int = 1) -> MatchingResult:
@@ -112,15 +127,7 @@ def weight_matching(params_a: Params, params_b: Params, spec: PermutationSpec, *
     result."""
     if isinstance(restarts, bool) or not isinstance(restarts, (int, np.integer)) or restarts < 1:
         raise ValueError(f"restarts must be an integer >= 1, got {restarts!r}")
-    channels = [(_as_f64(params_a), _as_f64(params_b), 1.0)]
-    channels += [(_as_f64(a), _as_f64(b), float(w)) for a, b, w in extra_channels]
-    for a, b, _ in channels:
-        if set(a) != set(b):
-            raise ValueError(f"parameter names differ: {sorted(set(a) ^ set(b))}")
-        for name in a:
-            if a[name].shape != b[name].shape:
-                raise ValueError(f"parameter {name!r} has shapes {a[name].shape} and {b[name].shape}")
-        spec.check(a)
+    channels = checked_channels(params_a, params_b, spec, extra_channels)
     sizes = spec.group_sizes(channels[0][0])
     best = None
     finals = []

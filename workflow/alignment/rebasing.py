@@ -21,12 +21,9 @@ from typing import Callable, Mapping
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from .matching import weight_matching
 from .permutations import PermutationSpec, apply_permutation, compose, invert, number_of_transpositions
 
 REFERENCES = ("first", "iterated")
-MATCHINGS = ("weight", "activation", "correlation")
-ACTIVATION_COSTS = {"activation": "inner", "correlation": "correlation"}
 
 
 @dataclass
@@ -71,21 +68,21 @@ def rebase(samples: Mapping[str, np.ndarray], spec: PermutationSpec, *, referenc
     ``activations(params) -> {group: [rows, units]}`` is needed for activation matching. With the
     iterated reference, sample i is matched to the mean of the other aligned samples (leave-one-out,
     as MergeMany), never to a mean that contains itself."""
+    from . import matchers
+
     if reference not in REFERENCES:
         raise ValueError(f"unknown rebasin reference {reference!r}; allowed: {', '.join(REFERENCES)}")
-    if matching not in MATCHINGS:
-        raise ValueError(f"unknown rebasin matching {matching!r}; allowed: {', '.join(MATCHINGS)}")
-    if matching in ACTIVATION_COSTS and activations is None:
+    matcher = matchers.get(matching)
+    if matcher.compares == matchers.ACTIVATIONS and activations is None:
         raise ValueError(f"{matching} matching needs the architecture's hidden activations (its hidden_activations "
-                         "hook); use weight matching for this architecture")
+                         "hook); use a weight matcher for this architecture")
     n = next(iter(samples.values())).shape[0]
     samples = {k: np.asarray(v, dtype=np.float64) for k, v in samples.items()}
 
     def match(ref, i, init):
-        if matching in ACTIVATION_COSTS:
-            return activation_matching(activations(ref), activations(_sample(samples, i)),
-                                       cost=ACTIVATION_COSTS[matching])
-        return weight_matching(ref, _sample(samples, i), spec, seed=seed + i, init=init).perms
+        if matcher.compares == matchers.ACTIVATIONS:
+            return matcher.match(activations(ref), activations(_sample(samples, i)))
+        return matcher.match(ref, _sample(samples, i), spec, seed=seed + i, init=init).perms
 
     ref = _sample(samples, 0)
     perms = [match(ref, i, None) for i in range(n)]

@@ -8,14 +8,14 @@ import numpy as np
 
 from ..storage import artifacts
 from ..storage.artifacts import Alignment
-from ..alignment.matching import weight_matching
+from ..alignment import matchers
 from ..methods import ALIGNMENT_KINDS
 from .inputs import read_posterior
 
 log = logging.getLogger(__name__)
 
-def align(a, b, kind: str, *, seed: int, max_sweeps: int, restarts: int = 1):
-    """(matching result, B aligned) for posteriors A and B."""
+def align(a, b, kind: str, *, seed: int, max_sweeps: int, restarts: int = 1, matcher: str = "weight"):
+    """(matching result, B aligned) for posteriors A and B, by a weight matcher of the registry."""
     if kind not in ALIGNMENT_KINDS:
         raise ValueError(f"unknown alignment kind {kind!r}; allowed: {', '.join(ALIGNMENT_KINDS)}")
     if a.kind not in ALIGNMENT_KINDS[kind]:
@@ -23,8 +23,9 @@ def align(a, b, kind: str, *, seed: int, max_sweeps: int, restarts: int = 1):
                          f"not to {a.kind} ({a.method})")
     spec = a.permutation_spec()  # from the parameter names: alignment jobs never import torch
     extra = [(a.std, b.std, 1.0)] if kind == "w2" else []
-    result = weight_matching(a.representative(), b.representative(), spec, seed=seed, max_sweeps=max_sweeps,
-                             extra_channels=extra, restarts=restarts)
+    match = matchers.get(matcher, matchers.WEIGHTS).match
+    result = match(a.representative(), b.representative(), spec, seed=seed, max_sweeps=max_sweeps,
+                   extra_channels=extra, restarts=restarts)
     return result, b.permuted(spec, result.perms)
 
 
@@ -35,7 +36,8 @@ def align_pair(kind: str, path_a, path_b, cfg: dict, out, *, seeds: tuple[int, i
     a.check_compatible(b, f"aligning {path_a} and {path_b}")
     # the matching's random group order depends on the pair alone, so reruns give identical files
     result, aligned = align(a, b, kind, seed=1000 * a.seed + b.seed, max_sweeps=cfg["alignment"]["max_sweeps"],
-                            restarts=cfg["alignment"].get("restarts", 1))
+                            restarts=cfg["alignment"].get("restarts", 1),
+                            matcher=cfg["alignment"].get("matcher", "weight"))
     dist_kind, before = a.distance_to(b)
     _, after = a.distance_to(aligned)
     al = Alignment(alignment=kind, method=a.method, seed_a=a.seed, seed_b=b.seed, perms=result.perms,

@@ -30,14 +30,15 @@ def fit_label(method: str, fit: str, reference: str | None = None, matching: str
 
 def parse_fit_key(key: str) -> tuple[str, str, str, str]:
     """'<method>/<matching>/<reference>/<fit>' -> (method, matching, reference, fit), with a clear error otherwise."""
-    from ..alignment.rebasing import MATCHINGS, REFERENCES
+    from ..alignment.matchers import names as matchings
+    from ..alignment.rebasing import REFERENCES
 
     parts = key.split("/")
     if len(parts) != 4 or parts[3] not in FITS or parts[0] not in methods.names() \
-            or methods.kind(parts[0]) != "samples" or parts[1] not in MATCHINGS or parts[2] not in REFERENCES:
+            or methods.kind(parts[0]) != "samples" or parts[1] not in matchings() or parts[2] not in REFERENCES:
         raise ValueError(f"rebasin key {key!r} is not '<sample method>/<matching>/<reference>/<q_d|q_r>' (sample "
                          f"methods: {', '.join(methods.of_kind(methods.names(), 'samples'))}; matchings: "
-                         f"{', '.join(MATCHINGS)}; references: {', '.join(REFERENCES)})")
+                         f"{', '.join(matchings())}; references: {', '.join(REFERENCES)})")
     return parts[0], parts[1], parts[2], parts[3]
 
 
@@ -75,7 +76,8 @@ def rebasin_job(method: str, paths, data_path, cfg: dict, reference: str, out_qd
     """Fit q_d (samples as they are) and q_r (after aligning every sample to one reference by
     ``matching``); ``out_draws``: per draw, the NoT matching applied (rebasin.draw_diagnostics)."""
     from .. import architectures
-    from ..alignment.rebasing import ACTIVATION_COSTS, draw_diagnostics, fit_diagonal_gaussian, rebase
+    from ..alignment import matchers
+    from ..alignment.rebasing import draw_diagnostics, fit_diagonal_gaussian, rebase
 
     data = load_prepared(data_path)
     posts = read_sample_sets(paths, seeds, data)
@@ -84,7 +86,7 @@ def rebasin_job(method: str, paths, data_path, cfg: dict, reference: str, out_qd
     model, spec = first.build_model()
     rcfg = cfg["rebasin"]
     activations = None
-    if matching in ACTIVATION_COSTS:
+    if matchers.get(matching).compares == matchers.ACTIVATIONS:
         hook = architectures.hook(first.architecture, "hidden_activations")
         if hook is None:
             raise ValueError(f"rebasin matching {matching!r} needs the hidden_activations hook, which architecture "
@@ -169,7 +171,8 @@ def _first_permuted(draws: pd.DataFrame) -> tuple[float, float]:
 def table1_columns(posterior_paths: dict, rebasin_paths: dict) -> list[tuple[str, str, object]]:
     """(label, what, source) per column, in the paper's order: for every sample method (the reference
     first) its samples, q_d and q_r per reference; then every Gaussian method's q (its first seed)."""
-    from ..alignment.rebasing import MATCHINGS, REFERENCES
+    from ..alignment.matchers import names as matchings
+    from ..alignment.rebasing import REFERENCES
 
     selected = list(posterior_paths)
     ref = methods.reference_method(selected)
@@ -178,7 +181,7 @@ def table1_columns(posterior_paths: dict, rebasin_paths: dict) -> list[tuple[str
     for m in sample_methods:
         cols.append((f"{methods.label(m)} samples", "samples", posterior_paths[m]))
         fits = sorted((parse_fit_key(k) + (k,) for k in rebasin_paths if k.startswith(f"{m}/")),
-                      key=lambda f: (f[3], MATCHINGS.index(f[1]), REFERENCES.index(f[2])))
+                      key=lambda f: (f[3], matchings().index(f[1]), REFERENCES.index(f[2])))
         for _, matching, reference, fit, key in fits:
             label = fit_label(m, fit, reference, matching)
             if label not in [c[0] for c in cols]:  # q_d depends on neither the matching nor the reference

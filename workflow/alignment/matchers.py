@@ -1,0 +1,66 @@
+"""The matcher registry: every way the workflow finds the permutations that align B to A.
+
+A matcher is declared once here: its name (the config's value), what it compares (the weights, or
+the hidden units' activations on data) and its function. Pair alignment (``alignment.matcher``),
+rebasin (``rebasin.matchings``), the config schema and ``benchmarks/planted_recovery.py`` read
+this table, so a new matcher is one function plus one entry.
+
+Weight matchers: ``f(params_a, params_b, spec, *, seed, max_sweeps, init, extra_channels,
+restarts) -> MatchingResult`` (extra channels make weight matching a W2 alignment of Gaussians).
+Activation matchers: ``f(acts_a, acts_b) -> perms``, with ``acts`` from the architecture's
+``hidden_activations`` hook; every group is then an independent assignment problem.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Callable
+
+WEIGHTS, ACTIVATIONS = "weights", "activations"
+
+
+@dataclass(frozen=True)
+class Matcher:
+    name: str
+    compares: str  # WEIGHTS or ACTIVATIONS
+    function: str  # "module:function" under workflow.alignment, imported when first used (the config stays light)
+    description: str
+    keywords: dict = field(default_factory=dict)
+
+    @property
+    def match(self) -> Callable:
+        module, function = self.function.split(":")
+        found = getattr(importlib.import_module(f"workflow.alignment.{module}"), function)
+        return partial(found, **self.keywords) if self.keywords else found
+
+
+MATCHERS = {m.name: m for m in (
+    Matcher("weight", WEIGHTS, "matching:weight_matching",
+            "Git Re-Basin weight matching (Ainsworth et al., 2023): coordinate descent over the groups, one linear "
+            "assignment each, from the layer-wise start"),
+    Matcher("sinkhorn", WEIGHTS, "sinkhorn:sinkhorn_matching",
+            "the weight-matching objective over doubly stochastic matrices with an annealed entropy term "
+            "(softassign; the relaxation of Sinkhorn re-basin, Pena et al., 2023), rounded and polished by "
+            "coordinate descent"),
+    Matcher("activation", ACTIVATIONS, "rebasing:activation_matching",
+            "Xiao et al.'s cost: raw inner products of post-activation hidden units on training data",
+            {"cost": "inner"}),
+    Matcher("correlation", ACTIVATIONS, "rebasing:activation_matching",
+            "Pearson correlations of post-activation hidden units on training data", {"cost": "correlation"}),
+)}
+
+
+def names(compares: str | None = None) -> list[str]:
+    """Every matcher's name, or those that compare ``compares`` (WEIGHTS or ACTIVATIONS)."""
+    return [n for n, m in MATCHERS.items() if compares is None or m.compares == compares]
+
+
+def get(name: str, compares: str | None = None) -> Matcher:
+    """The matcher ``name``; with ``compares``, refused unless it compares that."""
+    allowed = names(compares)
+    if name not in allowed:
+        what = f" that compares {compares}" if compares else ""
+        raise ValueError(f"unknown matcher{what} {name!r}; allowed: {', '.join(allowed)}")
+    return MATCHERS[name]
