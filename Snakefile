@@ -44,6 +44,7 @@ rule tables:
         barrier_tables(),
         table_files(),
         rebasin_draw_tables(),
+        joint_tables(),
         [f for f in study_files() if "/tables/" in f],
         report_tables(),
 

@@ -39,11 +39,15 @@ def commit(repo: Path = REPO) -> str:
     return head.stdout.strip() + ("+changes" if dirty else "")
 
 
+# the code a benchmark measures is the code when it started: edits made while it runs are not in it
+STARTED_AT = commit()
+
+
 def stamp(argv: list[str] | None = None) -> str:
-    """One line naming the command, the commit and the date of a measurement."""
+    """One line naming the command, the commit the benchmark started at and the date."""
     args = sys.argv if argv is None else argv
     command = " ".join(["python", os.path.relpath(Path(args[0]).resolve(), REPO)] + list(args[1:]))
-    return f"Written by `{command}` at commit {commit()} on {datetime.date.today().isoformat()}."
+    return f"Written by `{command}` at commit {STARTED_AT} on {datetime.date.today().isoformat()}."
 
 
 def write_block(key: str, text: str, doc: Path | str = DOC) -> None:

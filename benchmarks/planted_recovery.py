@@ -41,6 +41,7 @@ from _common import REPO  # noqa: E402
 from doc_blocks import Transcript, stamp, write_block  # noqa: E402
 
 DOC = REPO / "docs" / "alignment.md"
+BLOCKS = {"trained": "planted-recovery-trained", "init": "planted-recovery-init"}  # --source -> its block
 
 
 def networks(depths, width: int, resnet_widths) -> list[tuple[str, str, dict]]:
@@ -226,7 +227,7 @@ def main(argv=None) -> int:
     if opts.figure:
         figure(rows, opts.figure)
     if opts.doc:
-        write_block(f"planted-recovery-{opts.source}", "\n".join([stamp(), "", *say.lines]), DOC)
+        write_block(BLOCKS[opts.source], "\n".join([stamp(), "", *say.lines]), DOC)
     return 0
 
 

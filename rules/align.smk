@@ -25,3 +25,71 @@ rule align_pair:
 rule alignments:
     input:
         alignment_files(),
+
+
+rule align_joint:
+    input:
+        lambda wc: posterior_files(wc.variant, wc.method),
+    output:
+        P.joint_alignment(RESULTS, "{variant}", "{method}", "{kind}"),
+    log:
+        P.log(RESULTS, "{variant}/align/{method}/joint_{kind}/all-seeds"),
+    benchmark:
+        P.benchmark(RESULTS, "align_joint", "{variant}/align/{method}/joint_{kind}/all-seeds")
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    params:
+        cfg=job_config("alignment"),
+        runtime=job_runtime,
+        seeds=lambda wc: " ".join(str(s) for s in seeds_of(wc.method)),
+    shell:
+        "python -m workflow align-joint --kind {wildcards.kind} --posteriors {input:q} --seeds {params.seeds}"
+        " --config {params.cfg:q} --runtime {params.runtime:q} --out {output:q} > {log:q} 2>&1"
+
+
+rule joint_pair:
+    input:
+        joint=P.joint_alignment(RESULTS, "{variant}", "{method}", "{kind}"),
+        a=P.posterior(RESULTS, "{variant}", "{method}", "{a}"),
+        b=P.posterior(RESULTS, "{variant}", "{method}", "{b}"),
+    output:
+        P.alignment(RESULTS, "{variant}", "{method}", "joint_{kind}", "{a}-{b}"),
+    log:
+        P.log(RESULTS, "{variant}/align/{method}/joint_{kind}/{a}-{b}"),
+    benchmark:
+        P.benchmark(RESULTS, "joint_pair", "{variant}/align/{method}/joint_{kind}/{a}-{b}")
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    shell:
+        "python -m workflow joint-pair --joint {input.joint:q} --seeds {wildcards.a} {wildcards.b} --a {input.a:q}"
+        " --b {input.b:q} --out {output:q} > {log:q} 2>&1"
+
+
+rule summarize_joint:
+    input:
+        joint=lambda wc: joint_files(wc.variant),
+        pairs=lambda wc: joint_pairwise_files(wc.variant),
+    output:
+        csv=P.table(RESULTS, "joint_alignment_{variant}"),
+        md=P.table(RESULTS, "joint_alignment_{variant}", "md"),
+    log:
+        P.log(RESULTS, "{variant}/joint_alignment"),
+    benchmark:
+        P.benchmark(RESULTS, "summarize_joint", "{variant}/joint_alignment")
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    shell:
+        "python -m workflow summarize-joint --joint {input.joint:q} --pairs {input.pairs:q}"
+        " --out-csv {output.csv:q} --out-md {output.md:q} > {log:q} 2>&1"

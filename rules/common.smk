@@ -78,6 +78,13 @@ def kinds_for(method):
     return registry.alignment_kinds(method, config["alignment"]["kinds"])
 
 
+def joint_kinds_for(method):
+    """Alignment kinds aligned jointly over all seeds (alignment.joint; methods with 3 seeds or more)."""
+    if not config["alignment"]["joint"] or len(seeds_of(method)) < 3:
+        return []
+    return kinds_for(method)
+
+
 def data_key(cfg):
     """Variants with the same data section share one prepared data file."""
     data = result_config(cfg, ["data"])["data"]
@@ -156,7 +163,12 @@ def curve_files():
         P.curves(RESULTS, variant, method, alignment)
         for variant in VARIANTS
         for method in pair_methods()
-        for alignment in ["naive", *kinds_for(method), *(["within_chain"] if within_chain_control(method) else [])]
+        for alignment in [
+            "naive",
+            *kinds_for(method),
+            *[f"joint_{k}" for k in joint_kinds_for(method)],
+            *(["within_chain"] if within_chain_control(method) else []),
+        ]
     ]
 
 
@@ -173,6 +185,23 @@ def alignment_files():
         for kind in kinds_for(method)
         for pair in pairs_of(method)
     ]
+
+
+def joint_files(variant):
+    return [P.joint_alignment(RESULTS, variant, m, k) for m in METHODS for k in joint_kinds_for(m)]
+
+
+def joint_pairwise_files(variant):
+    """The pairwise alignments the joint ones are compared with (cycle consistency)."""
+    return [
+        P.alignment(RESULTS, variant, m, k, pair) for m in METHODS for k in joint_kinds_for(m) for pair in pairs_of(m)
+    ]
+
+
+def joint_tables():
+    if not any(joint_files(v) for v in VARIANTS):
+        return []
+    return [P.table(RESULTS, f"joint_alignment_{v}", ext) for v in VARIANTS for ext in ("csv", "md")]
 
 
 def pair_methods():
@@ -253,6 +282,7 @@ def summary_tables():
     if REFERENCE:
         tables += [P.table(RESULTS, f"{t}_{v}") for v in VARIANTS for t in ("table1", "chain_diagnostics")]
     tables += [f for f in rebasin_draw_tables() if f.endswith(".csv")]
+    tables += [f for f in joint_tables() if f.endswith(".csv")]
     return tables + [f for f in study_files() if f.endswith(".csv")]
 
 
@@ -273,6 +303,6 @@ wildcard_constraints:
     b=r"\d+",
     method="|".join(TRAINED),
     kind="|".join(registry.ALIGNMENT_KINDS),
-    alignment="|".join(["naive", *registry.ALIGNMENT_KINDS]),
+    alignment="|".join(["naive", *registry.ALIGNMENT_KINDS, *[f"joint_{k}" for k in registry.ALIGNMENT_KINDS]]),
     reference="first|iterated",
     matching="weight|activation|correlation",

@@ -228,3 +228,39 @@ def test_activation_matching_refuses_more_points_than_the_memory_budget_holds():
     with pytest.raises(ValueError, match=r"8000 examples take about 16,000 MB .* compute.memory_mb 1024; "
                                          r"set rebasin.activation_points to at most 512"):
         activation_points(hook, None, {}, x, None, 1024, "activation")
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_iterated_reference_settles_one_sample_at_a_time_and_swings_all_at_once(seed):
+    """Three unrelated networks: matched one after another (MergeMany) the leave-one-out reference
+    reaches a fixed point in a few updates; matched all at once against the previous update, every
+    sample follows the others' old frame and all of them change at every update, without end."""
+    from workflow.architectures import build_model
+
+    model, spec = build_model("mlp", (1, 4, 4), 5, hidden=[12, 10])
+    rng = np.random.default_rng(seed)
+    samples = {k: rng.standard_normal((3, *v.shape)) for k, v in model.state_dict().items()}
+    settled = rebase(samples, spec, reference="iterated")
+    assert settled.changed[-1] == 0 and settled.iterations < 10
+    swinging = rebase(samples, spec, reference="iterated", sequential=False)
+    assert swinging.changed[-1] == 3 and swinging.iterations == 10
+
+
+def test_a_second_channel_joins_the_matching_with_its_own_leave_one_out_reference():
+    """Means and standard deviations of Gaussians permuted alike: with the standard deviations as a
+    second channel the rebasin still undoes every planted permutation, and it refuses a second channel
+    for matchers that compare activations."""
+    _, spec, params, means = permuted_copies(n=4, seed=3)
+    rng = np.random.default_rng(9)
+    base_std = {k: np.exp(rng.standard_normal(v.shape)) for k, v in params.items()}
+    result0 = rebase(means, spec, reference="iterated")
+    stds = {k: np.stack([apply_permutation(base_std, spec, {g: np.argsort(p) for g, p in perms.items()})[k]
+                         for perms in result0.perms]) for k in params}
+    result = rebase(means, spec, reference="iterated", extra=stds)
+    for i, perms in enumerate(result.perms):
+        aligned_std = apply_permutation({k: v[i] for k, v in stds.items()}, spec, perms)
+        for k in params:
+            np.testing.assert_allclose(aligned_std[k], base_std[k], atol=1e-12)
+            np.testing.assert_allclose(result.aligned[k][i], params[k], atol=1e-12)
+    with pytest.raises(ValueError, match="cannot align a second channel"):
+        rebase(means, spec, matching="activation", activations=lambda p: {}, extra=stds)

@@ -122,7 +122,8 @@ def test_rebasin_draw_summary_splits_the_reference_chain_from_the_others(tmp_pat
             ("1", 2, 6, 2, False), ("2", 0, 0, 0, False)]
     pd.DataFrame([{"method": "hmc", "matching": "weight", "reference": "first", "draw": i, "chain": c,
                    "draw_in_chain": d, "not_to_reference": r, "not_to_chain_start": w, "units": 8,
-                   "reference_chain": ref, "unit_corr_to_chain_start": 1 - 0.1 * d}
+                   "reference_chain": ref, "unit_corr_to_chain_start": 1 - 0.1 * d, "reference_updates": 1,
+                   "reference_settled": True}
                   for i, (c, d, r, w, ref) in enumerate(rows)]).to_csv(
         tmp_path / "d.csv", index=False)
     summarize_draws([tmp_path / "d.csv"], tmp_path / "s.csv", tmp_path / "s.md")
@@ -137,3 +138,4 @@ def test_rebasin_draw_summary_splits_the_reference_chain_from_the_others(tmp_pat
     assert s.loc["other chains", "unpermuted_share"] == pytest.approx(1 / 4)
     assert s.loc["other chains", "not_to_reference_mean"] == pytest.approx(14 / 4)
     assert s.loc["other chains", "first_permuted_lag"] == 2  # chain 1 at its third draw; chain 2 never
+    assert s["reference_updates"].tolist() == [1, 1] and s["reference_settled"].all()

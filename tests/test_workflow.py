@@ -157,6 +157,26 @@ def test_rebasin_draws_table_summarises_every_matching_and_reference(finished_ru
     assert hmc.loc[("activation", "first", "reference chain"), "not_to_reference_mean"] == pytest.approx(
         draws.loc[draws["chain"] == "0", "not_to_reference"].mean())
     assert (tables / "rebasin_draws_base.md").read_text().startswith("| method | matching |")
+    # the iterated reference reaches MergeMany's fixed point; the first-draw one has nothing to settle
+    assert summary["reference_settled"].all()
+    assert (summary.loc[summary["reference"] == "first", "reference_updates"] == 1).all()
+
+
+def test_joint_alignment_of_all_seeds_sits_beside_the_pairwise_one(finished_run):
+    """tiny.yaml turns alignment.joint on: every method with 3 seeds gets joint_<kind> barrier rows
+    and a row of the cycle-consistency table, whose joint alignment settled and is cycle-consistent."""
+    tables = finished_run / "results" / "tiny" / "tables"
+    joint = pd.read_csv(tables / "joint_alignment_base.csv")
+    assert set(zip(joint["method"], joint["alignment"])) == {("ensemble", "weight"), ("vi", "weight"), ("vi", "w2"),
+                                                             ("hmc", "weight"), ("laplace", "weight"),
+                                                             ("laplace", "w2")}
+    assert joint["joint_converged"].all() and (joint["joint_cycle_not_per_100_max"] == 0).all()
+    assert (joint["triples"] == 1).all() and (joint["pairwise_cycle_not_per_100_mean"] >= 0).all()
+    barriers = pd.read_csv(tables / "barriers.csv")
+    rows = barriers[barriers["alignment"].str.startswith("joint_")]
+    assert set(zip(rows["method"], rows["alignment"])) == {(m, f"joint_{k}") for m, k in
+                                                           zip(joint["method"], joint["alignment"])}
+    assert (rows.groupby(["method", "alignment"]).size() == 3).all()  # every pair of the 3 seeds
 
 
 def test_the_run_judges_every_claim_from_its_own_tables(finished_run):

@@ -19,6 +19,7 @@ ITEM_SECTIONS = {
     "chain_diagnostics": ("data", "model", "prior", "table"),
     "rebasin_draws": ("data", "model", "prior", "rebasin"),
     "basin": ("data", "model", "prior", "rebasin", "alignment"),
+    "joint_alignment": ("data", "model", "prior", "alignment"),
     **{s.key: s.sections for s in STUDIES},
 }
 
@@ -74,6 +75,8 @@ def item_methods(item: str, cfg: dict, method: str | None = None) -> list[str]:
         return [registry.reference_method(selected)]
     if item == "rebasin_draws":
         return registry.of_kind(selected, "samples")
+    if item == "joint_alignment":
+        return [m for m in selected if len(method_seeds(cfg, m)) >= 3]
     return [m for m in selected if seed_pairs(cfg, m)]  # barriers: methods with pairs
 
 
@@ -108,6 +111,8 @@ TABLE_TITLES = {
     "rebasin_draws": ("rebasin_draws", "Rebasin control: NoT matching gave the draws of the reference's chain and of "
                       "the other chains"),
     "basin": ("basin", "Gaussians aligned into the basin of HMC's q_r"),
+    "joint_alignment": ("joint_alignment", "Joint alignment of all seeds: cycle consistency of the pairwise "
+                        "permutations"),
     **{s.key: (s.key, s.title) for s in STUDIES},
 }
 

@@ -29,6 +29,7 @@ def save_figure(fig, png: str | os.PathLike, pdf: str | os.PathLike) -> None:
 
 
 ALIGNMENT_LABELS = {"naive": "naive", "weight": "weight matching", "w2": "W2 (means + stds)",
+                    "joint_weight": "weight matching, all seeds jointly", "joint_w2": "W2, all seeds jointly",
                     "within-chain": "within one chain (control)"}
 
 

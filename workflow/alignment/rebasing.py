@@ -62,12 +62,22 @@ def activation_matching(acts_a: Mapping[str, np.ndarray], acts_b: Mapping[str, n
 
 def rebase(samples: Mapping[str, np.ndarray], spec: PermutationSpec, *, reference: str = "iterated",
            matching: str = "weight", activations: Callable | None = None, max_iterations: int = 10,
-           seed: int = 0) -> RebasinResult:
+           seed: int = 0, extra: Mapping[str, np.ndarray] | None = None, sequential: bool = True) -> RebasinResult:
     """Align every sample (leading axis S) to one reference; see the module docstring.
 
     ``activations(params) -> {group: [rows, units]}`` is needed for activation matching. With the
     iterated reference, sample i is matched to the mean of the other aligned samples (leave-one-out,
-    as MergeMany), never to a mean that contains itself."""
+    as MergeMany), never to a mean that contains itself. ``extra`` (leading axis S, e.g. the
+    standard deviations of S diagonal Gaussians whose means are ``samples``) joins the weight
+    matching as a second channel, its reference built the same way: for diagonal Gaussians the
+    mean of the means and the mean of the standard deviations are the W2 barycentre, so this
+    aligns S Gaussians jointly in W2.
+
+    Each reference update matches one sample after another, each against the others as they are
+    now, as Git Re-Basin's MergeMany does (``sequential``); with ``sequential=False`` every sample
+    is matched against the others as they were before the update, all at once. That simultaneous
+    update swings with few samples (a handful of seeds: every sample follows the others' previous
+    frame, and every one changes at every update without end); one at a time it settles."""
     from . import matchers
 
     if reference not in REFERENCES:
@@ -76,21 +86,39 @@ def rebase(samples: Mapping[str, np.ndarray], spec: PermutationSpec, *, referenc
     if matcher.compares == matchers.ACTIVATIONS and activations is None:
         raise ValueError(f"{matching} matching needs the architecture's hidden activations (its hidden_activations "
                          "hook); use a weight matcher for this architecture")
+    if extra is not None and matcher.compares == matchers.ACTIVATIONS:
+        raise ValueError(f"{matching} matching compares activations; it cannot align a second channel (extra)")
     n = next(iter(samples.values())).shape[0]
     samples = {k: np.asarray(v, dtype=np.float64) for k, v in samples.items()}
+    sets = [samples] if extra is None else [samples, {k: np.asarray(v, dtype=np.float64) for k, v in extra.items()}]
 
-    def match(ref, i, init):
+    def match(refs, i, init):
         if matcher.compares == matchers.ACTIVATIONS:
-            return matcher.match(activations(ref), activations(_sample(samples, i)))
-        return matcher.match(ref, _sample(samples, i), spec, seed=seed + i, init=init).perms
+            return matcher.match(activations(refs[0]), activations(_sample(samples, i)))
+        channels = [(refs[1], _sample(sets[1], i), 1.0)] if extra is not None else ()
+        return matcher.match(refs[0], _sample(samples, i), spec, seed=seed + i, init=init,
+                             extra_channels=channels).perms
 
-    ref = _sample(samples, 0)
-    perms = [match(ref, i, None) for i in range(n)]
+    perms = [match([_sample(x, 0) for x in sets], i, None) for i in range(n)]
     result = RebasinResult({}, perms)
     for it in range(1, max_iterations if reference == "iterated" and n > 1 else 1):
-        aligned = [apply_permutation(_sample(samples, i), spec, perms[i]) for i in range(n)]
-        total = {k: np.sum([a[k] for a in aligned], axis=0) for k in samples}
-        new = [match({k: (total[k] - aligned[i][k]) / (n - 1) for k in samples}, i, perms[i]) for i in range(n)]
+        aligned = [[apply_permutation(_sample(x, i), spec, perms[i]) for i in range(n)] for x in sets]
+        totals = [{k: np.sum([a[k] for a in al], axis=0) for k in samples} for al in aligned]
+
+        def others(i):  # the leave-one-out reference of sample i, per channel
+            return [{k: (t[k] - al[i][k]) / (n - 1) for k in samples} for t, al in zip(totals, aligned)]
+
+        if sequential:
+            new = list(perms)
+            for i in range(n):
+                new[i] = match(others(i), i, perms[i])
+                for x, al, t in zip(sets, aligned, totals):  # the others see sample i where it is now
+                    moved = apply_permutation(_sample(x, i), spec, new[i])
+                    for k in samples:
+                        t[k] = t[k] - al[i][k] + moved[k]
+                    al[i] = moved
+        else:
+            new = [match(others(i), i, perms[i]) for i in range(n)]
         changed = sum(any(not np.array_equal(new[i][g], perms[i][g]) for g in new[i]) for i in range(n))
         result.changed.append(changed)
         result.iterations = it + 1

@@ -16,11 +16,7 @@ log = logging.getLogger(__name__)
 
 def align(a, b, kind: str, *, seed: int, max_sweeps: int, restarts: int = 1, matcher: str = "weight"):
     """(matching result, B aligned) for posteriors A and B, by a weight matcher of the registry."""
-    if kind not in ALIGNMENT_KINDS:
-        raise ValueError(f"unknown alignment kind {kind!r}; allowed: {', '.join(ALIGNMENT_KINDS)}")
-    if a.kind not in ALIGNMENT_KINDS[kind]:
-        raise ValueError(f"alignment {kind!r} applies to {' and '.join(ALIGNMENT_KINDS[kind])} posteriors, "
-                         f"not to {a.kind} ({a.method})")
+    _check_kind(kind, a)
     spec = a.permutation_spec()  # from the parameter names: alignment jobs never import torch
     extra = [(a.std, b.std, 1.0)] if kind == "w2" else []
     match = matchers.get(matcher, matchers.WEIGHTS).match
@@ -47,3 +43,127 @@ def align_pair(kind: str, path_a, path_b, cfg: dict, out, *, seeds: tuple[int, i
     log.info("%s-%s %s: %s distance %.4g -> %.4g, %d sweeps (converged: %s); NoT %s", a.seed, b.seed, kind,
              dist_kind, before, after, result.sweeps, result.converged, al.not_per_group)
     artifacts.write_alignment(out, al)
+
+
+# ---------------------------------------------------------------- joint alignment of all seeds
+
+
+def _check_kind(kind: str, post) -> None:
+    if kind not in ALIGNMENT_KINDS:
+        raise ValueError(f"unknown alignment kind {kind!r}; allowed: {', '.join(ALIGNMENT_KINDS)}")
+    if post.kind not in ALIGNMENT_KINDS[kind]:
+        raise ValueError(f"alignment {kind!r} applies to {' and '.join(ALIGNMENT_KINDS[kind])} posteriors, "
+                         f"not to {post.kind} ({post.method})")
+
+
+def align_joint(kind: str, paths, seeds, cfg: dict, out) -> None:
+    """Every seed's posterior permuted into one basin together (MergeMany: one seed after another
+    matched, by alignment.matcher, to the mean of the others as aligned, until no permutation
+    changes; for W2 the others' mean and mean standard deviation, their W2 barycentre)."""
+    from ..alignment.rebasing import rebase
+
+    if len(paths) != len(seeds) or len(seeds) < 3:
+        raise ValueError(f"joint alignment needs one posterior per seed and at least 3 seeds, got {len(paths)} "
+                         f"files for seeds {list(seeds)}")
+    posts = [read_posterior(p, seed=s) for p, s in zip(paths, seeds)]
+    for p, post in zip(paths, posts):
+        posts[0].check_compatible(post, f"joint alignment of {paths[0]} and {p}")
+    _check_kind(kind, posts[0])
+    spec = posts[0].permutation_spec()
+    means = {k: np.stack([post.representative()[k] for post in posts]) for k in posts[0].representative()}
+    stds = {k: np.stack([post.std[k] for post in posts]) for k in means} if kind == "w2" else None
+    matcher = cfg["alignment"].get("matcher", "weight")
+    matchers.get(matcher, matchers.WEIGHTS)
+    result = rebase(means, spec, reference="iterated", matching=matcher, extra=stds,
+                    max_iterations=cfg["alignment"].get("joint_max_iterations", 10), seed=1000 * min(seeds))
+    joint = artifacts.JointAlignment(alignment=kind, matcher=matcher, method=posts[0].method, seeds=list(seeds),
+                                     perms=dict(zip(seeds, result.perms)), iterations=result.iterations,
+                                     changed=result.changed, sources=[str(p) for p in paths])
+    log.info("%s %s joint alignment of seeds %s: %d reference updates, changed per update %s", joint.method, kind,
+             list(seeds), joint.iterations, joint.changed)
+    artifacts.write_joint_alignment(out, joint)
+
+
+def pair_from_joint(perms_a: dict, perms_b: dict) -> dict:
+    """The permutation of B into A's frame that the joint alignment implies: B into the joint basin,
+    then out of it by A's inverse (aligned[i] = B[sigma_b[inverse(sigma_a)[i]]])."""
+    from ..alignment.permutations import compose, invert
+
+    return {g: compose(perms_b[g], invert(perms_a[g])) for g in perms_a}
+
+
+def joint_pair(joint_path, path_a, path_b, out, *, seeds: tuple[int, int]) -> None:
+    """The alignment file of one pair under the joint alignment: B in A's frame, as align_pair writes it,
+    so the barrier rules read joint and pairwise alignments alike."""
+    joint = artifacts.read_joint_alignment(joint_path)
+    missing = [s for s in seeds if s not in joint.perms]
+    if missing:
+        raise ValueError(f"{joint_path} aligned seeds {joint.seeds}, not {missing}")
+    a, b = read_posterior(path_a, seed=seeds[0]), read_posterior(path_b, seed=seeds[1])
+    a.check_compatible(b, f"aligning {path_a} and {path_b}")
+    spec = a.permutation_spec()
+    perms = pair_from_joint(joint.perms[seeds[0]], joint.perms[seeds[1]])
+    aligned = b.permuted(spec, perms)
+    dist_kind, before = a.distance_to(b)
+    _, after = a.distance_to(aligned)
+    al = Alignment(alignment=f"joint_{joint.alignment}", method=a.method, seed_a=a.seed, seed_b=b.seed, perms=perms,
+                   objective_trace=np.zeros(0), aligned=aligned, source_a=str(path_a), source_b=str(path_b),
+                   sweeps=joint.iterations, converged=joint.converged, distance_kind=dist_kind,
+                   distance_before=before, distance_after=after)
+    artifacts.write_alignment(out, al)
+
+
+def cycle_inconsistency(perms: dict[tuple[int, int], dict[str, np.ndarray]]) -> list[dict]:
+    """Per triple a < b < c of seeds whose three pairs were aligned: the transpositions between
+    aligning C to A through B (C to B, then B to A) and aligning C to A directly, summed over the
+    groups (NoT of the one permutation times the other's inverse: 0 when the pairs agree)."""
+    import itertools
+
+    from ..alignment.permutations import compose, invert, number_of_transpositions
+
+    seeds = sorted({s for pair in perms for s in pair})
+    rows = []
+    for a, b, c in itertools.combinations(seeds, 3):
+        if not {(a, b), (b, c), (a, c)} <= set(perms):
+            continue
+        through_b = {g: compose(perms[(b, c)][g], perms[(a, b)][g]) for g in perms[(a, c)]}
+        rows.append({"a": a, "b": b, "c": c,
+                     "not": sum(number_of_transpositions(compose(through_b[g], invert(perms[(a, c)][g])))
+                                for g in through_b),
+                     "units": sum(len(p) for p in perms[(a, c)].values())})
+    return rows
+
+
+def summarize_joint(joint_paths, pair_paths, out_csv, out_md) -> None:
+    """One row per method and alignment kind: the pairwise alignments' cycle inconsistency (NoT per
+    100 hidden units over all triples of seeds), the same for the joint alignment (0 by construction:
+    checked, not assumed), and how the joint alignment ended."""
+    import pandas as pd
+
+    from .. import tables
+    from ..storage.atomic import write_csv, write_text
+
+    pairwise: dict[tuple[str, str], dict] = {}
+    for path in pair_paths:
+        al = artifacts.read_alignment(path)
+        pairwise.setdefault((al.method, al.alignment), {})[(al.seed_a, al.seed_b)] = al.perms
+    rows = []
+    for path in joint_paths:
+        joint = artifacts.read_joint_alignment(path)
+        implied = {(a, b): pair_from_joint(joint.perms[a], joint.perms[b]) for a in joint.seeds for b in joint.seeds
+                   if a < b}
+        pw = cycle_inconsistency(pairwise.get((joint.method, joint.alignment), {}))
+        jt = cycle_inconsistency(implied)
+        units = jt[0]["units"] if jt else 0
+        rows.append({
+            "method": joint.method, "alignment": joint.alignment, "matcher": joint.matcher, "seeds": len(joint.seeds),
+            "triples": len(pw), "hidden_units": units,
+            "pairwise_cycle_not_per_100_mean": 100 * np.mean([r["not"] for r in pw]) / units if pw else np.nan,
+            "pairwise_cycle_not_per_100_max": 100 * max(r["not"] for r in pw) / units if pw else np.nan,
+            "pairwise_consistent_triples": sum(r["not"] == 0 for r in pw) / len(pw) if pw else np.nan,
+            "joint_cycle_not_per_100_max": 100 * max(r["not"] for r in jt) / units if jt else np.nan,
+            "joint_reference_updates": joint.iterations, "joint_converged": joint.converged,
+        })
+    frame = pd.DataFrame(rows)
+    write_csv(out_csv, frame)
+    write_text(out_md, tables.markdown(frame.set_index("method"), index_name="method") + "\n")

@@ -104,6 +104,9 @@ def rebasin_job(method: str, paths, data_path, cfg: dict, reference: str, out_qd
     draws.insert(2, "reference", reference)
     # the chain whose first draw is (first) or seeded (iterated) the reference
     draws["reference_chain"] = draws["chain"] == chains[0]
+    # an iterated reference that still moved at its last update is not MergeMany's fixed point
+    draws["reference_updates"] = result.iterations
+    draws["reference_settled"] = reference == "first" or bool(result.changed and result.changed[-1] == 0)
     log.info("%s rebasin (%s reference, %s matching): %d samples, %d reference updates, changed %s; draws "
              "left unpermuted %d of %d", method, reference, matching, n, result.iterations, result.changed,
              int((draws["not_to_reference"] == 0).sum()), n)
@@ -141,7 +144,8 @@ def summarize_draws(draw_paths, out_csv, out_md, *, variant: str = "base") -> No
                      "permuted_unlike_chain_share": float((g["not_to_chain_start"] > 0).mean()),
                      "not_to_chain_start_mean": float(g["not_to_chain_start"].mean()),
                      "first_permuted_lag": lag, "unit_corr_at_first_permuted": corr,
-                     "units": int(g["units"].iloc[0])})
+                     "units": int(g["units"].iloc[0]), "reference_updates": int(g["reference_updates"].iloc[0]),
+                     "reference_settled": bool(g["reference_settled"].iloc[0])})
     table = pd.DataFrame(rows)
     write_csv(out_csv, table)
     write_text(out_md, draws_markdown(table))

@@ -45,6 +45,7 @@ from .provenance import provenance
 
 POSTERIOR_FORMAT = "bnn-posterior"
 ALIGNMENT_FORMAT = "bnn-alignment"
+JOINT_FORMAT = "bnn-joint-alignment"
 FORMAT_VERSION = 1
 KINDS = ("samples", "gaussian")
 # how a Gaussian predicts: networks at sampled weights, or the network linearised at the mean (GLM)
@@ -207,6 +208,26 @@ class Alignment:
         return {g: number_of_transpositions(p) for g, p in self.perms.items()}
 
 
+@dataclass
+class JointAlignment:
+    """Every seed of a method permuted into one basin together (MergeMany, leave-one-out reference):
+    ``perms[seed]`` applied to that seed's posterior puts it there."""
+
+    alignment: str  # "weight" or "w2"
+    matcher: str
+    method: str
+    seeds: list[int]
+    perms: dict[int, dict[str, np.ndarray]]
+    iterations: int
+    changed: list[int]  # seeds whose permutation changed, per reference update
+    sources: list[str] = field(default_factory=list)
+    provenance: dict = field(default_factory=dict)
+
+    @property
+    def converged(self) -> bool:
+        return bool(self.changed) and self.changed[-1] == 0
+
+
 # ---------------------------------------------------------------- writing
 
 
@@ -280,6 +301,23 @@ def write_alignment(path: str | os.PathLike, result: Alignment) -> None:
             perms[gname].attrs["not"] = nots[gname]
         _dataset(f, "objective_trace", np.asarray(result.objective_trace, dtype=np.float64))
         _write_posterior_group(f.create_group("aligned"), result.aligned, prov)
+
+
+def write_joint_alignment(path: str | os.PathLike, joint: JointAlignment) -> None:
+    prov = provenance()
+    with atomic_path(path) as tmp, h5py.File(tmp, "w", track_order=True) as f:
+        f.attrs.update({
+            "format": JOINT_FORMAT, "format_version": FORMAT_VERSION, "alignment": joint.alignment,
+            "matcher": joint.matcher, "method": joint.method, "seeds": json.dumps([int(s) for s in joint.seeds]),
+            "sources": json.dumps([str(p) for p in joint.sources]), "iterations": int(joint.iterations),
+            "changed": json.dumps([int(c) for c in joint.changed]),
+            "code_revision": prov["code_revision"], "created": prov["created"], **_compute_attrs(prov),
+        })
+        perms = f.create_group("perms", track_order=True)
+        for seed in joint.seeds:
+            g = perms.create_group(str(seed), track_order=True)
+            for name, perm in joint.perms[seed].items():
+                _dataset(g, name, np.asarray(perm, dtype=np.int64))
 
 
 # ---------------------------------------------------------------- reading
@@ -390,3 +428,25 @@ def read_alignment(path: str | os.PathLike) -> Alignment:
         if not is_permutation(p):
             raise ArtifactError(f"{path}: /perms/{g} is not a permutation")
     return result
+
+
+def read_joint_alignment(path: str | os.PathLike) -> JointAlignment:
+    with _open(path, JOINT_FORMAT) as f:
+        try:
+            a = f.attrs
+            seeds = [int(x) for x in json.loads(a["seeds"])]
+            perms = {s: {g: f["perms"][str(s)][g][()] for g in f["perms"][str(s)]} for s in seeds}
+            joint = JointAlignment(
+                alignment=str(a["alignment"]), matcher=str(a["matcher"]), method=str(a["method"]), seeds=seeds,
+                perms=perms, iterations=int(a["iterations"]), changed=json.loads(a["changed"]),
+                sources=json.loads(a["sources"]),
+                provenance={"code_revision": str(a["code_revision"]), "created": str(a["created"]),
+                            "compute": json.loads(a.get("compute", "{}"))},
+            )
+        except (KeyError, ValueError, OSError, TypeError) as err:
+            raise ArtifactError(f"{path}: malformed joint-alignment artifact: {err!r}") from err
+    for seed, groups in joint.perms.items():
+        for g, p in groups.items():
+            if not is_permutation(p):
+                raise ArtifactError(f"{path}: /perms/{seed}/{g} is not a permutation")
+    return joint

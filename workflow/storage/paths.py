@@ -36,6 +36,10 @@ def alignment(run: str, variant: str, method: str, kind: str, pair: str) -> str:
     return f"{run}/{variant}/alignment/{method}/{kind}/{pair}.h5"
 
 
+def joint_alignment(run: str, variant: str, method: str, kind: str) -> str:
+    return f"{run}/{variant}/alignment/{method}/joint_{kind}/all-seeds.h5"
+
+
 def curves(run: str, variant: str, method: str, alignment_kind: str) -> str:
     return f"{run}/{variant}/barriers/{method}/{alignment_kind}.csv"
 
