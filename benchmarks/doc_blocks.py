@@ -41,13 +41,16 @@ def commit(repo: Path = REPO) -> str:
 
 # the code a benchmark measures is the code when it started: edits made while it runs are not in it
 STARTED_AT = commit()
+# how busy the machine was when it started: timings taken beside other work say less
+STARTED_LOAD = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
 
 
 def stamp(argv: list[str] | None = None) -> str:
     """One line naming the command, the commit the benchmark started at and the date."""
     args = sys.argv if argv is None else argv
     command = " ".join(["python", os.path.relpath(Path(args[0]).resolve(), REPO)] + list(args[1:]))
-    return f"Written by `{command}` at commit {STARTED_AT} on {datetime.date.today().isoformat()}."
+    return (f"Written by `{command}` at commit {STARTED_AT} on {datetime.date.today().isoformat()}. "
+            f"Load average {STARTED_LOAD:.1f} on {os.cpu_count()} CPUs when it started.")
 
 
 def write_block(key: str, text: str, doc: Path | str = DOC) -> None:

@@ -60,7 +60,9 @@ def test_a_registered_dummy_method_gets_its_jobs_with_no_other_change(tmp_path):
     # a sample method like the ensemble: trained per seed, aligned and measured per pair, rebased per reference
     assert after["train_posterior"] - before["train_posterior"] == seeds
     assert after["align_pair"] - before["align_pair"] == pairs  # weight matching only: not a Gaussian
-    assert after["barrier_curves"] - before["barrier_curves"] == 2  # naive and weight, every pair in each
+    # naive, weight and (tiny.yaml aligns jointly too) joint weight, every pair in each
+    assert after["barrier_curves"] - before["barrier_curves"] == 3
+    assert after["align_joint"] - before["align_joint"] == 1 and after["joint_pair"] - before["joint_pair"] == pairs
     assert after["rebasin"] - before["rebasin"] == 4  # weight and activation matching, first and iterated reference
     assert after["not_path"] - before["not_path"] == 1
     # the method's config section comes from its SETTINGS alone

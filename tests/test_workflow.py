@@ -79,7 +79,7 @@ def test_workflow_runs_end_to_end_and_alignment_lowers_the_barrier(finished_run)
     control = table[table["alignment"] == "within-chain"]  # HMC's floor: the two halves of each chain
     assert set(control["method"]) == {"hmc"} and set(control["pair"]) == {"0-0", "1-1", "2-2"}
     assert set(control["draws"]) == {5} and set(table.loc[table["method"] == "hmc", "draws"]) == {5, 10}
-    table = table[table["alignment"] != "within-chain"]
+    table = table[~table["alignment"].isin(["within-chain", "joint_weight", "joint_w2"])]  # joint: its own test
     assert set(table["pair"]) == {"0-1", "0-2", "1-2"}
     assert set(table["variant"]) == {"base"}
     by = table.groupby(["method", "alignment"])["loss_barrier"].mean()
@@ -157,9 +157,11 @@ def test_rebasin_draws_table_summarises_every_matching_and_reference(finished_ru
     assert hmc.loc[("activation", "first", "reference chain"), "not_to_reference_mean"] == pytest.approx(
         draws.loc[draws["chain"] == "0", "not_to_reference"].mean())
     assert (tables / "rebasin_draws_base.md").read_text().startswith("| method | matching |")
-    # the iterated reference reaches MergeMany's fixed point; the first-draw one has nothing to settle
-    assert summary["reference_settled"].all()
-    assert (summary.loc[summary["reference"] == "first", "reference_updates"] == 1).all()
+    # the first-draw reference has nothing to settle; the ensemble's iterated one reaches MergeMany's fixed
+    # point (an HMC chain's may not: the table says so)
+    first = summary[summary["reference"] == "first"]
+    assert first["reference_settled"].all() and (first["reference_updates"] == 1).all()
+    assert summary.loc[summary["method"] == "ensemble", "reference_settled"].all()
 
 
 def test_joint_alignment_of_all_seeds_sits_beside_the_pairwise_one(finished_run):
@@ -325,7 +327,7 @@ def test_report_holds_every_figure_and_table_with_settings_seeds_and_pairs(finis
     out = finished_run / "results" / "tiny"
     figures = {f"results/tiny/figures/{p.name}" for p in (out / "figures").glob("*.png")}
     tables = {f"results/tiny/report/{p.stem}.html": p for p in (out / "tables").glob("*.csv")}
-    assert len(figures) == 8 and len(tables) == 10  # 4 barrier figures, 4 studies; every CSV table
+    assert len(figures) == 8 and len(tables) == 11  # 4 barrier figures, 4 studies; every CSV table
     assert figures | set(tables) <= set(results), sorted(figures | set(tables) - set(results))
     for path, entry in results.items():
         caption = entry["caption"]

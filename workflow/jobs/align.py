@@ -140,7 +140,6 @@ def summarize_joint(joint_paths, pair_paths, out_csv, out_md) -> None:
     checked, not assumed), and how the joint alignment ended."""
     import pandas as pd
 
-    from .. import tables
     from ..storage.atomic import write_csv, write_text
 
     pairwise: dict[tuple[str, str], dict] = {}
@@ -166,4 +165,11 @@ def summarize_joint(joint_paths, pair_paths, out_csv, out_md) -> None:
         })
     frame = pd.DataFrame(rows)
     write_csv(out_csv, frame)
-    write_text(out_md, tables.markdown(frame.set_index("method"), index_name="method") + "\n")
+    write_text(out_md, joint_markdown(frame))
+
+
+def joint_markdown(frame) -> str:
+    """The joint-alignment table as printed (the paper target redraws it from the CSV alone)."""
+    from .. import tables
+
+    return tables.markdown(frame.set_index("method"), index_name="method")

@@ -91,6 +91,17 @@ def _draw(paths: dict[str, Path], out: Path, sweep_base: dict, captions: dict) -
         if match is None:
             continue
         kind, variant = match["kind"], match["variant"]
+        if kind == "joint_alignment":  # neither paper's: MergeMany and the cycle consistency of pairwise matching
+            from .align import joint_markdown
+
+            joint = out / "alignment"
+            joint.mkdir(exist_ok=True)
+            shutil.copyfile(path, joint / name)
+            (joint / f"{kind}_{variant}.md").write_text(joint_markdown(read_table(path)))
+            rel = f"alignment/{kind}_{variant}.md"
+            notes[rel] = f"Joint alignment of all seeds against the pairwise alignments, variant {variant}."
+            source[rel] = name
+            continue
         shutil.copyfile(path, xiao / name)
         if kind == "table1":
             wide = tables.table1_wide(read_table(path))
