@@ -100,7 +100,8 @@ def test_workflow_runs_end_to_end_and_alignment_lowers_the_barrier(finished_run)
     assert not list((results / "figures").glob("sweep_*"))  # no sweep, no sweep figure
     curves = pd.read_csv(results / "tables" / "barrier_curves.csv")
     assert {"variant", "pair", "t", "loss", "error", "aligned", "alignment", "distance"} <= set(curves.columns)
-    assert len(curves) == 3 * 7 * 10 + 3 * 7  # pairs x points x (2 + 3 + 2 + 3 curves), and HMC's 3 chains halved
+    # pairs x points x (2 + 3 + 2 + 3 curves, and 1 + 2 + 1 + 2 joint ones), and HMC's 3 chains halved
+    assert len(curves) == 3 * 7 * (10 + 6) + 3 * 7
     assert set(curves["device"]) == {"cpu"}  # tables computed with torch name their device
     assert set(pd.read_csv(results / "tables" / "table1_base.csv")["device"]) == {"cpu"}
 
