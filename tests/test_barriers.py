@@ -93,3 +93,24 @@ def test_paths_carry_the_calibration_error_and_its_barrier():
     summary = summarize(curve)
     assert summary["ece_barrier"].iloc[0] == pytest.approx(barrier_height(curve["t"], curve["ece"]))
     assert "ece_barrier" not in summarize(curve.drop(columns="ece"))
+
+
+def test_the_mixture_path_is_the_mixture_of_the_endpoints_predictives():
+    """mixture_path at t is -log((1 - t) p_a + t p_b) of the true class, averaged; its endpoints are
+    the endpoints' own predictives, and by convexity it never rises above the straight line."""
+    import torch
+
+    from workflow.evaluation.barriers import mixture_path
+
+    gen = torch.Generator().manual_seed(0)
+    logp_a = torch.log_softmax(torch.randn(50, 4, generator=gen, dtype=torch.float64) * 2, -1)
+    logp_b = torch.log_softmax(torch.randn(50, 4, generator=gen, dtype=torch.float64) * 2, -1)
+    y = torch.randint(0, 4, (50,), generator=gen)
+    ts = np.array([0.0, 0.25, 0.5, 1.0])
+    path = mixture_path(logp_a, logp_b, y, ts)
+    rows = torch.arange(50)
+    for t, loss in zip(ts, path["loss"]):
+        mixed = (1 - t) * logp_a.exp()[rows, y] + t * logp_b.exp()[rows, y]
+        assert loss == pytest.approx(float(-mixed.log().mean()), rel=1e-9)
+    line = path["loss"].iloc[0] + ts * (path["loss"].iloc[-1] - path["loss"].iloc[0])
+    assert (path["loss"].to_numpy() <= line + 1e-12).all()
