@@ -28,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import cpu_model  # noqa: E402
-from doc_blocks import REPO, commit, stamp, write_block  # noqa: E402
+from doc_blocks import REPO, STARTED_AT, stamp, write_block  # noqa: E402
 
 TARGET_S = 240
 RUN_COMMAND = "snakemake --profile profiles/local"
@@ -97,7 +97,7 @@ def main(argv=None) -> int:
                         help="also regenerate docs/results/digits-default.md and the README's result block")
     parser.add_argument("--keep", action="store_true", help="keep the clone (its path is printed)")
     opts = parser.parse_args(argv)
-    if commit().endswith("+changes"):
+    if STARTED_AT.endswith("+changes"):
         print("note: uncommitted changes are not measured; the clone is of HEAD", file=sys.stderr)
     sys.path.insert(0, str(REPO))
     from workflow.job_resources import markdown, read_benchmarks, summarize

@@ -14,10 +14,11 @@ import datetime
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
 DOC = REPO / "docs" / "performance.md"
 
 
@@ -55,16 +56,9 @@ def stamp(argv: list[str] | None = None) -> str:
 
 def write_block(key: str, text: str, doc: Path | str = DOC) -> None:
     """Replace the block ``key`` of ``doc`` with ``text`` (atomically: a crash leaves the old page)."""
-    doc = Path(doc)
-    page = doc.read_text()
-    if page.count(begin(key)) != 1 or page.count(end(key)) != 1:
-        raise ValueError(f"{doc} needs exactly one line {begin(key)!r} and one {end(key)!r} around the block "
-                         f"that this benchmark writes")
-    head, rest = page.split(begin(key), 1)
-    tail = rest.split(end(key), 1)[1]
-    with tempfile.NamedTemporaryFile("w", dir=doc.parent, delete=False, suffix=".tmp") as f:
-        f.write(f"{head}{begin(key)}\n{text.strip()}\n{end(key)}{tail}")
-    os.replace(f.name, doc)
+    from workflow.storage.atomic import write_marked_block
+
+    write_marked_block(doc, begin(key), end(key), text)
 
 
 def blocks(doc: Path | str = DOC) -> dict[str, str]:

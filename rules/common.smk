@@ -11,6 +11,7 @@ from snakemake.exceptions import WorkflowError
 
 from workflow import methods as registry
 from workflow.storage import paths as P
+from workflow.alignment.matchers import names as matcher_names
 from workflow.captions import caption_text, table_item
 from workflow.device import GPU_RULES
 from workflow.config import (
@@ -305,4 +306,4 @@ wildcard_constraints:
     kind="|".join(registry.ALIGNMENT_KINDS),
     alignment="|".join(["naive", *registry.ALIGNMENT_KINDS, *[f"joint_{k}" for k in registry.ALIGNMENT_KINDS]]),
     reference="first|iterated",
-    matching="weight|activation|correlation",
+    matching="|".join(matcher_names()),

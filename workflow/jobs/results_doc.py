@@ -13,7 +13,7 @@ import pandas as pd
 
 from ..storage import paths
 from .. import tables
-from ..storage.atomic import write_text
+from ..storage.atomic import write_marked_block, write_text
 
 # (table stem and extension, heading): the pages' sections, in order, where the run has them
 SECTIONS = (
@@ -90,7 +90,16 @@ README_COLUMNS = ("claim", "paper, place", "paper", "measured", "rule", "verdict
 
 
 def readme_result(page) -> str:
-    """The README block for the results page ``page``: its claims with a paper number, judged."""
+    """The README block for the results page ``page``, markers included: its claims with a paper number, judged."""
+    return "\n".join([README_BEGIN, _readme_body(page), README_END])
+
+
+def readme_result_job(page, readme) -> None:
+    """Replace the block between the markers in ``readme`` with :func:`readme_result` of ``page``."""
+    write_marked_block(readme, README_BEGIN, README_END, _readme_body(page))
+
+
+def _readme_body(page) -> str:
     page = Path(page)
     lines = page.read_text().splitlines()
     start = _claims_table_start(lines, page)
@@ -111,26 +120,13 @@ def readme_result(page) -> str:
     stamp = next((line for line in lines if line.startswith("Written by ")), "")
     code = stamp.split("; code ", 1)[1].split(",", 1)[0][:7] if "; code " in stamp else "unknown"
     return "\n".join([
-        README_BEGIN,
         "The claims that the papers give a number for, as the default run judges them",
         f"(from [{page.as_posix()}]({page.as_posix()}), code {code}, with every claim and its control):",
         "",
         "| " + " | ".join(README_COLUMNS) + " |",
         "|" + "---|" * len(README_COLUMNS),
         *rows,
-        README_END,
     ])
-
-
-def readme_result_job(page, readme) -> None:
-    """Replace the block between the markers in ``readme`` with :func:`readme_result` of ``page``."""
-    text = Path(readme).read_text()
-    if text.count(README_BEGIN) != 1 or text.count(README_END) != 1:
-        raise ValueError(f"{readme}: needs exactly one line {README_BEGIN!r} and one {README_END!r} to mark where "
-                         "the result goes")
-    head, rest = text.split(README_BEGIN, 1)
-    tail = rest.split(README_END, 1)[1]
-    write_text(readme, head + readme_result(page) + tail)
 
 
 def _claims_table_start(lines: list[str], page: Path) -> int:

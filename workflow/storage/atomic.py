@@ -52,6 +52,17 @@ def write_text(path: str | os.PathLike, text: str) -> None:
         tmp.write_text(text)
 
 
+def write_marked_block(path: str | os.PathLike, begin: str, end: str, body: str) -> None:
+    """Replace what stands between the one line ``begin`` and the one line ``end`` of a text file
+    with ``body``, atomically (a generated part of a hand-written page)."""
+    path = Path(path)
+    text = path.read_text()
+    if text.count(begin) != 1 or text.count(end) != 1:
+        raise ValueError(f"{path} needs exactly one line {begin!r} and one {end!r} around the block written here")
+    head, rest = text.split(begin, 1)
+    write_text(path, f"{head}{begin}\n{body.strip()}\n{end}{rest.split(end, 1)[1]}")
+
+
 def write_csv(path: str | os.PathLike, frame) -> None:
     """Write a pandas DataFrame as CSV, atomically."""
     with atomic_path(path) as tmp:
