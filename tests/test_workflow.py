@@ -79,7 +79,13 @@ def test_workflow_runs_end_to_end_and_alignment_lowers_the_barrier(finished_run)
     control = table[table["alignment"] == "within-chain"]  # HMC's floor: the two halves of each chain
     assert set(control["method"]) == {"hmc"} and set(control["pair"]) == {"0-0", "1-1", "2-2"}
     assert set(control["draws"]) == {5} and set(table.loc[table["method"] == "hmc", "draws"]) == {5, 10}
-    table = table[~table["alignment"].isin(["within-chain", "joint_weight", "joint_w2"])]  # joint: its own test
+    repaired = table[table["alignment"].str.endswith("+repair")]  # tiny.yaml turns barrier.repair on
+    assert set(zip(repaired["method"], repaired["alignment"])) == {
+        (m, f"{k}+repair") for m, ks in (("ensemble", ("naive", "weight", "joint_weight")),
+                                         ("vi", ("naive", "weight", "w2", "joint_weight", "joint_w2")),
+                                         ("hmc", ("naive", "weight", "joint_weight"))) for k in ks}  # not GLM Laplace
+    table = table[~table["alignment"].isin(["within-chain", "joint_weight", "joint_w2"])  # joint: its own test
+                  & ~table["alignment"].str.endswith("+repair")]
     assert set(table["pair"]) == {"0-1", "0-2", "1-2"}
     assert set(table["variant"]) == {"base"}
     by = table.groupby(["method", "alignment"])["loss_barrier"].mean()
@@ -100,8 +106,9 @@ def test_workflow_runs_end_to_end_and_alignment_lowers_the_barrier(finished_run)
     assert not list((results / "figures").glob("sweep_*"))  # no sweep, no sweep figure
     curves = pd.read_csv(results / "tables" / "barrier_curves.csv")
     assert {"variant", "pair", "t", "loss", "error", "aligned", "alignment", "distance"} <= set(curves.columns)
-    # pairs x points x (2 + 3 + 2 + 3 curves, and 1 + 2 + 1 + 2 joint ones), and HMC's 3 chains halved
-    assert len(curves) == 3 * 7 * (10 + 6) + 3 * 7
+    # pairs x points x (2 + 3 + 2 + 3 curves, 1 + 2 + 1 + 2 joint ones, and REPAIRed 3 + 5 + 3 + 0 of those),
+    # and HMC's 3 chains halved
+    assert len(curves) == 3 * 7 * (10 + 6 + 11) + 3 * 7
     assert set(curves["device"]) == {"cpu"}  # tables computed with torch name their device
     assert set(pd.read_csv(results / "tables" / "table1_base.csv")["device"]) == {"cpu"}
 
@@ -176,7 +183,7 @@ def test_joint_alignment_of_all_seeds_sits_beside_the_pairwise_one(finished_run)
     assert joint["joint_converged"].all() and (joint["joint_cycle_not_per_100_max"] == 0).all()
     assert (joint["triples"] == 1).all() and (joint["pairwise_cycle_not_per_100_mean"] >= 0).all()
     barriers = pd.read_csv(tables / "barriers.csv")
-    rows = barriers[barriers["alignment"].str.startswith("joint_")]
+    rows = barriers[barriers["alignment"].str.startswith("joint_") & ~barriers["alignment"].str.endswith("+repair")]
     assert set(zip(rows["method"], rows["alignment"])) == {(m, f"joint_{k}") for m, k in
                                                            zip(joint["method"], joint["alignment"])}
     assert (rows.groupby(["method", "alignment"]).size() == 3).all()  # every pair of the 3 seeds

@@ -16,6 +16,8 @@ and, optionally, hooks that other code uses when present (and replaces by generi
   permutation group reorders (activation matching)
 - ``local_reparam_logits(model, mean, std, x, n_samples) -> [S, N, C]``: VI's local
   reparameterisation
+- ``repair_layers(model) -> [module name]``: the layers whose output channels REPAIR renormalises
+  along barrier paths (``barrier.repair``), in forward order
 
 Registering a new family is its module plus one entry below. This module imports no torch, so
 the config can be validated (and the workflow's job graph built) without it.

@@ -121,3 +121,9 @@ def local_reparam_logits(model: MLP, mean: Mapping[str, torch.Tensor], std: Mapp
         if i < len(layers) - 1:
             h = model.act(h)
     return h
+
+
+def repair_layers(model: MLP) -> list[str]:
+    """REPAIR's layers (evaluation/repair.py): every hidden linear layer, whose rows and bias set its
+    pre-activations."""
+    return [f"hidden.{i}" for i in range(len(model.hidden))]

@@ -156,3 +156,15 @@ def sample_logits(model: ResNet20, stack: Mapping[str, torch.Tensor], x: torch.T
     convolution per set ran about 4x faster than vmap's batched convolutions (ResNet20 x1, 28x28)."""
     n = next(iter(stack.values())).shape[0]
     return torch.stack([functional_call(model, {k: v[s] for k, v in stack.items()}, (x,)) for s in range(n)])
+
+
+def repair_layers(model: ResNet20) -> list[str]:
+    """REPAIR's layers (evaluation/repair.py), in forward order: every LayerNorm, whose per-channel
+    scale and bias set its output channels (Jordan et al. renormalise after every normalisation)."""
+    names = ["stem.norm"]
+    for g, group in enumerate(model.groups):
+        for b, block in enumerate(group):
+            names += [f"groups.{g}.{b}.norm1", f"groups.{g}.{b}.norm2"]
+            if block.shortcut is not None:
+                names.append(f"groups.{g}.{b}.shortcut.norm")
+    return names

@@ -32,31 +32,52 @@ def interpolate(a: Mapping, b: Mapping, t: float) -> dict:
 
 
 def linear_path(model: torch.nn.Module, a: Mapping, b: Mapping, x: torch.Tensor, y: torch.Tensor, ts: np.ndarray,
-                *, memory_mb: float | None = None) -> pd.DataFrame:
-    """Marginalized loss and error at every t of the path between stacks ``a`` and ``b`` ([S, *shape] each)."""
+                *, memory_mb: float | None = None, repair_x: torch.Tensor | None = None) -> pd.DataFrame:
+    """Marginalized loss and error at every t of the path between stacks ``a`` and ``b`` ([S, *shape] each);
+    with ``repair_x``, every draw between the endpoints is REPAIRed on those inputs (evaluation/repair.py)."""
     from .predict import DEFAULT_MEMORY_MB, Stacked, log_predictive
 
     memory_mb = DEFAULT_MEMORY_MB if memory_mb is None else memory_mb
     if set(a) != set(b) or any(a[k].shape != b[k].shape for k in a):
         raise ValueError("the two endpoints must have the same parameters with the same shapes (and sample counts)")
-    return pd.DataFrame([path_point(t, log_predictive(model, Stacked(interpolate(a, b, float(t))), x,
+    at = _repairer(model, Stacked(a), Stacked(b), repair_x)
+    return pd.DataFrame([path_point(t, log_predictive(model, at(Stacked(interpolate(a, b, float(t))), float(t)), x,
                                                       memory_mb=memory_mb), y) for t in ts])
+
+
+def _repairer(model, a, b, repair_x):
+    """f(source at t, t): the source itself, or with ``repair_x`` its draws REPAIRed toward the endpoints'
+    (sources ``a`` and ``b``, drawn alike) statistics; the endpoints themselves are left as they are."""
+    if repair_x is None:
+        return lambda source, t: source
+    from . import repair
+
+    layers = repair.layer_names(model)
+    stats_a, stats_b = (repair.sample_stats(model, s, repair_x, layers) for s in (a, b))
+    return lambda source, t: (source if t in (0.0, 1.0)
+                              else repair.Repaired(model, source, t, stats_a, stats_b, repair_x, layers))
 
 
 def gaussian_path(model: torch.nn.Module, a_mean, a_std, b_mean, b_std, n_samples: int, seed: int,
                   x: torch.Tensor, y: torch.Tensor, ts: np.ndarray, *,
-                  memory_mb: float | None = None, linearized: bool = False) -> pd.DataFrame:
+                  memory_mb: float | None = None, linearized: bool = False,
+                  repair_x: torch.Tensor | None = None) -> pd.DataFrame:
     """Marginalized loss and error along the W2 geodesic between N(a_mean, a_std^2) and N(b_mean, b_std^2),
     with the same ``n_samples`` noise draws (``seed``) at every t; ``linearized``: each Gaussian of the
-    path predicts through the network linearised at its mean (the GLM predictive)."""
+    path predicts through the network linearised at its mean (the GLM predictive); ``repair_x``: draw s
+    at t is REPAIRed toward draw s (the same noise) of each endpoint."""
     from .predict import DEFAULT_MEMORY_MB, Gaussian, log_predictive
 
+    if linearized and repair_x is not None:
+        raise ValueError("barrier.repair renormalises the network's channels, but a linearised (GLM) predictive "
+                         "has no channels of its own to renormalise; set barrier.repair: false for Laplace GLM paths")
     memory_mb = DEFAULT_MEMORY_MB if memory_mb is None else memory_mb
+    at = _repairer(model, Gaussian(a_mean, a_std, n_samples, seed), Gaussian(b_mean, b_std, n_samples, seed), repair_x)
     rows = []
     for t in ts:
         source = Gaussian(interpolate(a_mean, b_mean, float(t)), interpolate(a_std, b_std, float(t)), n_samples, seed,
                           linearized=linearized)
-        rows.append(path_point(t, log_predictive(model, source, x, memory_mb=memory_mb), y))
+        rows.append(path_point(t, log_predictive(model, at(source, float(t)), x, memory_mb=memory_mb), y))
     return pd.DataFrame(rows)
 
 

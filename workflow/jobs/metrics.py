@@ -21,6 +21,7 @@ from .inputs import check_posterior, read_posterior
 log = logging.getLogger(__name__)
 
 WITHIN_CHAIN = "within-chain"  # the control row of sample-set barriers: two halves of one chain
+REPAIRED = "+repair"  # suffix of the alignment of a REPAIRed path (barrier.repair)
 
 
 def barrier_curves(alignment: str, pairs, data_path, cfg: dict, out, *, device: str = "auto",
@@ -85,14 +86,16 @@ def within_chain_curves(paths, seeds, data_path, cfg: dict, out, *, device: str 
             meta = {"distance_kind": dist_kind, "distance": dist, "not_total": np.nan, "units_total": np.nan}
             chain = str(post.seed) if n_chains == 1 else f"{post.seed}.{c}"
             frames.append(_path_curve(a, b, data, cfg, alignment=WITHIN_CHAIN, pair=f"{chain}-{chain}", meta=meta,
-                                      device=device, variant=variant))
+                                      device=device, variant=variant, repair=False))
     if not frames:
         raise ValueError("within_chain_curves needs at least one posterior")
     write_csv(out, pd.concat(frames, ignore_index=True))
 
 
 def _path_curve(a, b, data, cfg: dict, *, alignment: str, pair: str, meta: dict, device: str,
-                variant: str) -> pd.DataFrame:
+                variant: str, repair: bool = True) -> pd.DataFrame:
+    """The curve of the path from A to B; with ``barrier.repair`` (and ``repair``) also its REPAIRed path,
+    labelled ``<alignment>+repair``."""
     bcfg = cfg["barrier"]
     split = bcfg["split"]
     dev = use_device(device)
@@ -101,23 +104,40 @@ def _path_curve(a, b, data, cfg: dict, *, alignment: str, pair: str, meta: dict,
     ts = barriers.t_grid(bcfg["n_points"])
     x, y = data[f"x_{split}"].to(dev), data[f"y_{split}"].to(dev)
     budget = cfg["compute"]["memory_mb"]
-    if a.kind == "gaussian":
-        # the same noise for every alignment of this pair and every t: curves differ by the path alone
-        noise_seed = int(np.random.SeedSequence([bcfg["seed"], a.seed, b.seed]).generate_state(1)[0])
-        curve = barriers.gaussian_path(model, a.mean, a.std, b.mean, b.std, bcfg["mc_samples"], noise_seed, x, y, ts,
-                                       memory_mb=budget, linearized=a.predictive == b.predictive == "glm")
-    else:
-        curve = barriers.linear_path(model, a.flat_samples(), b.flat_samples(), x, y, ts, memory_mb=budget)
-    front = {"variant": variant, "method": a.method, "alignment": alignment,
-             "aligned": alignment not in ("naive", WITHIN_CHAIN), "pair": pair, "seed_a": a.seed, "seed_b": b.seed,
-             "draws": len(next(iter(a.flat_samples().values()))) if a.kind == "samples" else np.nan}
-    for i, (k, v) in enumerate(front.items()):
-        curve.insert(i, k, v)
-    curve["split"] = split
-    for k, v in meta.items():
-        curve[k] = v
-    curve["device"] = device_label()
-    return curve
+    linearized = a.kind == "gaussian" and a.predictive == b.predictive == "glm"
+    repair_x = None
+    if repair and bcfg["repair"]:
+        if linearized:
+            log.info("barrier.repair: %s %s pair %s predicts through the linearised network (GLM), which has no "
+                     "channels to renormalise; only its plain path is measured", a.method, alignment, pair)
+        else:
+            repair_x = data["x_train"][:bcfg["repair_points"]].to(dev)
+
+    def curve_of(repair_x):
+        if a.kind == "gaussian":
+            # the same noise for every alignment of this pair and every t: curves differ by the path alone
+            noise_seed = int(np.random.SeedSequence([bcfg["seed"], a.seed, b.seed]).generate_state(1)[0])
+            return barriers.gaussian_path(model, a.mean, a.std, b.mean, b.std, bcfg["mc_samples"], noise_seed, x, y,
+                                          ts, memory_mb=budget, linearized=linearized, repair_x=repair_x)
+        return barriers.linear_path(model, a.flat_samples(), b.flat_samples(), x, y, ts, memory_mb=budget,
+                                    repair_x=repair_x)
+
+    paths = [(alignment, curve_of(None))]
+    if repair_x is not None:  # REPAIRed beside the plain path (Jordan et al.): alignment "<alignment>+repair"
+        paths.append((f"{alignment}{REPAIRED}", curve_of(repair_x)))
+    frames = []
+    for label, curve in paths:
+        front = {"variant": variant, "method": a.method, "alignment": label,
+                 "aligned": alignment not in ("naive", WITHIN_CHAIN), "pair": pair, "seed_a": a.seed,
+                 "seed_b": b.seed, "draws": len(next(iter(a.flat_samples().values()))) if a.kind == "samples" else np.nan}
+        for i, (k, v) in enumerate(front.items()):
+            curve.insert(i, k, v)
+        curve["split"] = split
+        for k, v in meta.items():
+            curve[k] = v
+        curve["device"] = device_label()
+        frames.append(curve)
+    return pd.concat(frames, ignore_index=True)
 
 
 def summarize_barriers(curve_paths, variants: dict, out_curves, out_csv, out_md) -> None:
