@@ -73,10 +73,38 @@ rule joint_pair:
         " --b {input.b:q} --out {output:q} > {log:q} 2>&1"
 
 
+rule joint_merged:
+    # a handful of networks on the test split: on the CPU, like rebasin's matching
+    input:
+        joint=P.joint_alignment(RESULTS, "{variant}", "{method}", "{kind}"),
+        posteriors=lambda wc: posterior_files(wc.variant, wc.method),
+        data=data_file,
+    output:
+        P.joint_merged(RESULTS, "{variant}", "{method}", "{kind}"),
+    log:
+        P.log(RESULTS, "{variant}/align/{method}/joint_{kind}/merged"),
+    benchmark:
+        P.benchmark(RESULTS, "joint_merged", "{variant}/align/{method}/joint_{kind}/merged")
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    params:
+        cfg=job_config("barrier"),
+        runtime=job_runtime,
+    shell:
+        "python -m workflow joint-merged --joint {input.joint:q} --posteriors {input.posteriors:q}"
+        " --data {input.data:q} --config {params.cfg:q} --runtime {params.runtime:q} --threads {threads}"
+        " --out {output:q} > {log:q} 2>&1"
+
+
 rule summarize_joint:
     input:
         joint=lambda wc: joint_files(wc.variant),
         pairs=lambda wc: joint_pairwise_files(wc.variant),
+        merged=lambda wc: joint_merged_files(wc.variant),
     output:
         csv=P.table(RESULTS, "joint_alignment_{variant}"),
         md=P.table(RESULTS, "joint_alignment_{variant}", "md"),
@@ -91,5 +119,5 @@ rule summarize_joint:
         mem_mb=2000,
         runtime=30,
     shell:
-        "python -m workflow summarize-joint --joint {input.joint:q} --pairs {input.pairs:q}"
+        "python -m workflow summarize-joint --joint {input.joint:q} --pairs {input.pairs:q} --merged {input.merged:q}"
         " --out-csv {output.csv:q} --out-md {output.md:q} > {log:q} 2>&1"

@@ -192,6 +192,10 @@ def joint_files(variant):
     return [P.joint_alignment(RESULTS, variant, m, k) for m in METHODS for k in joint_kinds_for(m)]
 
 
+def joint_merged_files(variant):
+    return [P.joint_merged(RESULTS, variant, m, k) for m in METHODS for k in joint_kinds_for(m)]
+
+
 def joint_pairwise_files(variant):
     """The pairwise alignments the joint ones are compared with (cycle consistency)."""
     return [

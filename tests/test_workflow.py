@@ -182,6 +182,10 @@ def test_joint_alignment_of_all_seeds_sits_beside_the_pairwise_one(finished_run)
                                                              ("laplace", "w2")}
     assert joint["joint_converged"].all() and (joint["joint_cycle_not_per_100_max"] == 0).all()
     assert (joint["triples"] == 1).all() and (joint["pairwise_cycle_not_per_100_mean"] >= 0).all()
+    # the merged model of every joint alignment, scored; merging members across basins costs more
+    merged = joint.set_index(["method", "alignment"])
+    assert merged[["merged_nll", "unaligned_merged_nll", "mixture_nll", "members_nll_mean"]].notna().all().all()
+    assert merged.loc[("ensemble", "weight"), "merged_nll"] < merged.loc[("ensemble", "weight"), "unaligned_merged_nll"]
     barriers = pd.read_csv(tables / "barriers.csv")
     rows = barriers[barriers["alignment"].str.startswith("joint_") & ~barriers["alignment"].str.endswith("+repair")]
     assert set(zip(rows["method"], rows["alignment"])) == {(m, f"joint_{k}") for m, k in

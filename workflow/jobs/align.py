@@ -113,6 +113,66 @@ def joint_pair(joint_path, path_a, path_b, out, *, seeds: tuple[int, int]) -> No
     artifacts.write_alignment(out, al)
 
 
+def merge(posts: list) -> "artifacts.Posterior":
+    """The merged model of posteriors in one frame: sample sets merge into one network at the mean of
+    their sample means (model merging); diagonal Gaussians into their W2 barycentre, whose mean is the
+    mean of the means and whose standard deviations are the mean of the standard deviations (exact for
+    diagonal covariances, which commute)."""
+    import dataclasses
+
+    first = posts[0]
+    if first.kind == "gaussian":
+        return dataclasses.replace(first, mean={k: np.mean([p.mean[k] for p in posts], axis=0) for k in first.mean},
+                                   std={k: np.mean([p.std[k] for p in posts], axis=0) for k in first.std})
+    centre = {k: np.mean([p.representative()[k] for p in posts], axis=0) for k in first.samples}
+    return dataclasses.replace(first, samples={k: v[None, None] for k, v in centre.items()})
+
+
+def merged_model(joint_path, paths, data_path, cfg: dict, out) -> None:
+    """Test NLL and error of the merged model of a joint alignment (:func:`merge` of the aligned
+    posteriors), beside the same merge of the unaligned posteriors (the control: merging across
+    basins), the members on their own (mean over seeds) and the members' mixture (every member's
+    predictive averaged, the ensemble the merge would replace). Gaussians predict with
+    barrier.mc_samples draws (through the linearised network where their predictive is 'glm')."""
+    import pandas as pd
+    import torch
+
+    from ..evaluation.predict import log_predictive, loss_error
+    from ..storage.atomic import write_csv
+    from ..storage.prepared import load_prepared
+
+    joint = artifacts.read_joint_alignment(joint_path)
+    if len(paths) != len(joint.seeds):
+        raise ValueError(f"{joint_path} aligned seeds {joint.seeds}: give one posterior per seed, got {len(paths)}")
+    data = load_prepared(data_path)
+    posts = [read_posterior(p, seed=s, data=data) for p, s in zip(paths, joint.seeds)]
+    for p, post in zip(paths, posts):
+        posts[0].check_compatible(post, f"merging {paths[0]} and {p}")
+    spec = posts[0].permutation_spec()
+    aligned = [post.permuted(spec, joint.perms[post.seed]) for post in posts]
+    split, n_mc, seed = cfg["barrier"]["split"], cfg["barrier"]["mc_samples"], cfg["barrier"]["seed"]
+    x, y = data[f"x_{split}"], data[f"y_{split}"]
+    model, _ = posts[0].build_model()
+    budget = cfg["compute"]["memory_mb"]
+
+    def logp(post):
+        return log_predictive(model, post.sample_source(n_mc, seed), x, memory_mb=budget)
+
+    members = [logp(post) for post in posts]
+    scores = {"merged": loss_error(logp(merge(aligned)), y), "unaligned_merged": loss_error(logp(merge(posts)), y),
+              "mixture": loss_error(torch.logsumexp(torch.stack(members), 0) - np.log(len(members)), y)}
+    member_scores = [loss_error(m, y) for m in members]
+    row = {"method": joint.method, "alignment": joint.alignment, "seeds": len(posts), "split": split}
+    for name, (nll, err) in scores.items():
+        row[f"{name}_nll"], row[f"{name}_error"] = nll, err
+    row["members_nll_mean"] = float(np.mean([s[0] for s in member_scores]))
+    row["members_error_mean"] = float(np.mean([s[1] for s in member_scores]))
+    log.info("%s %s merged model of seeds %s: NLL %.4f (unaligned %.4f, members %.4f, mixture %.4f)", joint.method,
+             joint.alignment, joint.seeds, row["merged_nll"], row["unaligned_merged_nll"], row["members_nll_mean"],
+             row["mixture_nll"])
+    write_csv(out, pd.DataFrame([row]))
+
+
 def cycle_inconsistency(perms: dict[tuple[int, int], dict[str, np.ndarray]]) -> list[dict]:
     """Per triple a < b < c of seeds whose three pairs were aligned: the transpositions between
     aligning C to A through B (C to B, then B to A) and aligning C to A directly, summed over the
@@ -134,10 +194,11 @@ def cycle_inconsistency(perms: dict[tuple[int, int], dict[str, np.ndarray]]) -> 
     return rows
 
 
-def summarize_joint(joint_paths, pair_paths, out_csv, out_md) -> None:
+def summarize_joint(joint_paths, pair_paths, out_csv, out_md, merged_paths=()) -> None:
     """One row per method and alignment kind: the pairwise alignments' cycle inconsistency (NoT per
     100 hidden units over all triples of seeds), the same for the joint alignment (0 by construction:
-    checked, not assumed), and how the joint alignment ended."""
+    checked, not assumed), how the joint alignment ended, and the merged model's scores
+    (``merged_paths``: the tables of :func:`merged_model`)."""
     import pandas as pd
 
     from ..storage.atomic import write_csv, write_text
@@ -164,6 +225,9 @@ def summarize_joint(joint_paths, pair_paths, out_csv, out_md) -> None:
             "joint_reference_updates": joint.iterations, "joint_converged": joint.converged,
         })
     frame = pd.DataFrame(rows)
+    if len(merged_paths):
+        merged = pd.concat([pd.read_csv(p) for p in merged_paths], ignore_index=True).drop(columns=["seeds"])
+        frame = frame.merge(merged, on=["method", "alignment"], how="left", validate="one_to_one")
     write_csv(out_csv, frame)
     write_text(out_md, joint_markdown(frame))
 

@@ -40,6 +40,10 @@ def joint_alignment(run: str, variant: str, method: str, kind: str) -> str:
     return f"{run}/{variant}/alignment/{method}/joint_{kind}/all-seeds.h5"
 
 
+def joint_merged(run: str, variant: str, method: str, kind: str) -> str:
+    return f"{run}/{variant}/alignment/{method}/joint_{kind}/merged.csv"
+
+
 def curves(run: str, variant: str, method: str, alignment_kind: str) -> str:
     return f"{run}/{variant}/barriers/{method}/{alignment_kind}.csv"
 
