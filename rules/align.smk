@@ -2,6 +2,7 @@ rule align_pair:
     input:
         a=P.posterior(RESULTS, "{variant}", "{method}", "{a}"),
         b=P.posterior(RESULTS, "{variant}", "{method}", "{b}"),
+        data=alignment_data,
     output:
         P.alignment(RESULTS, "{variant}", "{method}", "{kind}", "{a}-{b}"),
     log:
@@ -17,9 +18,11 @@ rule align_pair:
     params:
         cfg=job_config("alignment"),
         runtime=job_runtime,
+        # a loss matcher (alignment.matcher) trains on the data: then its path, else nothing
+        data=lambda wc, input: " ".join(f"--data {shlex.quote(p)}" for p in input.get("data", [])),
     shell:
-        "python -m workflow align --kind {wildcards.kind} --seeds {wildcards.a} {wildcards.b} --a {input.a:q} --b {input.b:q} --config {params.cfg:q} --runtime {params.runtime:q}"
-        " --out {output:q} > {log:q} 2>&1"
+        "python -m workflow align --kind {wildcards.kind} --seeds {wildcards.a} {wildcards.b} --a {input.a:q} --b {input.b:q} {params.data}"
+        " --config {params.cfg:q} --runtime {params.runtime:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule alignments:

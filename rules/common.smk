@@ -11,7 +11,7 @@ from snakemake.exceptions import WorkflowError
 
 from workflow import methods as registry
 from workflow.storage import paths as P
-from workflow.alignment.matchers import names as matcher_names
+from workflow.alignment.matchers import LOSS, SAMPLE_MATCHERS, get as get_matcher, names as matcher_names
 from workflow.captions import caption_text, table_item
 from workflow.device import GPU_RULES
 from workflow.config import (
@@ -192,6 +192,12 @@ def joint_files(variant):
     return [P.joint_alignment(RESULTS, variant, m, k) for m in METHODS for k in joint_kinds_for(m)]
 
 
+def alignment_data(wc):
+    """The prepared data, for a matcher that trains on it (alignment.matcher: a loss matcher)."""
+    loss = get_matcher(variant_config(wc.variant)["alignment"]["matcher"]).compares == LOSS
+    return [data_file(wc)] if loss else []
+
+
 def joint_merged_files(variant):
     return [P.joint_merged(RESULTS, variant, m, k) for m in METHODS for k in joint_kinds_for(m)]
 
@@ -310,4 +316,4 @@ wildcard_constraints:
     kind="|".join(registry.ALIGNMENT_KINDS),
     alignment="|".join(["naive", *registry.ALIGNMENT_KINDS, *[f"joint_{k}" for k in registry.ALIGNMENT_KINDS]]),
     reference="first|iterated",
-    matching="|".join(matcher_names()),
+    matching="|".join(matcher_names(SAMPLE_MATCHERS)),

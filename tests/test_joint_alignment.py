@@ -148,6 +148,35 @@ def test_the_merge_of_gaussians_is_their_w2_barycentre_and_of_sample_sets_the_me
         np.testing.assert_allclose(merged.samples[k][0, 0], want, rtol=1e-6)
 
 
+def prepared_data(path, n_train=30, n_test=200):
+    """A prepared data file of random 1x4x4 inputs and 5 classes (the planted posteriors' shapes)."""
+    from workflow.storage.prepared import write_prepared
+
+    rng = np.random.default_rng(2)
+    ds = dataclasses.make_dataclass("DS", ["name", "n_classes", "x_train", "y_train", "x_test", "y_test"])(
+        "digits", 5, rng.standard_normal((n_train, 1, 4, 4)).astype(np.float32), rng.integers(0, 5, n_train),
+        rng.standard_normal((n_test, 1, 4, 4)).astype(np.float32), rng.integers(0, 5, n_test))
+    write_prepared(path, ds, {"dataset": "digits"})
+
+
+@pytest.mark.parametrize("kind", ["weight", "w2"])
+def test_a_pair_aligned_by_the_straight_through_matcher_undoes_the_planting(tmp_path, kind):
+    """align_pair with alignment.matcher ste trains on the prepared data it is given; without it,
+    a clear refusal and no file."""
+    _, paths, planted = planted_seeds(tmp_path, n=2)
+    prepared_data(tmp_path / "data.npz", n_train=64)
+    cfg = {"alignment": {**CFG["alignment"], "matcher": "ste", "ste_steps": 3, "ste_lr": 1e-3,
+                         "ste_batch_size": 16, "ste_eval_points": 64}, "compute": {"threads": 1}}
+    align_pair(kind, paths[0], paths[1], cfg, tmp_path / "pair.h5", seeds=(0, 1), data_path=tmp_path / "data.npz")
+    pair = read_alignment(tmp_path / "pair.h5")
+    for g, p in planted[1].items():
+        np.testing.assert_array_equal(pair.perms[g], invert(p))
+    assert len(pair.objective_trace) == 4 and pair.distance_after == pytest.approx(0, abs=1e-9)
+    with pytest.raises(ValueError, match="'ste' trains on the data: give the prepared data"):
+        align_pair(kind, paths[0], paths[1], cfg, tmp_path / "none.h5", seeds=(0, 1))
+    assert not (tmp_path / "none.h5").exists()
+
+
 @pytest.mark.parametrize("kind", ["weight", "w2"])
 def test_the_merged_model_of_planted_copies_is_the_network_and_the_unaligned_merge_is_not(tmp_path, kind):
     """Seeds that are one posterior with its units permuted: merged after the joint alignment they are
@@ -156,14 +185,9 @@ def test_the_merged_model_of_planted_copies_is_the_network_and_the_unaligned_mer
     import torch
 
     from workflow.jobs.align import merged_model
-    from workflow.storage.prepared import write_prepared
 
     _, paths, _ = planted_seeds(tmp_path, n=3)
-    rng = np.random.default_rng(2)
-    ds = dataclasses.make_dataclass("DS", ["name", "n_classes", "x_train", "y_train", "x_test", "y_test"])(
-        "digits", 5, rng.standard_normal((30, 1, 4, 4)).astype(np.float32), rng.integers(0, 5, 30),
-        rng.standard_normal((200, 1, 4, 4)).astype(np.float32), rng.integers(0, 5, 200))
-    write_prepared(tmp_path / "data.npz", ds, {"dataset": "digits"})
+    prepared_data(tmp_path / "data.npz")
     align_joint(kind, paths, [0, 1, 2], CFG, tmp_path / "joint.h5")
     cfg = {"barrier": {"split": "test", "mc_samples": 16, "seed": 0}, "compute": {"memory_mb": 256}}
     torch.manual_seed(0)

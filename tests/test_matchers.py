@@ -21,11 +21,15 @@ from .conftest import make_mlp
 X = torch.randn(300, 1, 4, 4, generator=torch.Generator().manual_seed(0))
 
 
-def run_matcher(name, model, architecture, a, b, spec, **keywords):
+def run_matcher(name, model, architecture, a, b, spec, x=X, **keywords):
     m = matchers.get(name)
     if m.compares == matchers.ACTIVATIONS:
         acts = hook(architecture, "hidden_activations")
-        return m.match(acts(model, a, X), acts(model, b, X))
+        return m.match(acts(model, a, x), acts(model, b, x))
+    if m.compares == matchers.LOSS:  # trained on labels of A's own predictions
+        with torch.no_grad():
+            y = torch.func.functional_call(model, to_torch(a), (x,)).argmax(1)
+        return m.match(model, a, b, spec, x, y, **{"steps": 5, "batch_size": 32, **keywords}).perms
     return m.match(a, b, spec, **keywords).perms
 
 
@@ -50,12 +54,8 @@ def test_the_aligned_network_computes_the_same_function(name, architecture, args
     rng = np.random.default_rng(1)
     planted = apply_permutation(a, spec, random_permutations(spec.group_sizes(a), rng))
     b = {k: v + 0.3 * rng.standard_normal(v.shape) for k, v in planted.items()}  # another network, shuffled
-    m = matchers.get(name)
-    if m.compares == matchers.ACTIVATIONS:
-        acts = hook(architecture, "hidden_activations")
-        found = m.match(acts(model, a, x), acts(model, b, x))
-    else:
-        found = m.match(a, b, spec, **({"anneal_steps": 4} if name == "sinkhorn" else {})).perms
+    found = run_matcher(name, model, architecture, a, b, spec, x=x, **({"anneal_steps": 4} if name == "sinkhorn"
+                                                                        else {}))
     assert any(not np.array_equal(p, np.arange(len(p))) for p in found.values())  # something was permuted
     aligned = apply_permutation(b, spec, found)
     with torch.no_grad():
@@ -141,12 +141,66 @@ def test_bad_sinkhorn_settings_are_refused(bad):
 
 def test_the_config_offers_exactly_the_registrys_matchers():
     props = load_schema()["properties"]
-    assert props["alignment"]["properties"]["matcher"]["enum"] == matchers.names(matchers.WEIGHTS)
-    assert props["rebasin"]["properties"]["matchings"]["items"]["enum"] == matchers.names()
+    assert props["alignment"]["properties"]["matcher"]["enum"] == ["weight", "sinkhorn", "ste"]
+    assert props["rebasin"]["properties"]["matchings"]["items"]["enum"] == ["weight", "sinkhorn", "activation",
+                                                                            "correlation"]
     base = {"name": "t", "seeds": [0, 1], "data": {"dataset": "digits"}, "model": {"architecture": "mlp"}}
     assert validate_config({**base, "alignment": {"matcher": "sinkhorn"}})["alignment"]["matcher"] == "sinkhorn"
     with pytest.raises(ConfigError, match="alignment.matcher"):
-        validate_config({**base, "alignment": {"matcher": "activation"}})  # needs data: not a pair alignment
+        validate_config({**base, "alignment": {"matcher": "activation"}})  # one mode of activations per pair
+    with pytest.raises(ConfigError, match="rebasin.matchings"):
+        validate_config({**base, "rebasin": {"matchings": ["ste"]}})  # one training run per sample
+    with pytest.raises(ConfigError, match="'ste' optimises the barrier of one pair, but alignment.joint"):
+        validate_config({**base, "alignment": {"matcher": "ste", "joint": True}})
     with pytest.raises(ValueError, match="unknown matcher that compares weights 'activation'; allowed: weight, "
                                          "sinkhorn"):
         matchers.get("activation", matchers.WEIGHTS)
+
+
+def _trained_pair():
+    """Two small MLPs trained on the same teacher labels from different seeds (different bases)."""
+    torch.manual_seed(0)
+    teacher, _ = build_model("mlp", (1, 4, 4), 5, hidden=[32])
+    with torch.no_grad():
+        y = teacher(X).argmax(1)
+    params = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        model, spec = build_model("mlp", (1, 4, 4), 5, hidden=[24, 24])
+        opt = torch.optim.Adam(model.parameters(), 1e-2)
+        for _ in range(150):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(X), y).backward()
+            opt.step()
+        params.append({k: v.detach().numpy() for k, v in model.named_parameters()})
+    return model, spec, params[0], params[1], y
+
+
+def test_the_straight_through_matcher_keeps_its_best_midpoint_and_never_loses_to_weight_matching():
+    """Its trace is the best midpoint loss found so far (never rising), starting from weight
+    matching's; the permutations it returns have exactly that midpoint loss, so they are never worse
+    there than weight matching's. On two trained networks its steps find a lower midpoint."""
+    from workflow.alignment.matching import weight_matching
+    from workflow.alignment.straight_through import _midpoint_loss, ste_matching
+
+    model, spec, a, b, y = _trained_pair()
+
+    def midpoint(perms):
+        return _midpoint_loss(model, to_torch(a), to_torch(apply_permutation(b, spec, perms)), X, y)
+
+    result = ste_matching(model, a, b, spec, X, y, steps=60, lr=1e-2, batch_size=64)
+    trace = np.asarray(result.objective_trace)
+    assert len(trace) == 61 and np.all(np.diff(trace) <= 0)
+    assert trace[0] == pytest.approx(midpoint(weight_matching(a, b, spec).perms), rel=1e-6)
+    assert trace[-1] == pytest.approx(midpoint(result.perms), rel=1e-6)
+    assert trace[-1] < trace[0]
+    assert ste_matching(model, a, b, spec, X, y, steps=0).perms.keys() == result.perms.keys()
+
+
+@pytest.mark.parametrize("bad", [dict(steps=-1), dict(lr=0.0), dict(batch_size=0), dict(eval_points=0)])
+def test_bad_straight_through_settings_are_refused(bad):
+    from workflow.alignment.straight_through import ste_matching
+
+    model, spec, a = make_mlp((8,))
+    with pytest.raises(ValueError, match="straight-through matching needs"):
+        ste_matching(model, a, a, spec, X, torch.zeros(len(X), dtype=torch.long), **bad)

@@ -38,8 +38,8 @@ def _schema() -> dict:
     props = schema["properties"]
     props["model"]["properties"]["architecture"]["enum"] = architectures.names()
     props["methods"]["items"]["enum"] = methods.names()
-    props["alignment"]["properties"]["matcher"]["enum"] = matchers.names(matchers.WEIGHTS)
-    props["rebasin"]["properties"]["matchings"]["items"]["enum"] = matchers.names()
+    props["alignment"]["properties"]["matcher"]["enum"] = matchers.names(matchers.PAIR_MATCHERS)
+    props["rebasin"]["properties"]["matchings"]["items"]["enum"] = matchers.names(matchers.SAMPLE_MATCHERS)
     for name, section in methods.section_schemas().items():
         if name in props:
             raise ValueError(f"method {name!r} clashes with the config section of the same name")
@@ -161,6 +161,13 @@ def _cross_checks(config: dict) -> list[str]:
     if config["not_study"]["seeds"] > n_seeds:
         messages.append(f"config key not_study.seeds: {config['not_study']['seeds']} seeds asked for, but seeds "
                         f"lists only {n_seeds}")
+    from .alignment import matchers
+
+    matcher = config["alignment"]["matcher"]
+    if config["alignment"]["joint"] and matchers.get(matcher).compares != matchers.WEIGHTS:
+        messages.append(f"config key alignment.matcher: {matcher!r} optimises the barrier of one pair, but "
+                        f"alignment.joint aligns all seeds at once by a weight matcher "
+                        f"({', '.join(matchers.names(matchers.WEIGHTS))}); pick one of those, or joint: false")
     basin, references = config["rebasin"]["basin_reference"], config["rebasin"]["references"]
     if basin is not None and basin not in references and methods.reference_method(config["methods"]):
         messages.append(f"config key rebasin.basin_reference: {basin!r} is not among rebasin.references {references}")

@@ -9,6 +9,9 @@ Weight matchers: ``f(params_a, params_b, spec, *, seed, max_sweeps, init, extra_
 restarts) -> MatchingResult`` (extra channels make weight matching a W2 alignment of Gaussians).
 Activation matchers: ``f(acts_a, acts_b) -> perms``, with ``acts`` from the architecture's
 ``hidden_activations`` hook; every group is then an independent assignment problem.
+Loss matchers: ``f(model, params_a, params_b, spec, x, y, *, seed, max_sweeps, extra_channels,
+restarts, **settings) -> MatchingResult``, trained on the training points (x, y); they align pairs
+(``alignment.matcher``), not sample sets: one optimisation per sample would cost a training run each.
 """
 
 from __future__ import annotations
@@ -18,13 +21,13 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Callable
 
-WEIGHTS, ACTIVATIONS = "weights", "activations"
+WEIGHTS, ACTIVATIONS, LOSS = "weights", "activations", "loss"
 
 
 @dataclass(frozen=True)
 class Matcher:
     name: str
-    compares: str  # WEIGHTS or ACTIVATIONS
+    compares: str  # WEIGHTS, ACTIVATIONS or LOSS
     function: str  # "module:function" under workflow.alignment, imported when first used (the config stays light)
     description: str
     keywords: dict = field(default_factory=dict)
@@ -44,6 +47,9 @@ MATCHERS = {m.name: m for m in (
             "the weight-matching objective over doubly stochastic matrices with an annealed entropy term "
             "(softassign; the relaxation of Sinkhorn re-basin, Pena et al., 2023), rounded and polished by "
             "coordinate descent"),
+    Matcher("ste", LOSS, "straight_through:ste_matching",
+            "Git Re-Basin's straight-through estimator: permutations of B that lower the training loss at the "
+            "midpoint of A and B aligned, the best candidate kept from weight matching's on"),
     Matcher("activation", ACTIVATIONS, "rebasing:activation_matching",
             "Xiao et al.'s cost: raw inner products of post-activation hidden units on training data",
             {"cost": "inner"}),
@@ -52,15 +58,22 @@ MATCHERS = {m.name: m for m in (
 )}
 
 
-def names(compares: str | None = None) -> list[str]:
-    """Every matcher's name, or those that compare ``compares`` (WEIGHTS or ACTIVATIONS)."""
-    return [n for n, m in MATCHERS.items() if compares is None or m.compares == compares]
+def names(compares: str | tuple[str, ...] | None = None) -> list[str]:
+    """Every matcher's name, or those that compare ``compares`` (one of WEIGHTS, ACTIVATIONS, LOSS, or a
+    tuple of them)."""
+    kinds = (compares,) if isinstance(compares, str) else compares
+    return [n for n, m in MATCHERS.items() if kinds is None or m.compares in kinds]
 
 
-def get(name: str, compares: str | None = None) -> Matcher:
-    """The matcher ``name``; with ``compares``, refused unless it compares that."""
+PAIR_MATCHERS = (WEIGHTS, LOSS)  # what alignment.matcher takes (pairs of posteriors)
+SAMPLE_MATCHERS = (WEIGHTS, ACTIVATIONS)  # what rebasin.matchings takes (sample sets)
+
+
+def get(name: str, compares: str | tuple[str, ...] | None = None) -> Matcher:
+    """The matcher ``name``; with ``compares``, refused unless it compares that (or one of those)."""
     allowed = names(compares)
     if name not in allowed:
-        what = f" that compares {compares}" if compares else ""
+        what = f" that compares {' or '.join((compares,) if isinstance(compares, str) else compares)}" \
+            if compares else ""
         raise ValueError(f"unknown matcher{what} {name!r}; allowed: {', '.join(allowed)}")
     return MATCHERS[name]

@@ -82,7 +82,7 @@ def rebase(samples: Mapping[str, np.ndarray], spec: PermutationSpec, *, referenc
 
     if reference not in REFERENCES:
         raise ValueError(f"unknown rebasin reference {reference!r}; allowed: {', '.join(REFERENCES)}")
-    matcher = matchers.get(matching)
+    matcher = matchers.get(matching, matchers.SAMPLE_MATCHERS)  # a loss matcher would train once per sample
     if matcher.compares == matchers.ACTIVATIONS and activations is None:
         raise ValueError(f"{matching} matching needs the architecture's hidden activations (its hidden_activations "
                          "hook); use a weight matcher for this architecture")

@@ -10,30 +10,58 @@ from ..storage import artifacts
 from ..storage.artifacts import Alignment
 from ..alignment import matchers
 from ..methods import ALIGNMENT_KINDS
-from .inputs import read_posterior
+from .inputs import check_posterior, read_posterior
 
 log = logging.getLogger(__name__)
 
-def align(a, b, kind: str, *, seed: int, max_sweeps: int, restarts: int = 1, matcher: str = "weight"):
-    """(matching result, B aligned) for posteriors A and B, by a weight matcher of the registry."""
+def align(a, b, kind: str, *, seed: int, max_sweeps: int, restarts: int = 1, matcher: str = "weight",
+          data: dict | None = None, settings: dict | None = None):
+    """(matching result, B aligned) for posteriors A and B, by a pair matcher of the registry; a loss
+    matcher trains on ``data``'s training split with ``settings`` (its keyword arguments)."""
     _check_kind(kind, a)
-    spec = a.permutation_spec()  # from the parameter names: alignment jobs never import torch
+    spec = a.permutation_spec()  # from the parameter names: a weight matcher's job never imports torch
     extra = [(a.std, b.std, 1.0)] if kind == "w2" else []
-    match = matchers.get(matcher, matchers.WEIGHTS).match
-    result = match(a.representative(), b.representative(), spec, seed=seed, max_sweeps=max_sweeps,
-                   extra_channels=extra, restarts=restarts)
+    m = matchers.get(matcher, matchers.PAIR_MATCHERS)
+    if m.compares == matchers.LOSS:
+        if data is None:
+            raise ValueError(f"alignment.matcher {matcher!r} trains on the data: give the prepared data (--data)")
+        model, _ = a.build_model()
+        result = m.match(model, a.representative(), b.representative(), spec, data["x_train"], data["y_train"],
+                         seed=seed, max_sweeps=max_sweeps, extra_channels=extra, restarts=restarts,
+                         **(settings or {}))
+    else:
+        result = m.match(a.representative(), b.representative(), spec, seed=seed, max_sweeps=max_sweeps,
+                         extra_channels=extra, restarts=restarts)
     return result, b.permuted(spec, result.perms)
 
 
-def align_pair(kind: str, path_a, path_b, cfg: dict, out, *, seeds: tuple[int, int] | None = None) -> None:
+def loss_matcher_settings(alignment_cfg: dict) -> dict:
+    """The straight-through matcher's keyword arguments from the alignment section."""
+    return {"steps": alignment_cfg["ste_steps"], "lr": alignment_cfg["ste_lr"],
+            "batch_size": alignment_cfg["ste_batch_size"], "eval_points": alignment_cfg["ste_eval_points"]}
+
+
+def align_pair(kind: str, path_a, path_b, cfg: dict, out, *, seeds: tuple[int, int] | None = None,
+               data_path=None) -> None:
     """Permute B into A's basin and write the alignment file (permutations, trace, NoT, distances, B aligned)."""
     a = read_posterior(path_a, seed=seeds[0] if seeds else None)
     b = read_posterior(path_b, seed=seeds[1] if seeds else None)
     a.check_compatible(b, f"aligning {path_a} and {path_b}")
+    data = None
+    if data_path is not None:
+        import torch
+
+        from ..storage.prepared import load_prepared
+
+        torch.set_num_threads(cfg["compute"]["threads"])
+        data = load_prepared(data_path)
+        check_posterior(a, path_a, data=data)
+    matcher = cfg["alignment"].get("matcher", "weight")
+    loss = matchers.get(matcher, matchers.PAIR_MATCHERS).compares == matchers.LOSS
     # the matching's random group order depends on the pair alone, so reruns give identical files
     result, aligned = align(a, b, kind, seed=1000 * a.seed + b.seed, max_sweeps=cfg["alignment"]["max_sweeps"],
-                            restarts=cfg["alignment"].get("restarts", 1),
-                            matcher=cfg["alignment"].get("matcher", "weight"))
+                            restarts=cfg["alignment"].get("restarts", 1), matcher=matcher, data=data,
+                            settings=loss_matcher_settings(cfg["alignment"]) if loss else None)
     dist_kind, before = a.distance_to(b)
     _, after = a.distance_to(aligned)
     al = Alignment(alignment=kind, method=a.method, seed_a=a.seed, seed_b=b.seed, perms=result.perms,

@@ -30,8 +30,11 @@ def fit_label(method: str, fit: str, reference: str | None = None, matching: str
 
 def parse_fit_key(key: str) -> tuple[str, str, str, str]:
     """'<method>/<matching>/<reference>/<fit>' -> (method, matching, reference, fit), with a clear error otherwise."""
-    from ..alignment.matchers import names as matchings
+    from ..alignment.matchers import SAMPLE_MATCHERS, names
     from ..alignment.rebasing import REFERENCES
+
+    def matchings():
+        return names(SAMPLE_MATCHERS)
 
     parts = key.split("/")
     if len(parts) != 4 or parts[3] not in FITS or parts[0] not in methods.names() \
