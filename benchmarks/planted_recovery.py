@@ -3,7 +3,7 @@ each find the permutation that was planted, and how far is it when it does not?
 
     python benchmarks/planted_recovery.py [--source trained|init] [--trials 10] [--noise 0 0.1]
         [--depths 1 2 4 8] [--width 64] [--resnet-widths 1 4] [--matchers weight weight+restarts5 ...]
-        [--doc] [--figure docs/figures/planted-recovery.png]
+        [--ste-steps 30] [--doc [--block trained|init|ste]] [--figure docs/figures/planted-recovery.png]
 
 Networks: MLPs 64-W-...-10 of each depth and ResNet20s of each width multiplier on the embedded
 digits (8x8 images), either trained (Adam, the workflow's MAP training: --epochs, seed 0) or at
@@ -13,7 +13,7 @@ plants random permutations P_t of every group (numpy seed t), forms
     B = P_t(A) + s * std(A's parameter) * N(0, 1)      (per parameter, numpy seed [t, 1])
 
 and asks every matcher to align B to A (activation matchers compare the hidden units on the first
---points training digits). Per matcher, network and noise scale, over the trials:
+--points training digits; the straight-through matcher trains --ste-steps steps on them). Per matcher, network and noise scale, over the trials:
 - recovered: the share of trials whose permutations all equal P_t's inverse;
 - residual NoT: the transpositions left between the found and the planted permutations, per 100
   hidden units (mean); 0 when recovered;
@@ -41,7 +41,9 @@ from _common import REPO  # noqa: E402
 from doc_blocks import Transcript, stamp, write_block  # noqa: E402
 
 DOC = REPO / "docs" / "alignment.md"
-BLOCKS = {"trained": "planted-recovery-trained", "init": "planted-recovery-init"}  # --source -> its block
+# --block -> the block of docs/alignment.md it writes (default: --source's); the straight-through
+# matcher trains at every step, far slower than the others, so it has a block of its own
+BLOCKS = {"trained": "planted-recovery-trained", "init": "planted-recovery-init", "ste": "planted-recovery-ste"}
 
 
 def networks(depths, width: int, resnet_widths) -> list[tuple[str, str, dict]]:
@@ -93,12 +95,15 @@ def plant(params: dict, spec, noise: float, trial: int):
     return b, planted
 
 
-def align(matcher: str, restarts: int, a: dict, b: dict, spec, activations) -> dict:
+def align(matcher: str, restarts: int, a: dict, b: dict, spec, activations, trains) -> dict:
+    """The permutations ``matcher`` finds; ``trains(match, a, b)`` runs a loss matcher on the data."""
     from workflow.alignment import matchers
 
     m = matchers.get(matcher)
     if m.compares == matchers.ACTIVATIONS:
         return m.match(activations(a), activations(b))
+    if m.compares == matchers.LOSS:
+        return trains(m.match, a, b).perms
     return m.match(a, b, spec, seed=0, restarts=restarts).perms
 
 
@@ -127,6 +132,7 @@ def run(opts) -> list[dict]:
     data = load_dataset(d["dataset"], d["root"], split_seed=d["split_seed"], test_fraction=d["test_fraction"],
                         n_train=d["n_train"], n_test=d["n_test"], download=False)
     x = torch.as_tensor(data.x_train[:opts.points])
+    y = torch.as_tensor(data.y_train[:opts.points])
     rows = []
     for label, architecture, args in networks(opts.depths, opts.width, opts.resnet_widths):
         model, a, spec = build(architecture, args, data, opts.source, opts.epochs)
@@ -134,6 +140,9 @@ def run(opts) -> list[dict]:
 
         def activations(params, hook=hook, model=model):
             return hook(model, params, x)
+
+        def trains(match, a_, b_, model=model, spec=spec):
+            return match(model, a_, b_, spec, x, y, seed=0, steps=opts.ste_steps)
 
         units = sum(spec.group_sizes(a).values())
         for noise in opts.noise:
@@ -143,7 +152,7 @@ def run(opts) -> list[dict]:
                 scores, seconds = [], []
                 for b, planted in trials:
                     start = time.perf_counter()
-                    found = align(matcher, restarts, a, b, spec, activations)
+                    found = align(matcher, restarts, a, b, spec, activations, trains)
                     seconds.append(time.perf_counter() - start)
                     scores.append(score(a, b, spec, planted, found))
                 rows.append({"network": label, "units": units, "noise": noise, "matcher": text,
@@ -201,12 +210,18 @@ def main(argv=None) -> int:
     parser.add_argument("--depths", type=int, nargs="+", default=[1, 2, 4, 8])
     parser.add_argument("--width", type=int, default=64, help="hidden units per MLP layer")
     parser.add_argument("--resnet-widths", type=int, nargs="*", default=[1, 4])
-    parser.add_argument("--matchers", nargs="+", default=["weight", "weight+restarts5", *matchers.names()[1:]],
-                        help=f"of {matchers.names()}; 'NAME+restartsN' adds restarts to a weight matcher")
+    parser.add_argument("--matchers", nargs="+",
+                        default=["weight", "weight+restarts5", *matchers.names(matchers.SAMPLE_MATCHERS)[1:]],
+                        help=f"of {matchers.names()}; 'NAME+restartsN' adds restarts to a weight matcher (default: "
+                             f"all but the loss matchers, which train at every step)")
     parser.add_argument("--epochs", type=int, default=10, help="training epochs of each network (--source trained)")
-    parser.add_argument("--points", type=int, default=256, help="training digits the activation matchers compare")
+    parser.add_argument("--points", type=int, default=256,
+                        help="training digits the activation matchers compare and the loss matchers train on")
+    parser.add_argument("--ste-steps", type=int, default=30, help="steps of the straight-through matcher")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--doc", action="store_true", help=f"write the table into {DOC.relative_to(REPO)}")
+    parser.add_argument("--block", choices=sorted(BLOCKS), default=None,
+                        help="which block of the page --doc writes (default: the one of --source)")
     parser.add_argument("--figure", type=Path, help="also draw the recovery rates into this PNG")
     opts = parser.parse_args(argv)
     for text in opts.matchers:
@@ -227,7 +242,7 @@ def main(argv=None) -> int:
     if opts.figure:
         figure(rows, opts.figure)
     if opts.doc:
-        write_block(BLOCKS[opts.source], "\n".join([stamp(), "", *say.lines]), DOC)
+        write_block(BLOCKS[opts.block or opts.source], "\n".join([stamp(), "", *say.lines]), DOC)
     return 0
 
 

@@ -154,6 +154,31 @@ def test_hmcs_aligned_barrier_is_judged_against_the_within_chain_floor():
     assert v.verdict == NOT_TESTABLE and "within-chain" in v.reason
 
 
+def test_one_basin_is_judged_on_the_worst_jointly_aligned_pair_against_the_pairwise_ones():
+    pairs = ("0-1", "0-2", "1-2")
+    rows = [("base", "ensemble", "joint_weight", p, b) for p, b in zip(pairs, (0.01, 0.02, 0.04))]
+    rows += [("base", "ensemble", "weight", p, 0.01) for p in pairs]
+    run = Run({"barriers": barriers(rows)}, CONFIG, {"base": {}})
+    (v,) = verdict("one-basin", run)
+    assert v.verdict == REPRODUCED and v.measured == 0.04 and v.control_value == 0.01
+    rows[2] = ("base", "ensemble", "joint_weight", "1-2", 0.2)  # one pair apart under the one labelling
+    joint = pd.DataFrame([{"method": "ensemble", "alignment": "weight", "pairwise_cycle_not_per_100_mean": 7.5}])
+    (v,) = verdict("one-basin", Run({"barriers": barriers(rows), "joint_alignment_base": joint}, CONFIG,
+                                    {"base": {}}))
+    assert v.verdict == NOT_REPRODUCED and v.measured == 0.2 and "no one labelling connects them all" in v.reason
+    assert "7.5 transpositions per 100 units" in v.reason
+    rows += [("base", "ensemble", "weight", "1-2", 0.3)]  # the pair stays apart on its own too
+    rows = [r for r in rows if not (r[2] == "weight" and r[3] == "1-2" and r[4] == 0.01)]
+    (v,) = verdict("one-basin", Run({"barriers": barriers(rows)}, CONFIG, {"base": {}}))
+    assert v.verdict == NOT_REPRODUCED and "even aligned one by one" in v.reason
+    # without an ensemble joint alignment, VI's W2 one; with neither, not testable
+    vi = [("base", "vi", "joint_w2", p, 0.01) for p in pairs] + [("base", "vi", "w2", p, 0.01) for p in pairs]
+    (v,) = verdict("one-basin", Run({"barriers": barriers(vi)}, CONFIG, {"base": {}}))
+    assert v.verdict == REPRODUCED and v.reason.startswith("vi (w2)")
+    (v,) = verdict("one-basin", Run({"barriers": barriers(rows[3:])}, CONFIG, {"base": {}}))
+    assert v.verdict == NOT_TESTABLE and "alignment.joint" in v.reason
+
+
 def not_k(excess_by_k, units=128):
     return pd.DataFrame([{"k": k, "seed": s, "not_planted": k, "not_found": k + e, "units_total": units,
                           "data_order": "reshuffled"} for k, e in excess_by_k for s in (0, 1)])

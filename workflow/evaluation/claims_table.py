@@ -375,6 +375,53 @@ def _hmc_floor(run: Run) -> list[Verdict]:
     return out
 
 
+JOINT_CANDIDATES = (("ensemble", "weight"), ("vi", "w2"))  # whose joint alignment judges the one-basin claim
+
+
+def _pair_barriers(run: Run, variant: str, method: str, alignment: str) -> pd.Series:
+    b = run.table("barriers")
+    if b is None:
+        return pd.Series(dtype=float)
+    rows = b[(b["variant"] == variant) & (b["method"] == method) & (b["alignment"] == alignment)]
+    return rows.set_index("pair")["loss_barrier"]
+
+
+def _one_basin(run: Run) -> list[Verdict]:
+    """All seeds in one basin: one labelling of every seed (the joint alignment) connects every pair
+    with a barrier near zero. The control is the same pairs each aligned on its own: where those are
+    near zero and the joint ones are not, the pairwise permutations disagree with one another."""
+    out = []
+    for v in run.variants:
+        found = [(m, k) for m, k in JOINT_CANDIDATES if len(_pair_barriers(run, v, m, f"joint_{k}"))]
+        if not found:
+            out.append(Verdict(v, math.nan, NOT_TESTABLE, "no joint alignment (needs alignment.joint and 3 seeds or "
+                                                          "more of the ensemble, or of VI with w2)"))
+            continue
+        method, kind = found[0]
+        joint, pairwise = _pair_barriers(run, v, method, f"joint_{kind}"), _pair_barriers(run, v, method, kind)
+        worst, worst_pair = float(joint.max()), float(pairwise.max()) if len(pairwise) else math.nan
+        control = f"worst barrier of the same {method} pairs each aligned on its own ({kind})"
+        table = run.table("joint_alignment", v)
+        cycle = ""
+        if table is not None:
+            row = table[(table["method"] == method) & (table["alignment"] == kind)]
+            if len(row):
+                cycle = (f"; the pairwise permutations leave {_fmt(float(row['pairwise_cycle_not_per_100_mean'].iloc[0]))}"
+                         " transpositions per 100 units around a triple of seeds")
+        base = (f"{method} ({kind}), {len(joint)} pairs: worst jointly aligned barrier {_fmt(worst)}, worst pairwise "
+                f"{_fmt(worst_pair)}{cycle}")
+        if worst <= NEAR_ZERO:
+            out.append(Verdict(v, worst, REPRODUCED, base, control, worst_pair))
+        elif worst_pair <= NEAR_ZERO:
+            out.append(Verdict(v, worst, NOT_REPRODUCED, base + ": every pair is connected when aligned on its own, "
+                               "but no one labelling connects them all, so the basins are pairwise, not one",
+                               control, worst_pair))
+        else:
+            out.append(Verdict(v, worst, NOT_REPRODUCED, base + ": pairs stay apart even aligned one by one, so the "
+                               "matcher finds no shared basin for these seeds, jointly or not", control, worst_pair))
+    return out
+
+
 # ---------------------------------------------------------------- weight-space studies (Xiao et al.)
 
 def _not_claim(run: Run) -> list[Verdict]:
@@ -547,6 +594,11 @@ CLAIMS = (
           "Aligned, HMC chains share one basin: their barrier falls to that between draws of one chain", "",
           "loss barrier of hmc 'weight' vs 'within-chain' rows of barriers.csv",
           f"aligned <= {FLOOR_SLACK} x within-chain + 0.01 nats", _hmc_floor),
+    Claim("one-basin", "Ainsworth et al. (2023), after Entezari et al. (2022)",
+          "single-basin conjecture (premise of merging, and of rebasing ensembles)",
+          "Jointly aligned, all seeds lie in one basin: one labelling connects every pair", "",
+          "largest loss barrier of the 'joint_weight' ensemble rows (else 'joint_w2' VI rows) of barriers.csv",
+          f"<= {NEAR_ZERO} nats", _one_basin),
     Claim("xiao-not-training", XIAO, "Figure 3", "The NoT found after training equals the NoT planted at "
           "initialisation", "found = planted", "not_found - not_planted of not_k_<variant>.csv (k > 0), mean",
           f"excess <= {NOT_EXCESS:.0%} of the units", _not_claim),
