@@ -19,7 +19,8 @@ WRITERS = {
                      "predict-flops": "predict_flops.py", "predict-memory": "predict_memory.py",
                      "mutation-score": "mutation_score.py"},
     REPO / "docs" / "alignment.md": {"planted-recovery-trained": "planted_recovery.py",
-                                     "planted-recovery-init": "planted_recovery.py"},
+                                     "planted-recovery-init": "planted_recovery.py",
+                                     "planted-recovery-ste": "planted_recovery.py"},
 }
 STAMP = re.compile(r"^Written by `python benchmarks/(?P<script>\w+\.py)[^`]*` at commit [0-9a-f]{7,}\S* on "
                    r"\d{4}-\d{2}-\d{2}\.")
