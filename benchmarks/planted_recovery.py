@@ -20,7 +20,11 @@ and asks every matcher to align B to A (activation matchers compare the hidden u
 - objective gap: (J(planted) - J(found)) / |J(planted)|, J the weight-matching objective <A, P(B)>
   (mean): 0 at the planted optimum, negative when the noise made another permutation score
   higher than the planted one (then no weight matcher should return the planted one);
-- seconds per alignment (median).
+- seconds per alignment (median);
+- with a loss matcher among --matchers, for every matcher: the training loss (on the --points
+  digits) at the midpoint of A and B aligned, minus that at the planted permutation's midpoint
+  (mean): a loss matcher's miss with a negative difference is its objective at work (it found a
+  lower midpoint than the planted one), not a failed search.
 git-re-basin issue #8 planted permutations into untrained residual nets without noise and
 recovered 10 of 100: `--source init --noise 0` repeats that setting on ResNet20.
 """
@@ -107,7 +111,10 @@ def align(matcher: str, restarts: int, a: dict, b: dict, spec, activations, trai
     return m.match(a, b, spec, seed=0, restarts=restarts).perms
 
 
-def score(a: dict, b: dict, spec, planted: dict, found: dict) -> dict:
+def score(a: dict, b: dict, spec, planted: dict, found: dict, midpoint=None) -> dict:
+    """Recovery, residual NoT and objective gap; with ``midpoint(perms)`` (the training loss at the midpoint
+    of A and B so permuted) also the found midpoint's loss minus the planted one's: a loss matcher that
+    misses with a negative difference found what it optimises, a lower midpoint, not a search failure."""
     from workflow.alignment.matching import checked_channels, objective
     from workflow.alignment.permutations import invert, number_of_transpositions
 
@@ -116,14 +123,18 @@ def score(a: dict, b: dict, spec, planted: dict, found: dict) -> dict:
     residual = sum(number_of_transpositions(planted[g][found[g]]) for g in planted)
     channels = checked_channels(a, b, spec)
     j_truth, j_found = objective(channels, spec, truth), objective(channels, spec, found)
-    return {"recovered": all(np.array_equal(found[g], truth[g]) for g in truth), "residual_not": residual,
-            "gap": (j_truth - j_found) / abs(j_truth)}
+    out = {"recovered": all(np.array_equal(found[g], truth[g]) for g in truth), "residual_not": residual,
+           "gap": (j_truth - j_found) / abs(j_truth)}
+    if midpoint is not None:
+        out["midpoint_gap"] = midpoint(found) - midpoint(truth)
+    return out
 
 
 def run(opts) -> list[dict]:
     import torch
 
     from workflow import architectures
+    from workflow.alignment import matchers
     from workflow.config import load_config
     from workflow.storage.datasets import load_dataset
 
@@ -134,6 +145,8 @@ def run(opts) -> list[dict]:
     x = torch.as_tensor(data.x_train[:opts.points])
     y = torch.as_tensor(data.y_train[:opts.points])
     rows = []
+    # with a loss matcher among them, every matcher's midpoint loss is compared with the planted one's
+    loss_matchers = any(matchers.get(parse_matcher(t)[0]).compares == matchers.LOSS for t in opts.matchers)
     for label, architecture, args in networks(opts.depths, opts.width, opts.resnet_widths):
         model, a, spec = build(architecture, args, data, opts.source, opts.epochs)
         hook = architectures.hook(architecture, "hidden_activations")
@@ -143,6 +156,14 @@ def run(opts) -> list[dict]:
 
         def trains(match, a_, b_, model=model, spec=spec):
             return match(model, a_, b_, spec, x, y, seed=0, steps=opts.ste_steps)
+
+        def midpoint_of(a_, b_, model=model, spec=spec):
+            from workflow.alignment.permutations import apply_permutation
+            from workflow.alignment.straight_through import _midpoint_loss
+            from workflow.evaluation.predict import to_torch
+
+            return lambda perms: _midpoint_loss(model, to_torch(a_), to_torch(apply_permutation(b_, spec, perms)),
+                                                x, y)
 
         units = sum(spec.group_sizes(a).values())
         for noise in opts.noise:
@@ -154,22 +175,27 @@ def run(opts) -> list[dict]:
                     start = time.perf_counter()
                     found = align(matcher, restarts, a, b, spec, activations, trains)
                     seconds.append(time.perf_counter() - start)
-                    scores.append(score(a, b, spec, planted, found))
+                    scores.append(score(a, b, spec, planted, found, midpoint_of(a, b) if loss_matchers else None))
                 rows.append({"network": label, "units": units, "noise": noise, "matcher": text,
                              "recovered": np.mean([s["recovered"] for s in scores]),
                              "residual_not_per_100": 100 * np.mean([s["residual_not"] for s in scores]) / units,
-                             "gap": np.mean([s["gap"] for s in scores]), "seconds": statistics.median(seconds)})
+                             "gap": np.mean([s["gap"] for s in scores]), "seconds": statistics.median(seconds),
+                             **({"midpoint_gap": np.mean([s["midpoint_gap"] for s in scores])}
+                                if loss_matchers else {})})
                 print(f"{label}, noise {noise:g}, {text}: recovered {rows[-1]['recovered']:.0%}", file=sys.stderr,
                       flush=True)
     return rows
 
 
 def markdown(rows: list[dict]) -> str:
+    midpoint = "midpoint_gap" in rows[0]
     lines = ["| network | hidden units | noise | matcher | recovered | residual NoT per 100 units | objective gap "
-             "| s per alignment |", "|---|---|---|---|---|---|---|---|"]
+             + ("| midpoint loss - planted's " if midpoint else "") + "| s per alignment |",
+             "|---|---|---|---|---|---|---|---|" + ("---|" if midpoint else "")]
     for r in rows:
         lines.append(f"| {r['network']} | {r['units']} | {r['noise']:g} | {r['matcher']} | {r['recovered']:.0%} "
-                     f"| {r['residual_not_per_100']:.3g} | {r['gap']:.3g} | {r['seconds']:.3g} |")
+                     f"| {r['residual_not_per_100']:.3g} | {r['gap']:.3g} | "
+                     + (f"{r['midpoint_gap']:.3g} | " if midpoint else "") + f"{r['seconds']:.3g} |")
     return "\n".join(lines)
 
 
