@@ -14,6 +14,7 @@ def test_barrier_height_hand_examples():
         barrier_height([0.1, 1.0], [0, 0])
     with pytest.raises(ValueError, match="n_points must be >= 3"):
         t_grid(2)
+    np.testing.assert_array_equal(t_grid(3), [0.0, 0.5, 1.0])  # one point between the endpoints is enough
 
 
 def test_summary_table_and_markdown(tmp_path):
@@ -37,6 +38,12 @@ def test_summary_table_and_markdown(tmp_path):
     assert table.loc[("naive", "0-1"), "loss_barrier"] == pytest.approx(0.5)
     assert table.loc[("weight", "0-2"), "loss_barrier"] == pytest.approx(0.1)
     assert table.loc[("weight", "0-2"), "not_total"] == 7 and pd.isna(table.loc[("naive", "0-2"), "not_total"])
+    # the endpoints' mean loss: the mean of t = 0 and t = 1 alone
+    from workflow.evaluation.barriers import summarize
+
+    one = pd.DataFrame({"method": "vi", "alignment": "naive", "pair": "0-1", "t": [0.0, 0.5, 1.0],
+                        "loss": [1.0, 9.0, 3.0], "error": 0.0})
+    assert summarize(one).loc[0, "loss_endpoints_mean"] == pytest.approx(2.0)
     md = (tmp_path / "b.md").read_text()
     assert "| base | ensemble | naive | 2 | 0.5000 ± 0.0000 | 1.000 |" in md and "| 7.0 |" in md
     assert "| base | ensemble | weight | 2 | 0.1000 ± 0.0000 | 0.200 |" in md

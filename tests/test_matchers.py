@@ -114,21 +114,43 @@ def test_sinkhorn_of_a_hard_permutation_is_weight_matchings_permute_and_its_matr
     np.testing.assert_allclose(s.sum(1), 1, atol=1e-9)
 
 
-def test_sinkhorn_escapes_the_local_optimum_of_coordinate_descent_from_the_identity():
+@pytest.mark.parametrize("scale", [1.0, 1e-3])
+def test_sinkhorn_escapes_the_local_optimum_of_coordinate_descent_from_the_identity(scale):
     """hidden [3, 2, 2], 2 classes, seed 1 (tests/test_matching.py): coordinate descent from the
     identity stops at W2 > 1; annealing from the uniform matrices, which favour no unit order,
-    reaches the planted permutation."""
+    reaches the planted permutation. The costs are standardised, so weights a thousand times
+    smaller anneal alike."""
     from workflow.storage.artifacts import w2_distance
 
     from .test_matching import random_mlp
 
     spec, mean, rng = random_mlp([3, 2, 2], 2, 1)
-    std = {k: np.exp(0.5 * rng.standard_normal(v.shape)) for k, v in mean.items()}
+    std = {k: scale * np.exp(0.5 * rng.standard_normal(v.shape)) for k, v in mean.items()}
+    mean = {k: scale * v for k, v in mean.items()}
     perms = random_permutations(spec.group_sizes(mean), rng)
     mean_b, std_b = apply_permutation(mean, spec, perms), apply_permutation(std, spec, perms)
     result = sinkhorn_matching(mean, mean_b, spec, seed=int(rng.integers(100)), extra_channels=[(std, std_b, 1.0)])
     assert w2_distance(mean, std, apply_permutation(mean_b, spec, result.perms),
                        apply_permutation(std_b, spec, result.perms)) == pytest.approx(0, abs=1e-9)
+
+
+def test_sinkhorns_soft_cost_of_hard_permutations_is_weight_matchings_cost_with_channel_weights():
+    """With every other group's soft permutation a hard one, a group's soft cost is weight matching's
+    cost matrix for the same channels and channel weights (a W2 weight other than 1 included)."""
+    from workflow.alignment.matching import _group_cost, _group_terms
+    from workflow.alignment.sinkhorn import soft_group_cost
+
+    _, spec, a = make_mlp((6, 5))
+    _, _, b = make_mlp((6, 5), seed=1)
+    rng = np.random.default_rng(3)
+    sa, sb = ({k: np.exp(rng.standard_normal(v.shape)) for k, v in a.items()} for _ in range(2))
+    channels = [(a, b, 1.0), (sa, sb, 2.5)]
+    sizes = spec.group_sizes(a)
+    perms = random_permutations(sizes, rng)
+    hard = {g: np.eye(len(p))[p] for g, p in perms.items()}
+    for g, n in sizes.items():
+        np.testing.assert_allclose(soft_group_cost(channels, spec, hard, g, n),
+                                   _group_cost(_group_terms(channels, spec, perms, g, n), n), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("bad", [dict(anneal_steps=0), dict(t_end=0.0), dict(t_start=0.01, t_end=0.1),
