@@ -22,7 +22,7 @@ SECTIONS = (
     (("chain_diagnostics_{variant}", "csv"), "HMC chains: R-hat and ESS of p(y|x) at the test points"),
     (("barriers", "md"), "Loss barriers (Rossi et al.), with HMC's within-chain control"),
     (("joint_alignment_{variant}", "md"), "Joint alignment of all seeds: cycle consistency of the pairwise "
-                                          "permutations"),
+                                          "permutations, and the merged model's test NLL and error"),
     (("not_k_{variant}", "csv"), "NoT study: transpositions planted at initialisation and found after training"),
 )
 
