@@ -1,3 +1,7 @@
+localrules:
+    summarize_joint,  # reads the joint alignments and writes one table: seconds
+
+
 rule align_pair:
     input:
         a=P.posterior(RESULTS, "{variant}", "{method}", "{a}"),

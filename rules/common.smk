@@ -35,6 +35,22 @@ except ConfigError as err:
 config.clear()
 config.update(_validated)
 
+
+def _check_gpu_limit():
+    """A profile's `resources: gpu=N` caps what one job (or one submission) may ask; a config whose
+    GPU jobs ask for more would have its request shrunk by Snakemake, or never run."""
+    cap = workflow.global_resources.get("gpu")
+    cap = getattr(cap, "value", cap)
+    wanted = max(v["compute"]["gpu"] for _, v in VARIANTS.values())
+    if isinstance(cap, int) and wanted > cap:
+        raise WorkflowError(
+            f"config key compute.gpu: {wanted} GPUs per GPU job, but the profile allows {cap} per job or submission "
+            f"(its resources: gpu={cap}); raise the profile's gpu to {wanted}, or lower compute.gpu"
+        )
+
+
+_check_gpu_limit()
+
 # the run's folder: every path below it is spelled by workflow/storage/paths.py (P), nowhere else
 RESULTS = f"results/{config['name']}"
 # jobs run `python -m workflow`: the environment Snakemake runs in (the README's venv), or

@@ -25,7 +25,7 @@ def dry_run_lines(tmp_path, compute: str, *extra: str, key: str = "resources:") 
     out: dict[str, set[str]] = {}
     rule = None
     for line in proc.stdout.splitlines():
-        m = re.match(r"^(?:local)?rule (\w+):", line)
+        m = re.match(r"^\s*(?:local)?rule (\w+):", line)  # indented: a job of a group job
         if m:
             rule = m.group(1)
         elif line.strip().startswith(key) and rule:

@@ -316,6 +316,9 @@ JOBS = (
             arg("--variant", default="base"),
             arg("--out", required=True),
         )),
+    Job("runbook", "the cluster runbook: every experiment config's jobs and SLURM submissions, from dry runs",
+        run=lambda a, c, d: _job("runbook", "runbook_job")(a.out),
+        args=(arg("--out", default="docs/cluster-runbook.md"),)),
     Job("readme-result", "the README's one small result, copied from the default run's results page",
         run=lambda a, c, d: _job("results_doc", "readme_result_job")(a.page, a.readme),
         args=(

@@ -1,0 +1,104 @@
+"""Cluster submissions (workflow/submissions.py) and the runbook's counts (docs/cluster-runbook.md),
+against Snakemake's own dry runs under profiles/slurm."""
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from workflow import submissions
+from workflow.device import GPU_RULES
+
+REPO = Path(__file__).resolve().parents[1]
+PROFILE = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
+
+DRY_RUN = """\
+[Sat Dec  5 11:35:00 2026]
+rule train_posterior:
+    jobid: 3
+[Sat Dec  5 11:35:00 2026]
+rule report_table:
+    jobid: 9
+[Sat Dec  5 11:35:00 2026] Group job align (jobs in lexicogr. order):
+
+    [Sat Dec  5 11:35:00 2026]
+    rule align_pair:
+        jobid: 6
+    [Sat Dec  5 11:35:00 2026]
+    rule align_pair:
+        jobid: 7
+[Sat Dec  5 11:35:00 2026]
+localrule all:
+    jobid: 0
+"""
+
+
+def test_a_dry_run_is_read_as_jobs_alone_local_and_in_group_jobs():
+    plan = submissions.parse(DRY_RUN, local={"report_table", "all"})
+    assert dict(plan.alone) == {"train_posterior": 1} and dict(plan.local) == {"report_table": 1, "all": 1}
+    assert dict(plan.grouped) == {"align_pair": 2} and dict(plan.group_jobs) == {"align": 1}
+    assert (plan.jobs, plan.submissions, plan.submissions_ungrouped) == (5, 2, 3)
+    with pytest.raises(ValueError, match="no job found"):
+        submissions.parse("Building DAG of jobs...\nNothing to be done.\n")
+
+
+def test_the_local_rules_are_the_workflows_localrules_declarations():
+    found = submissions.local_rules()
+    declared = set()
+    for path in (REPO / "rules").glob("*.smk"):
+        for block in re.findall(r"^localrules:\n((?:    .*\n)+)", path.read_text(), flags=re.M):
+            declared |= {line.split(",")[0].strip() for line in block.splitlines()}
+    assert found == declared | {"all"}
+    assert {"report_table", "claims", "summarize_joint", "figure_study"} <= found
+
+
+def test_the_profiles_groups_keep_cpu_and_gpu_rules_apart_and_long_jobs_alone():
+    """A group's GPU request is its rules' own only if no group mixes GPU and CPU rules; training,
+    HMC chains and the NoT study's retraining stay one submission each; a local rule is never submitted."""
+    groups = dict(item.split("=") for item in PROFILE["groups"])
+    components = dict(item.split("=") for item in PROFILE["group-components"])
+    assert set(groups.values()) == set(components)
+    for group in set(groups.values()):
+        members = {r for r, g in groups.items() if g == group}
+        assert members <= GPU_RULES or not members & GPU_RULES, (group, members)
+    assert not {"train_posterior", "not_k", "prepare_data"} & set(groups)
+    assert not submissions.local_rules() & set(groups)
+    defined = {m for p in (REPO / "rules").glob("*.smk") for m in re.findall(r"^rule (\w+):", p.read_text(), re.M)}
+    assert set(groups) <= defined, f"grouped rules the workflow does not define: {set(groups) - defined}"
+
+
+def test_a_gpu_request_above_the_profiles_limit_is_refused(tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory",
+                           str(tmp_path), "--profile", str(REPO / "profiles" / "slurm"), "--configfile",
+                           str(REPO / "tests" / "configs" / "tiny.yaml"), "-n", "--config", "compute={gpu: 2}"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert "compute.gpu: 2 GPUs per GPU job, but the profile allows 1" in proc.stdout + proc.stderr
+
+
+def runbook_rows():
+    text = (REPO / "docs" / "cluster-runbook.md").read_text()
+    rows = {}
+    for line in text.splitlines():
+        m = re.match(r"^\| `([^`]+)` \| (\d+) \| (\d+) \| (\d+) \| (\d+) \|", line)
+        if m:
+            rows[m.group(1)] = tuple(int(x) for x in m.groups()[1:])
+    return rows
+
+
+def test_the_runbooks_counts_are_those_of_a_dry_run_of_every_config():
+    """Every experiment config is on the page, and its jobs, local jobs and submissions without and with
+    groups equal a fresh dry run's (python -m workflow runbook --out docs/cluster-runbook.md)."""
+    from workflow.jobs import runbook
+
+    rows = runbook_rows()
+    assert set(rows) == {str(p.relative_to(REPO)) for p in runbook.configs()}
+    for r in runbook.count_all():
+        assert rows[r["config"]] == (r["jobs"], r["local"], r["before"], r["after"]), r["config"]
+    # the paper-scale MLP sweep: at least 5x fewer submissions with the groups
+    jobs, local, before, after = rows["experiments/rossi-mlp-mnist.yaml"]
+    assert before >= 5 * after
