@@ -51,6 +51,17 @@ def _broadcast(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return v.view(1, -1, *([1] * (like.ndim - 2)))
 
 
+def _forward(model: torch.nn.Module, params: Mapping[str, torch.Tensor], x: torch.Tensor, layers: list[str],
+             hook_of) -> None:
+    """One forward pass under ``params`` with the forward hook ``hook_of(name)`` on every repair layer."""
+    handles = [model.get_submodule(name).register_forward_hook(hook_of(name)) for name in layers]
+    try:
+        functional_call(model, dict(params), (x,))
+    finally:
+        for h in handles:
+            h.remove()
+
+
 @torch.no_grad()
 def channel_stats(model: torch.nn.Module, params: Mapping[str, torch.Tensor], x: torch.Tensor,
                   layers: list[str]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
@@ -62,12 +73,7 @@ def channel_stats(model: torch.nn.Module, params: Mapping[str, torch.Tensor], x:
             stats[name] = _channel_moments(out)
         return hook
 
-    handles = [model.get_submodule(name).register_forward_hook(record(name)) for name in layers]
-    try:
-        functional_call(model, dict(params), (x,))
-    finally:
-        for h in handles:
-            h.remove()
+    _forward(model, params, x, layers, record)
     return stats
 
 
@@ -91,12 +97,7 @@ def repair(model: torch.nn.Module, params: Mapping[str, torch.Tensor], x: torch.
             return (out - _broadcast(m, out)) * _broadcast(r, out) + _broadcast(mu, out)
         return hook
 
-    handles = [model.get_submodule(name).register_forward_hook(correct(name)) for name in layers]
-    try:
-        functional_call(model, dict(params), (x,))
-    finally:
-        for h in handles:
-            h.remove()
+    _forward(model, params, x, layers, correct)
     out = dict(params)
     for name, (m, r, mu) in folds.items():
         w, b = params[f"{name}.weight"], params[f"{name}.bias"]
