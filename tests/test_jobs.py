@@ -63,7 +63,8 @@ def test_align_job_finds_the_permutations_with_the_configured_matcher(planted, m
     assert calls == [1]
     for g, p in perms.items():
         np.testing.assert_array_equal(read_alignment(d / "al.h5").perms[g], invert(p))
-    with pytest.raises(ValueError, match="unknown matcher that compares weights 'correlation'"):
+    with pytest.raises(ValueError, match="unknown matcher that compares weights or loss 'correlation'; allowed: "
+                                         "weight, sinkhorn, ste"):
         align_pair("w2", d / "a.h5", d / "b.h5", {"alignment": {"max_sweeps": 100, "matcher": "correlation"}},
                    d / "x.h5", seeds=(0, 1))
     assert calls == [1] and not (d / "x.h5").exists()
