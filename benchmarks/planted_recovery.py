@@ -159,10 +159,10 @@ def run(opts) -> list[dict]:
 
         def midpoint_of(a_, b_, model=model, spec=spec):
             from workflow.alignment.permutations import apply_permutation
-            from workflow.alignment.straight_through import _midpoint_loss
+            from workflow.alignment.straight_through import midpoint_loss
             from workflow.evaluation.predict import to_torch
 
-            return lambda perms: _midpoint_loss(model, to_torch(a_), to_torch(apply_permutation(b_, spec, perms)),
+            return lambda perms: midpoint_loss(model, to_torch(a_), to_torch(apply_permutation(b_, spec, perms)),
                                                 x, y)
 
         units = sum(spec.group_sizes(a).values())

@@ -203,12 +203,12 @@ def test_the_straight_through_matcher_keeps_its_best_midpoint_and_never_loses_to
     matching's; the permutations it returns have exactly that midpoint loss, so they are never worse
     there than weight matching's. On two trained networks its steps find a lower midpoint."""
     from workflow.alignment.matching import weight_matching
-    from workflow.alignment.straight_through import _midpoint_loss, ste_matching
+    from workflow.alignment.straight_through import midpoint_loss, ste_matching
 
     model, spec, a, b, y = _trained_pair()
 
     def midpoint(perms):
-        return _midpoint_loss(model, to_torch(a), to_torch(apply_permutation(b, spec, perms)), X, y)
+        return midpoint_loss(model, to_torch(a), to_torch(apply_permutation(b, spec, perms)), X, y)
 
     result = ste_matching(model, a, b, spec, X, y, steps=60, lr=1e-2, batch_size=64)
     trace = np.asarray(result.objective_trace)

@@ -61,8 +61,12 @@ MATCHERS = {m.name: m for m in (
 def names(compares: str | tuple[str, ...] | None = None) -> list[str]:
     """Every matcher's name, or those that compare ``compares`` (one of WEIGHTS, ACTIVATIONS, LOSS, or a
     tuple of them)."""
-    kinds = (compares,) if isinstance(compares, str) else compares
+    kinds = _kinds(compares)
     return [n for n, m in MATCHERS.items() if kinds is None or m.compares in kinds]
+
+
+def _kinds(compares: str | tuple[str, ...] | None) -> tuple[str, ...] | None:
+    return (compares,) if isinstance(compares, str) else compares
 
 
 PAIR_MATCHERS = (WEIGHTS, LOSS)  # what alignment.matcher takes (pairs of posteriors)
@@ -73,7 +77,6 @@ def get(name: str, compares: str | tuple[str, ...] | None = None) -> Matcher:
     """The matcher ``name``; with ``compares``, refused unless it compares that (or one of those)."""
     allowed = names(compares)
     if name not in allowed:
-        what = f" that compares {' or '.join((compares,) if isinstance(compares, str) else compares)}" \
-            if compares else ""
+        what = f" that compares {' or '.join(_kinds(compares))}" if compares else ""
         raise ValueError(f"unknown matcher{what} {name!r}; allowed: {', '.join(allowed)}")
     return MATCHERS[name]

@@ -28,7 +28,7 @@ from .matching import MatchingResult, Params, weight_matching
 from .permutations import PermutationSpec, apply_permutation
 
 
-def _midpoint_loss(model, a, b_perm, x, y) -> float:
+def midpoint_loss(model, a, b_perm, x, y) -> float:
     import torch
     from torch.func import functional_call
 
@@ -60,18 +60,17 @@ def ste_matching(model, params_a: Params, params_b: Params, spec: PermutationSpe
 
     a_t = tensors(params_a)
     x_eval, y_eval = x[:eval_points], y[:eval_points]
-    start = weight_matching(params_a, params_b, spec, seed=seed, max_sweeps=max_sweeps,
-                            extra_channels=extra_channels, restarts=restarts, init=init)
-    perms = start.perms
+    perms = weight_matching(params_a, params_b, spec, seed=seed, max_sweeps=max_sweeps,
+                            extra_channels=extra_channels, restarts=restarts, init=init).perms
     best_perms = perms
-    best = _midpoint_loss(model, a_t, tensors(apply_permutation(params_b, spec, perms)), x_eval, y_eval)
+    b_perm = tensors(apply_permutation(params_b, spec, perms))  # B under the current permutations
+    best = midpoint_loss(model, a_t, b_perm, x_eval, y_eval)
     result = MatchingResult(best_perms, [best])
     seen = {_key(perms)}
     w = {k: v.clone().requires_grad_(True) for k, v in a_t.items()}
     optimizer = torch.optim.Adam(w.values(), lr=lr)
     rng = np.random.default_rng(seed)
     for step in range(steps):
-        b_perm = tensors(apply_permutation(params_b, spec, perms))
         idx = torch.as_tensor(rng.choice(len(x), size=min(batch_size, len(x)), replace=False), device=x.device)
         projected = {k: b_perm[k] + w[k] - w[k].detach() for k in w}  # value proj(W), gradient of W
         mid = {k: 0.5 * (a_t[k] + projected[k]) for k in w}
@@ -86,7 +85,8 @@ def ste_matching(model, params_a: Params, params_b: Params, spec: PermutationSpe
         key = _key(perms)
         if key not in seen:
             seen.add(key)
-            value = _midpoint_loss(model, a_t, tensors(apply_permutation(params_b, spec, perms)), x_eval, y_eval)
+            b_perm = tensors(apply_permutation(params_b, spec, perms))
+            value = midpoint_loss(model, a_t, b_perm, x_eval, y_eval)
             if value < best:
                 best, best_perms = value, perms
         result.objective_trace.append(best)

@@ -192,11 +192,18 @@ def _close_claim(column: str) -> Callable[[Run], list[Verdict]]:
 # ---------------------------------------------------------------- barriers (Rossi et al.; HMC's floor)
 
 def _barrier(run: Run, variant: str, method: str, alignment: str) -> float:
+    """The mean loss barrier over the pairs of a method and alignment, NaN where there is none."""
+    rows = _pair_barriers(run, variant, method, alignment)
+    return float(rows.mean()) if len(rows) else math.nan
+
+
+def _pair_barriers(run: Run, variant: str, method: str, alignment: str) -> pd.Series:
+    """The loss barrier of every pair (indexed by pair) of a method and alignment."""
     b = run.table("barriers")
     if b is None:
-        return math.nan
+        return pd.Series(dtype=float)
     rows = b[(b["variant"] == variant) & (b["method"] == method) & (b["alignment"] == alignment)]
-    return float(rows["loss_barrier"].mean()) if len(rows) else math.nan
+    return rows.set_index("pair")["loss_barrier"]
 
 
 def _untestable_mlp_vi_claim(run: Run) -> list[Verdict] | None:
@@ -378,27 +385,20 @@ def _hmc_floor(run: Run) -> list[Verdict]:
 JOINT_CANDIDATES = (("ensemble", "weight"), ("vi", "w2"))  # whose joint alignment judges the one-basin claim
 
 
-def _pair_barriers(run: Run, variant: str, method: str, alignment: str) -> pd.Series:
-    b = run.table("barriers")
-    if b is None:
-        return pd.Series(dtype=float)
-    rows = b[(b["variant"] == variant) & (b["method"] == method) & (b["alignment"] == alignment)]
-    return rows.set_index("pair")["loss_barrier"]
-
-
 def _one_basin(run: Run) -> list[Verdict]:
     """All seeds in one basin: one labelling of every seed (the joint alignment) connects every pair
     with a barrier near zero. The control is the same pairs each aligned on its own: where those are
     near zero and the joint ones are not, the pairwise permutations disagree with one another."""
     out = []
     for v in run.variants:
-        found = [(m, k) for m, k in JOINT_CANDIDATES if len(_pair_barriers(run, v, m, f"joint_{k}"))]
-        if not found:
+        found = next(((m, k, rows) for m, k in JOINT_CANDIDATES
+                      if len(rows := _pair_barriers(run, v, m, f"joint_{k}"))), None)
+        if found is None:
             out.append(Verdict(v, math.nan, NOT_TESTABLE, "no joint alignment (needs alignment.joint and 3 seeds or "
                                                           "more of the ensemble, or of VI with w2)"))
             continue
-        method, kind = found[0]
-        joint, pairwise = _pair_barriers(run, v, method, f"joint_{kind}"), _pair_barriers(run, v, method, kind)
+        method, kind, joint = found
+        pairwise = _pair_barriers(run, v, method, kind)
         worst, worst_pair = float(joint.max()), float(pairwise.max()) if len(pairwise) else math.nan
         control = f"worst barrier of the same {method} pairs each aligned on its own ({kind})"
         table = run.table("joint_alignment", v)

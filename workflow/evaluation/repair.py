@@ -128,9 +128,9 @@ class Repaired(SampleSource):
 
     def chunk(self, start, stop, device, dtype=torch.float32):
         drawn = self.path.chunk(start, stop, device, dtype)
+        x = self.x.to(device)
         fixed = []
         for i, s in enumerate(range(start, stop)):
             targets = interpolate_stats(self.stats_a[s], self.stats_b[s], self.t)
-            fixed.append(repair(self.model, {k: v[i] for k, v in drawn.items()}, self.x.to(device), self.layers,
-                                targets))
+            fixed.append(repair(self.model, {k: v[i] for k, v in drawn.items()}, x, self.layers, targets))
         return {k: torch.stack([f[k] for f in fixed]) for k in self.names}

@@ -15,9 +15,9 @@ from .inputs import check_posterior, read_posterior
 log = logging.getLogger(__name__)
 
 def align(a, b, kind: str, *, seed: int, max_sweeps: int, restarts: int = 1, matcher: str = "weight",
-          data: dict | None = None, settings: dict | None = None):
+          data: dict | None = None, alignment_cfg: dict | None = None):
     """(matching result, B aligned) for posteriors A and B, by a pair matcher of the registry; a loss
-    matcher trains on ``data``'s training split with ``settings`` (its keyword arguments)."""
+    matcher trains on ``data``'s training split with its settings from ``alignment_cfg`` (ste_*)."""
     _check_kind(kind, a)
     spec = a.permutation_spec()  # from the parameter names: a weight matcher's job never imports torch
     extra = [(a.std, b.std, 1.0)] if kind == "w2" else []
@@ -28,7 +28,7 @@ def align(a, b, kind: str, *, seed: int, max_sweeps: int, restarts: int = 1, mat
         model, _ = a.build_model()
         result = m.match(model, a.representative(), b.representative(), spec, data["x_train"], data["y_train"],
                          seed=seed, max_sweeps=max_sweeps, extra_channels=extra, restarts=restarts,
-                         **(settings or {}))
+                         **loss_matcher_settings(alignment_cfg))
     else:
         result = m.match(a.representative(), b.representative(), spec, seed=seed, max_sweeps=max_sweeps,
                          extra_channels=extra, restarts=restarts)
@@ -56,12 +56,11 @@ def align_pair(kind: str, path_a, path_b, cfg: dict, out, *, seeds: tuple[int, i
         torch.set_num_threads(cfg["compute"]["threads"])
         data = load_prepared(data_path)
         check_posterior(a, path_a, data=data)
-    matcher = cfg["alignment"].get("matcher", "weight")
-    loss = matchers.get(matcher, matchers.PAIR_MATCHERS).compares == matchers.LOSS
     # the matching's random group order depends on the pair alone, so reruns give identical files
     result, aligned = align(a, b, kind, seed=1000 * a.seed + b.seed, max_sweeps=cfg["alignment"]["max_sweeps"],
-                            restarts=cfg["alignment"].get("restarts", 1), matcher=matcher, data=data,
-                            settings=loss_matcher_settings(cfg["alignment"]) if loss else None)
+                            restarts=cfg["alignment"].get("restarts", 1),
+                            matcher=cfg["alignment"].get("matcher", "weight"), data=data,
+                            alignment_cfg=cfg["alignment"])
     dist_kind, before = a.distance_to(b)
     _, after = a.distance_to(aligned)
     al = Alignment(alignment=kind, method=a.method, seed_a=a.seed, seed_b=b.seed, perms=result.perms,

@@ -33,15 +33,13 @@ def parse_fit_key(key: str) -> tuple[str, str, str, str]:
     from ..alignment.matchers import SAMPLE_MATCHERS, names
     from ..alignment.rebasing import REFERENCES
 
-    def matchings():
-        return names(SAMPLE_MATCHERS)
-
+    matchings = names(SAMPLE_MATCHERS)
     parts = key.split("/")
     if len(parts) != 4 or parts[3] not in FITS or parts[0] not in methods.names() \
-            or methods.kind(parts[0]) != "samples" or parts[1] not in matchings() or parts[2] not in REFERENCES:
+            or methods.kind(parts[0]) != "samples" or parts[1] not in matchings or parts[2] not in REFERENCES:
         raise ValueError(f"rebasin key {key!r} is not '<sample method>/<matching>/<reference>/<q_d|q_r>' (sample "
                          f"methods: {', '.join(methods.of_kind(methods.names(), 'samples'))}; matchings: "
-                         f"{', '.join(matchings())}; references: {', '.join(REFERENCES)})")
+                         f"{', '.join(matchings)}; references: {', '.join(REFERENCES)})")
     return parts[0], parts[1], parts[2], parts[3]
 
 
