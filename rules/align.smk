@@ -17,8 +17,7 @@ rule align_pair:
         ENV
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=60,
+        **job_resources("align_pair", mem_mb=4000, runtime=60),
     params:
         cfg=job_config("alignment"),
         runtime=job_runtime,
@@ -47,8 +46,7 @@ rule align_joint:
         ENV
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=60,
+        **job_resources("align_joint", mem_mb=4000, runtime=60),
     params:
         cfg=job_config("alignment"),
         runtime=job_runtime,
@@ -73,8 +71,7 @@ rule joint_pair:
         ENV
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=60,
+        **job_resources("joint_pair", mem_mb=4000, runtime=60),
     shell:
         "python -m workflow joint-pair --joint {input.joint:q} --seeds {wildcards.a} {wildcards.b} --a {input.a:q}"
         " --b {input.b:q} --out {output:q} > {log:q} 2>&1"
@@ -96,8 +93,7 @@ rule joint_merged:
         ENV
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=60,
+        **job_resources("joint_merged", mem_mb=4000, runtime=60),
     params:
         cfg=job_config("barrier"),
         runtime=job_runtime,
@@ -123,8 +119,7 @@ rule summarize_joint:
         ENV
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=30,
+        **job_resources("summarize_joint", mem_mb=2000, runtime=30),
     shell:
         "python -m workflow summarize-joint --joint {input.joint:q} --pairs {input.pairs:q} --merged {input.merged:q}"
         " --out-csv {output.csv:q} --out-md {output.md:q} > {log:q} 2>&1"

@@ -14,6 +14,8 @@ from workflow.storage import paths as P
 from workflow.alignment.matchers import LOSS, SAMPLE_MATCHERS, get as get_matcher, names as matcher_names
 from workflow.captions import caption_text, table_item
 from workflow.device import GPU_RULES
+from workflow.job_resources import estimate, load_reference, propose
+from workflow.job_sizes import chains_rule
 from workflow.config import (
     ConfigError,
     expand_variants,
@@ -133,12 +135,30 @@ def job_runtime(wc, threads):
     return json.dumps(runtime_config(cfg), sort_keys=True)
 
 
-def heavy_resources(rule_name, mem_mb, runtime):
-    """Resources of the heavy jobs of a rule: memory and runtime grow with each retry (--retries). The
-    rules in workflow/device.py's GPU_RULES request compute.gpu GPUs (of compute.gpu_model, if set) and
-    are passed `--gpus {resources.gpu}`, so they compute on the GPU they were given."""
+MEASURED = load_reference()  # workflow/measured_resources.csv: rates measured on the MNIST t10k configs
+
+
+def job_resources(rule_name, mem_mb, runtime, **fixed_wildcards):
+    """mem_mb and runtime of a rule's jobs, each job's own: scaled to its variant's config from the
+    measured rates (workflow/job_resources.py: estimate, then propose's head-room), or the given
+    values where nothing of the rule on this architecture was measured. Both grow with each retry
+    (--retries). `fixed_wildcards`: what a rule fixes instead of matching (method, chains)."""
+
+    def sized(wc):
+        wildcards = dict(wc.items()) | fixed_wildcards
+        cfg = variant_config(wildcards["variant"]) if "variant" in wildcards else config
+        measured = estimate(MEASURED, rule_name, wildcards, cfg)
+        return propose(measured[1], measured[0]) if measured else (mem_mb, runtime)
+
+    return dict(mem_mb=lambda wc, attempt: sized(wc)[0] * attempt, runtime=lambda wc, attempt: sized(wc)[1] * attempt)
+
+
+def heavy_resources(rule_name, mem_mb, runtime, **fixed_wildcards):
+    """job_resources, and for the rules in workflow/device.py's GPU_RULES compute.gpu GPUs (of
+    compute.gpu_model, if set): those are passed `--gpus {resources.gpu}`, so they compute on the
+    GPU they were given."""
     HEAVY_RULES.add(rule_name)
-    out = dict(mem_mb=lambda wc, attempt: mem_mb * attempt, runtime=lambda wc, attempt: runtime * attempt)
+    out = job_resources(rule_name, mem_mb, runtime, **fixed_wildcards)
     if rule_name in GPU_RULES:
         out["gpu"] = config["compute"]["gpu"]
         if config["compute"]["gpu"] and config["compute"]["gpu_model"]:

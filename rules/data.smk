@@ -9,8 +9,7 @@ rule prepare_data:
         ENV
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=30,
+        **job_resources("prepare_data", mem_mb=4000, runtime=30),
     params:
         cfg=lambda wc: json.dumps(result_config(DATA_CONFIGS[wc.datakey], ["data"]), sort_keys=True),
         runtime=job_runtime,

@@ -28,8 +28,7 @@ rule figure_barriers:
         ENV
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        **job_resources("figure_barriers", mem_mb=2000, runtime=10),
     params:
         # derived (takes threads): a caption's wording never reruns a job
         caption=lambda wc, threads: caption_text(
@@ -59,8 +58,7 @@ rule figure_sweep:
         ENV
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        **job_resources("figure_sweep", mem_mb=2000, runtime=10),
     params:
         base=json.dumps(SWEEP["base"], sort_keys=True),
         caption=lambda wc, threads: caption_text("sweep", config, method=wc.method, swept=swept_values()),

@@ -69,8 +69,7 @@ rule summarize_barriers:
         ENV
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        **job_resources("summarize_barriers", mem_mb=2000, runtime=10),
     params:
         variants=json.dumps(SWEEP["variants"], sort_keys=True),
     shell:

@@ -41,8 +41,7 @@ rule rebasin_draws:
         ENV
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        **job_resources("rebasin_draws", mem_mb=2000, runtime=10),
     shell:
         "python -m workflow summarize-rebasin-draws --draws {input:q} --variant {wildcards.variant}"
         " --out-csv {output.csv:q} --out-md {output.md:q} > {log:q} 2>&1"

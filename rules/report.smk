@@ -31,8 +31,7 @@ rule report_table:
         ENV
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=10,
+        **job_resources("report_table", mem_mb=1000, runtime=10),
     params:
         title=lambda wc: table_item(wc.table, VARIANTS)[1],
         # derived (takes threads): a caption's wording never reruns a job
@@ -55,8 +54,7 @@ rule paper:
         ENV
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=30,
+        **job_resources("paper", mem_mb=2000, runtime=30),
     params:
         base=json.dumps(SWEEP["base"] if len(VARIANTS) > 1 else {}, sort_keys=True),
         captions=lambda wc, threads: json.dumps({Path(t).name: table_caption(Path(t).stem) for t in summary_tables()}),
@@ -80,8 +78,7 @@ rule claims:
         ENV
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        **job_resources("claims", mem_mb=2000, runtime=10),
     params:
         run_config=json.dumps(result_config(config, ["data", "model", "prior", "methods", "rebasin"]), sort_keys=True),
         variants=json.dumps(SWEEP["variants"], sort_keys=True),

@@ -24,8 +24,7 @@ rule basin:
         ENV
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=60,
+        **job_resources("basin", mem_mb=4000, runtime=60),
     params:
         cfg=job_config("alignment"),
         sources=lambda wc: json.dumps(basin_sources(wc.variant)),
@@ -49,8 +48,7 @@ rule sigma_histograms:
         ENV
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        **job_resources("sigma_histograms", mem_mb=2000, runtime=10),
     params:
         rebasin=lambda wc: json.dumps(rebasin_files(wc.variant), sort_keys=True),
         gaussians=lambda wc: json.dumps(gaussian_files(wc.variant)),
@@ -142,8 +140,7 @@ rule summarize_not_k:
         ENV
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=10,
+        **job_resources("summarize_not_k", mem_mb=1000, runtime=10),
     shell:
         "python -m workflow concat-tables --tables {input:q} --out {output:q} > {log:q} 2>&1"
 
@@ -165,8 +162,7 @@ rule not_path:
         ENV
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=60,
+        **job_resources("not_path", mem_mb=4000, runtime=60),
     params:
         cfg=job_config("alignment", "barrier.n_points"),
     shell:
@@ -188,8 +184,7 @@ rule summarize_not_path:
         ENV
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=10,
+        **job_resources("summarize_not_path", mem_mb=1000, runtime=10),
     shell:
         "python -m workflow concat-tables --tables {input:q} --out {output:q} > {log:q} 2>&1"
 
@@ -213,8 +208,7 @@ rule figure_study:
         ENV
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        **job_resources("figure_study", mem_mb=2000, runtime=10),
     params:
         # derived (takes threads): a caption's wording never reruns a job
         caption=lambda wc, threads: caption_text(wc.study, variant_config(wc.variant), variant=wc.variant),

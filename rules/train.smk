@@ -41,7 +41,7 @@ for _method, _groups in TOGETHER.items():
         # one job advances these seeds' chains together (the same draws as one job per seed)
         rule:
             name:
-                f"train_{_method}_seeds_{_name.replace('-', '_')}"
+                chains_rule(_method, _seeds)
             input:
                 data=data_file,
             output:
@@ -54,7 +54,7 @@ for _method, _groups in TOGETHER.items():
                 ENV
             threads: config["compute"]["threads"]
             resources:
-                **heavy_resources("train_posterior", mem_mb=4000, runtime=120),  # train_posterior, seeds together
+                **heavy_resources("train_posterior", mem_mb=4000, runtime=120, method=_method, chains=len(_seeds)),
             params:
                 cfg=job_config("data", "model", "prior", _method, "compute.mixed_precision"),
                 runtime=job_runtime,

@@ -17,6 +17,7 @@ DRY_RUN = """\
 [Sat Dec  5 11:35:00 2026]
 rule train_posterior:
     jobid: 3
+    wildcards: variant=model.hidden-64x64_prior.std-0.1, method=vi, seed=0
 [Sat Dec  5 11:35:00 2026]
 rule report_table:
     jobid: 9
@@ -39,6 +40,9 @@ def test_a_dry_run_is_read_as_jobs_alone_local_and_in_group_jobs():
     assert dict(plan.alone) == {"train_posterior": 1} and dict(plan.local) == {"report_table": 1, "all": 1}
     assert dict(plan.grouped) == {"align_pair": 2} and dict(plan.group_jobs) == {"align": 1}
     assert (plan.jobs, plan.submissions, plan.submissions_ungrouped) == (5, 2, 3)
+    assert plan.job_list[0] == ("train_posterior", {"variant": "model.hidden-64x64_prior.std-0.1", "method": "vi",
+                                                    "seed": "0"})
+    assert [r for r, _ in plan.job_list] == ["train_posterior", "report_table", "align_pair", "align_pair", "all"]
     with pytest.raises(ValueError, match="no job found"):
         submissions.parse("Building DAG of jobs...\nNothing to be done.\n")
 
@@ -81,13 +85,17 @@ def test_a_gpu_request_above_the_profiles_limit_is_refused(tmp_path):
 
 
 def runbook_rows():
-    text = (REPO / "docs" / "cluster-runbook.md").read_text()
-    rows = {}
-    for line in text.splitlines():
+    counts, _, hours_part = (REPO / "docs" / "cluster-runbook.md").read_text().partition("## Hours")
+    rows, hours = {}, {}
+    for line in counts.splitlines():
         m = re.match(r"^\| `([^`]+)` \| (\d+) \| (\d+) \| (\d+) \| (\d+) \|", line)
         if m:
             rows[m.group(1)] = tuple(int(x) for x in m.groups()[1:])
-    return rows
+    for line in hours_part.splitlines():
+        m = re.match(r"^\| `([^`]+)` \| ([\d.,e+-]+) \| ([\d.,e+-]+) \| ([\d.,e+-]+) \| (\d+) \|$", line)
+        if m:
+            hours[m.group(1)] = m.groups()[1:]
+    return rows, hours
 
 
 def test_the_runbooks_counts_are_those_of_a_dry_run_of_every_config():
@@ -95,10 +103,40 @@ def test_the_runbooks_counts_are_those_of_a_dry_run_of_every_config():
     groups equal a fresh dry run's (python -m workflow runbook --out docs/cluster-runbook.md)."""
     from workflow.jobs import runbook
 
-    rows = runbook_rows()
-    assert set(rows) == {str(p.relative_to(REPO)) for p in runbook.configs()}
+    rows, hours = runbook_rows()
+    assert set(rows) == set(hours) == {str(p.relative_to(REPO)) for p in runbook.configs()}
     for r in runbook.count_all():
         assert rows[r["config"]] == (r["jobs"], r["local"], r["before"], r["after"]), r["config"]
+        fmt = runbook.fmt_hours
+        assert hours[r["config"]] == (fmt(r["cpu_h"]), fmt(r["gpu_rule_h"]), fmt(r["longest_h"]), str(r["unsized"])), r["config"]
     # the paper-scale MLP sweep: at least 5x fewer submissions with the groups
     jobs, local, before, after = rows["experiments/rossi-mlp-mnist.yaml"]
     assert before >= 5 * after
+
+
+def test_every_job_asks_for_the_resources_its_measured_size_calls_for(tmp_path):
+    """The rules' mem_mb and runtime are propose(estimate(...)) of each job (the shipped reference,
+    scaled to the job's config): HMC's chains ask for more than an ensemble member, and a run with
+    more data asks for more."""
+    import subprocess
+    import sys
+
+    from workflow.config import load_config
+    from workflow.job_resources import estimate, load_reference, propose
+
+    config = REPO / "experiments" / "mnist-t10k-table1.yaml"
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory",
+                           str(tmp_path), "--profile", str(REPO / "profiles" / "slurm"), "--configfile", str(config),
+                           "-n", "-F", "posteriors"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    asked = {}
+    for block in proc.stdout.split("rule train_posterior:")[1:]:
+        method = re.search(r"wildcards: .*method=(\w+)", block).group(1)
+        res = re.search(r"resources: .*mem_mb=(\d+),.*runtime=(\d+)", block)
+        asked[method] = (int(res.group(1)), int(res.group(2)))
+    cfg = load_config(config)
+    ref = load_reference()
+    for method in ("ensemble", "vi", "hmc"):
+        seconds, rss = estimate(ref, "train_posterior", {"method": method}, cfg)
+        assert asked[method] == propose(rss, seconds), method
+    assert asked["hmc"][1] > 5 * asked["ensemble"][1]

@@ -271,8 +271,17 @@ def test_every_job_has_a_benchmark_beside_its_log_and_job_resources_reads_them(f
     benches = {p.relative_to(results / "benchmarks") for p in (results / "benchmarks").rglob("*.tsv")}
     assert logs and {Path(*b.parts[1:]).with_suffix("") for b in benches} == logs
     proc = subprocess.run([sys.executable, "-m", "workflow", "job-resources", "--run", str(results), "--out-csv",
-                           str(finished_run / "resources.csv")], capture_output=True, text=True, cwd=finished_run)
+                           str(finished_run / "resources.csv"), "--run-config", str(TINY), "--reference-out",
+                           str(finished_run / "reference.csv")], capture_output=True, text=True, cwd=finished_run)
     assert proc.returncode == 0, proc.stderr[-2000:]
+    # every job's path reads back as its variant and method: each trained method has its own rates
+    from workflow.job_resources import load_reference
+
+    ref = load_reference(finished_run / "reference.csv")
+    assert set(ref["architecture"]) == {"mlp"} and ref["jobs"].sum() == len(benches)
+    trained = set(ref.loc[ref["rule"] == "train_posterior", "method"])
+    assert trained == {"ensemble", "vi", "hmc", "laplace"}, trained
+    assert (ref["s_per_unit"] > 0).all() and (ref["mb_per_unit"] >= 0).all()
     summary = pd.read_csv(finished_run / "resources.csv")
     assert {"train_posterior", "align_pair", "barrier_curves", "claims"} <= set(summary["rule"])
     assert summary["jobs"].sum() == len(benches) and (summary["wall_s_max"] > 0).all()

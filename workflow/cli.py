@@ -71,10 +71,32 @@ def _job_resources(args, cfg, device) -> None:
     from .storage.atomic import write_csv
     from .job_resources import markdown, read_benchmarks, summarize
 
-    summary = summarize(read_benchmarks(args.run))
+    benchmarks = read_benchmarks(args.run)
+    summary = summarize(benchmarks)
     print(markdown(summary))
     if args.out_csv:
         write_csv(args.out_csv, summary)
+    if args.reference_out and not args.run_config:
+        raise ValueError("--reference-out needs --run-config, the config the run was made with")
+    if args.run_config:
+        from pathlib import Path
+
+        from .config import expand_variants, load_config
+        from .job_resources import load_reference, merge_reference, reference
+
+        variants = {name: cfg for name, (_, cfg) in expand_variants(load_config(args.run_config)).items()}
+        new = reference(benchmarks, variants, Path(args.run).name)
+        print("\nRates per architecture, rule and method (seconds per unit of job_sizes.time_size, MB per byte "
+              "of job_sizes.memory_size):\n")
+        print(new.to_string(index=False))
+        if args.reference_out:
+            old = load_reference(args.reference_out) if Path(args.reference_out).exists() else None
+            write_csv(args.reference_out, merge_reference(old, new))
+        if args.against:
+            from .job_resources import compare, compare_markdown
+
+            print(f"\nMeasured against the estimates of {args.against}:\n")
+            print(compare_markdown(compare(benchmarks, variants, load_reference(args.against))))
 
 
 def _job(module: str, function: str):
@@ -306,6 +328,12 @@ JOBS = (
         args=(
             arg("--run", required=True, help="the run's folder, results/<name>"),
             arg("--out-csv", help="also write the per-rule table here"),
+            arg("--run-config", help="the config the run was made with: also print the rates that size "
+                                     "other configs' jobs (workflow/job_sizes.py)"),
+            arg("--reference-out", help="merge those rates into this reference file (the rules read "
+                                        "workflow/measured_resources.csv)"),
+            arg("--against", help="with --run-config: also print each rule's measured times beside what this "
+                                  "reference estimates for the same jobs"),
         )),
     Job("results-doc", "a finished run's claims and result tables as one Markdown page for docs/",
         run=lambda a, c, d: _job("results_doc", "results_doc_job")(a.run, a.run_config_file, a.out,

@@ -18,6 +18,7 @@ from pathlib import Path
 
 GROUP = re.compile(r"^\[[^\]]*\] Group job (\S+) ")
 JOB = re.compile(r"^(\s*)(local)?rule (\w+):\s*$")
+WILDCARDS = re.compile(r"^\s*wildcards: (.*)$")
 
 
 @dataclass
@@ -29,6 +30,8 @@ class Plan:
     local: Counter = field(default_factory=Counter)
     grouped: Counter = field(default_factory=Counter)
     group_jobs: Counter = field(default_factory=Counter)
+    # every job's rule and wildcards, in the dry run's order (sizes them: workflow/job_sizes.py)
+    job_list: list = field(default_factory=list)
 
     @property
     def jobs(self) -> int:
@@ -69,10 +72,15 @@ def parse(text: str, local: set[str] | None = None) -> Plan:
             plan.group_jobs[group.group(1)] += 1
             in_group = True
             continue
+        wildcards = WILDCARDS.match(line)
+        if wildcards and plan.job_list:
+            plan.job_list[-1][1].update(dict(kv.split("=", 1) for kv in re.split(r", (?=\w+=)", wildcards.group(1))))
+            continue
         job = JOB.match(line)
         if not job:
             continue
         indent, marked_local, rule = job.groups()
+        plan.job_list.append((rule, {}))
         if indent and in_group:
             plan.grouped[rule] += 1
         else:

@@ -17,6 +17,10 @@ from pathlib import Path
 import yaml
 
 from .. import submissions
+from ..config import expand_variants, load_config
+from ..device import GPU_RULES
+from ..job_resources import estimate, load_reference
+from ..job_sizes import sizing_rule
 from ..storage.atomic import write_text
 
 REPO = Path(__file__).resolve().parents[2]
@@ -34,9 +38,33 @@ def count(config: Path, profile: Path = PROFILE) -> dict:
     with tempfile.TemporaryDirectory() as work:
         plan = submissions.dry_run(config, profile, work)
     name = yaml.safe_load(config.read_text())["name"]
-    return {"config": str(config.relative_to(REPO)), "name": name, "jobs": plan.jobs,
+    return hours(config, plan) | {"config": str(config.relative_to(REPO)), "name": name, "jobs": plan.jobs,
             "local": sum(plan.local.values()), "before": plan.submissions_ungrouped, "after": plan.submissions,
             "alone": dict(sorted(plan.alone.items())), "groups": dict(sorted(plan.group_jobs.items()))}
+
+
+def hours(config: Path, plan: submissions.Plan) -> dict:
+    """Estimated hours of the plan's jobs, one thread each, from the measured rates
+    (workflow/measured_resources.csv, scaled by workflow/job_sizes.py): all jobs, those of the GPU
+    rules (hours on a GPU at most: the rates are the CPU's), the longest job, and the jobs whose
+    rule nothing measured on this architecture (not counted)."""
+    validated = load_config(config)
+    variants = {name: cfg for name, (_, cfg) in expand_variants(validated).items()}
+    ref = load_reference()
+    total = gpu = longest = 0.0
+    unsized = 0
+    for rule, wildcards in plan.job_list:
+        if rule in submissions.NO_RUN:
+            continue
+        rule, wildcards = sizing_rule(rule, wildcards)
+        seconds = estimate(ref, rule, wildcards, variants.get(wildcards.get("variant"), validated))
+        if seconds is None:
+            unsized += 1
+            continue
+        total += seconds[0]
+        gpu += seconds[0] if rule in GPU_RULES else 0.0
+        longest = max(longest, seconds[0])
+    return {"cpu_h": total / 3600, "gpu_rule_h": gpu / 3600, "longest_h": longest / 3600, "unsized": unsized}
 
 
 def count_all(paths=None, workers: int = 2) -> list[dict]:
@@ -55,6 +83,20 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def fmt_hours(x: float) -> str:
+    """Two significant digits below 10 hours, whole hours above."""
+    return f"{x:,.0f}" if x >= 10 else f"{x:.2g}"
+
+
+def hours_table(rows: list[dict]) -> str:
+    lines = ["| config | CPU-hours | of which in GPU rules | longest job (hours) | jobs not sized |",
+             "|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| `{r['config']}` | {fmt_hours(r['cpu_h'])} | {fmt_hours(r['gpu_rule_h'])} "
+                     f"| {fmt_hours(r['longest_h'])} | {r['unsized']} |")
+    return "\n".join(lines)
+
+
 def page(rows: list[dict]) -> str:
     return "\n".join([
         HEADER,
@@ -69,6 +111,24 @@ def page(rows: list[dict]) -> str:
         "one submission per job.",
         "",
         table(rows),
+        "",
+        "## Hours",
+        "",
+        "Estimated from the benchmark files of finished MNIST t10k runs: each rule's measured seconds per "
+        "unit of its size (`workflow/measured_resources.csv`, written by `python -m workflow job-resources "
+        "--run-config`), times each job's own size in this config (`workflow/job_sizes.py`: data rows, "
+        "samples, epochs, multiply-adds of the network), at one CPU thread per job, without head-room. "
+        "The same estimate, with `workflow/job_resources.py`'s head-room, is every job's `runtime` and "
+        "`mem_mb` request. GPU rules (training, barriers, Table 1, pruning, the NoT study) hold a GPU "
+        "when `compute.gpu` is 1: their hours here are CPU hours, an upper bound until a GPU table "
+        "exists. A job whose rule was never measured on its architecture is not sized (it asks for "
+        "its rule's fixed default) and not counted. The rates are wall seconds of single-threaded jobs on a "
+        "2-core machine shared with other work, so they err long; `compute.threads` above 1 is not "
+        "modelled. A job longer than a partition's time limit (the full-MNIST HMC chains of "
+        "`mnist-table1.yaml`: thousands of CPU-hours, as Xiao et al. ran them on GPUs) needs `compute.gpu` "
+        "and its own measurement there.",
+        "",
+        hours_table(rows),
         "",
         "## Running one",
         "",
