@@ -100,7 +100,8 @@ def main(argv=None) -> int:
     if STARTED_AT.endswith("+changes"):
         print("note: uncommitted changes are not measured; the clone is of HEAD", file=sys.stderr)
     sys.path.insert(0, str(REPO))
-    from workflow.job_resources import markdown, read_benchmarks, summarize
+    from workflow.config import expand_variants, load_config
+    from workflow.job_resources import compare, compare_markdown, load_reference, markdown, read_benchmarks, summarize
 
     work = Path(tempfile.mkdtemp(prefix="default-run-"))
     clone = work / "clone"
@@ -110,9 +111,15 @@ def main(argv=None) -> int:
         import yaml
 
         run_name = yaml.safe_load((clone / "config.yaml").read_text())["name"]
-        summary = summarize(read_benchmarks(clone / "results" / run_name))
+        benchmarks = read_benchmarks(clone / "results" / run_name)
+        summary = summarize(benchmarks)
         text = report(timing, summary, run_name, opts.fresh_venv)
-        resources = f"{stamp()} From the run above:\n\n{markdown(summary)}"
+        # a config the shipped reference was not measured on (digits, a smaller MLP): how well it scales
+        variants = {name: cfg for name, (_, cfg) in expand_variants(load_config(clone / "config.yaml")).items()}
+        against = compare_markdown(compare(benchmarks, variants, load_reference(clone / "workflow" / "measured_resources.csv")))
+        resources = (f"{stamp()} From the run above:\n\n{markdown(summary)}\n\nThe same jobs as the rules size them "
+                     f"(`workflow/measured_resources.csv`, measured on MNIST t10k, scaled by `workflow/job_sizes.py`; "
+                     f"`job-resources --run-config config.yaml --against workflow/measured_resources.csv`):\n\n{against}")
         print(text, "\n", resources, sep="\n")
         if opts.doc:
             write_block("default-run", text)

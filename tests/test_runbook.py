@@ -29,6 +29,7 @@ rule report_table:
     [Sat Dec  5 11:35:00 2026]
     rule align_pair:
         jobid: 7
+        wildcards: variant=base, method=vi, kind=w2, a=0, b=1
 [Sat Dec  5 11:35:00 2026]
 localrule all:
     jobid: 0
@@ -42,6 +43,8 @@ def test_a_dry_run_is_read_as_jobs_alone_local_and_in_group_jobs():
     assert (plan.jobs, plan.submissions, plan.submissions_ungrouped) == (5, 2, 3)
     assert plan.job_list[0] == ("train_posterior", {"variant": "model.hidden-64x64_prior.std-0.1", "method": "vi",
                                                     "seed": "0"})
+    assert plan.job_list[3] == ("align_pair", {"variant": "base", "method": "vi", "kind": "w2", "a": "0", "b": "1"})
+    assert plan.job_list[2] == ("align_pair", {}) and plan.job_list[1] == ("report_table", {})
     assert [r for r, _ in plan.job_list] == ["train_posterior", "report_table", "align_pair", "align_pair", "all"]
     with pytest.raises(ValueError, match="no job found"):
         submissions.parse("Building DAG of jobs...\nNothing to be done.\n")
