@@ -144,11 +144,16 @@ def job_resources(rule_name, mem_mb, runtime, **fixed_wildcards):
     values where nothing of the rule on this architecture was measured. Both grow with each retry
     (--retries). `fixed_wildcards`: what a rule fixes instead of matching (method, chains)."""
 
+    known = {}  # mem_mb and runtime are asked for separately: size each job once
+
     def sized(wc):
         wildcards = dict(wc.items()) | fixed_wildcards
-        cfg = variant_config(wildcards["variant"]) if "variant" in wildcards else config
-        measured = estimate(MEASURED, rule_name, wildcards, cfg)
-        return propose(measured[1], measured[0]) if measured else (mem_mb, runtime)
+        key = tuple(sorted(wildcards.items()))
+        if key not in known:
+            cfg = variant_config(wildcards["variant"]) if "variant" in wildcards else config
+            measured = estimate(MEASURED, rule_name, wildcards, cfg)
+            known[key] = propose(measured[1], measured[0]) if measured else (mem_mb, runtime)
+        return known[key]
 
     return dict(mem_mb=lambda wc, attempt: sized(wc)[0] * attempt, runtime=lambda wc, attempt: sized(wc)[1] * attempt)
 

@@ -111,7 +111,8 @@ def test_a_reference_reproduces_its_own_jobs_and_scales_to_other_configs():
     assert list(ref["method"]) == ["hmc", "vi"] and list(ref["jobs"]) == [1, 2]
     seconds, rss = estimate(ref, "train_posterior", {"method": "hmc"}, small)
     assert seconds == pytest.approx(100.0) and rss == pytest.approx(1256.0)
-    assert estimate(ref, "train_posterior", {"method": "vi"}, small)[0] == pytest.approx(30.0)  # the slowest
+    # time: the median of the key's jobs (one job slowed by a busy machine does not set it); memory: the largest
+    assert estimate(ref, "train_posterior", {"method": "vi"}, small) == pytest.approx((20.0, 500.0))
     big = cfg(data={"dataset": "digits", "n_train": 900})
     seconds, rss = estimate(ref, "train_posterior", {"method": "hmc"}, big)
     assert seconds == pytest.approx(300.0)  # three times the data

@@ -12,8 +12,9 @@ The proposal per rule, from the slowest and the largest of its jobs:
 The head-room covers another machine's speed and the scheduler's own accounting.
 
 Scaling to other configs: `reference()` turns a run's benchmark files into per (architecture, rule,
-method) rates, seconds per unit of workflow/job_sizes.py's `time_size` and MB above the interpreter
-per byte of its `memory_size` (the slowest and the largest of the key's jobs). Committed as
+method) rates, seconds per unit of workflow/job_sizes.py's `time_size` (the median of the key's jobs: a job slowed by a
+busy machine does not set it; the head-room covers the spread) and MB above the interpreter per
+byte of its `memory_size` (the largest). Committed as
 REFERENCE_FILE (measured on the MNIST t10k configs), they give every job rule its default
 `mem_mb` and `runtime` for any config: `estimate()`, then `propose()`.
 
@@ -120,7 +121,7 @@ def reference(benchmarks: pd.DataFrame, variants: dict[str, dict], run: str) -> 
     table = pd.DataFrame(rows)
     out = table.groupby(["architecture", "rule", "method"], sort=True).agg(
         jobs=("s", "size"), wall_s_max=("s", "max"), max_rss_mb=("rss", "max"),
-        s_per_unit=("s_per_unit", "max"), mb_per_unit=("mb_per_unit", "max")).reset_index()
+        s_per_unit=("s_per_unit", "median"), mb_per_unit=("mb_per_unit", "max")).reset_index()
     out["run"] = run
     return out[REFERENCE_COLUMNS]
 
