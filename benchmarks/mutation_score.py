@@ -39,6 +39,9 @@ MODULES = {
     "evaluation/barriers": ["tests/test_barriers.py", "tests/test_matching.py"],
     "inference/hmc_sampler": ["tests/test_hmc.py", "tests/test_hmc_bnn.py"],
     "evaluation/mcmc_diagnostics": ["tests/test_mcmc_diagnostics.py"],
+    "evaluation/repair": ["tests/test_repair.py"],
+    "alignment/straight_through": ["tests/test_matchers.py"],
+    "job_sizes": ["tests/test_job_sizes.py"],
 }
 FLIP = {ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt, ast.Eq: ast.NotEq,
         ast.NotEq: ast.Eq, ast.In: ast.NotIn, ast.NotIn: ast.In, ast.Is: ast.IsNot, ast.IsNot: ast.Is}
