@@ -147,3 +147,15 @@ def test_the_shipped_reference_sizes_every_job_rule_of_the_mnist_configs():
     seconds, rss = estimate(ref, "train_posterior", {"method": "hmc"}, c)
     mem, runtime = propose(rss, seconds)
     assert runtime >= math.ceil(seconds / 60) and mem > rss
+
+
+@pytest.mark.parametrize("rule, wc", [("train_posterior", {"method": "ensemble"}), ("train_posterior", {"method": "vi"}),
+                                      ("train_posterior", {"method": "hmc"}), ("train_posterior", {"method": "laplace"}),
+                                      ("barrier_curves", {"method": "vi"}), ("barrier_within_chain", {"method": "hmc"}),
+                                      ("table1", {}), ("pruning", {}), ("not_k", {}),
+                                      ("rebasin", {"method": "hmc", "matching": "activation", "reference": "first"})])
+def test_every_forward_pass_rule_grows_with_the_networks_multiply_adds(rule, wc):
+    """Twice the hidden units of a one-layer MLP on digits: twice the multiply-adds, twice the time."""
+    narrow, wide = cfg(model={"architecture": "mlp", "hidden": [32]}), cfg(model={"architecture": "mlp", "hidden": [64]})
+    assert J.macs(wide) == 2 * J.macs(narrow)
+    assert J.time_size(rule, wc, wide) == pytest.approx(2 * J.time_size(rule, wc, narrow))

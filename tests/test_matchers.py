@@ -226,3 +226,18 @@ def test_bad_straight_through_settings_are_refused(bad):
     model, spec, a = make_mlp((8,))
     with pytest.raises(ValueError, match="straight-through matching needs"):
         ste_matching(model, a, a, spec, X, torch.zeros(len(X), dtype=torch.long), **bad)
+
+
+def test_the_midpoint_loss_is_the_cross_entropy_of_the_averaged_network():
+    from torch.func import functional_call
+
+    from workflow.alignment.straight_through import midpoint_loss
+
+    model, _ = build_model("mlp", (1, 2, 2), 3, hidden=[5])
+    gen = torch.Generator().manual_seed(0)
+    a = {k: torch.randn(v.shape, generator=gen) for k, v in model.named_parameters()}
+    b = {k: torch.randn(v.shape, generator=gen) for k, v in model.named_parameters()}
+    x, y = torch.randn(7, 1, 2, 2, generator=gen), torch.tensor([0, 1, 2, 0, 1, 2, 0])
+    mid = {k: (a[k] + b[k]) / 2 for k in a}
+    expected = torch.nn.functional.cross_entropy(functional_call(model, mid, (x,)), y)
+    assert midpoint_loss(model, a, b, x, y) == pytest.approx(float(expected), rel=1e-6)

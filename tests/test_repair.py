@@ -130,3 +130,11 @@ def test_the_barrier_job_writes_repaired_rows_beside_the_plain_ones(tmp_path):
     cfg["barrier"]["repair"] = False
     assert list(_path_curve(post(a, 0), post(b, 1), data, cfg, alignment="naive", pair="0-1", meta={},
                             device="cpu", variant="base")["alignment"].unique()) == ["naive"]
+
+
+def test_the_target_statistics_interpolate_mean_and_std_each_on_their_own():
+    a = {"l": (torch.tensor([1.0, 2.0]), torch.tensor([10.0, 20.0]))}
+    b = {"l": (torch.tensor([5.0, 6.0]), torch.tensor([30.0, 40.0]))}
+    mean, std = R.interpolate_stats(a, b, 0.25)["l"]
+    torch.testing.assert_close(mean, torch.tensor([2.0, 3.0]))
+    torch.testing.assert_close(std, torch.tensor([15.0, 25.0]))

@@ -159,6 +159,21 @@ def estimate(ref: pd.DataFrame, rule: str, wc: dict, cfg: dict) -> tuple[float, 
     return seconds, rss
 
 
+def request(ref: pd.DataFrame, rule: str, wc: dict, cfg: dict) -> tuple[int | None, int | None]:
+    """(mem_mb, runtime in minutes) a job asks for: propose() of its estimate; None for what the
+    reference cannot size: the rule on this architecture was never measured, or the job computes on
+    a GPU (a GPU-capable rule with compute.gpu > 0), whose speed no CPU measurement predicts. Its
+    host memory still scales with its data and samples."""
+    from .device import GPU_RULES
+
+    est = estimate(ref, rule, wc, cfg)
+    if est is None:
+        return None, None
+    mem, runtime = propose(est[1], est[0])
+    on_gpu = rule in GPU_RULES and int(cfg["compute"].get("gpu") or 0) > 0
+    return mem, None if on_gpu else runtime
+
+
 def compare(benchmarks: pd.DataFrame, variants: dict[str, dict], ref: pd.DataFrame) -> pd.DataFrame:
     """Per rule of a finished run: its measured total and longest wall seconds and peak RSS beside
     what `ref` estimates for the same jobs (a run that was not part of `ref` tests the scaling)."""

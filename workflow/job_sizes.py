@@ -161,16 +161,32 @@ def time_size(rule: str, wc: dict, cfg: dict) -> float:
     return 1.0
 
 
+PREDICTING_RULES = {"barrier_curves", "barrier_within_chain", "table1", "pruning"}  # chunked to compute.memory_mb
+
+
 def memory_size(rule: str, wc: dict, cfg: dict) -> float:
     """Bytes the job holds that grow with the config: its data, the parameter vectors of its
-    posteriors, and the training activations an activation matcher compares."""
+    posteriors, and its activations: a training step's (batch x the network's outputs per example,
+    kept for the backward pass; HMC's batch is the training set), the chunk budget
+    compute.memory_mb of a job that predicts, or the training activations an activation matcher
+    compares (float64, of the draw and the reference)."""
     n_train, n_test = split_rows(cfg["data"])
-    data = (n_train + n_test) * math.prod(input_shape(cfg["data"])) * FLOAT_BYTES
-    params = draws(cfg, wc.get("method")) * n_params(cfg) * FLOAT_BYTES
-    if rule == "rebasin" and wc.get("matching") in ACTIVATION_MATCHERS:
+    method = wc.get("method")
+    size = (n_train + n_test) * math.prod(input_shape(cfg["data"])) * FLOAT_BYTES
+    size += draws(cfg, method) * n_params(cfg) * FLOAT_BYTES
+    outputs = _forward(cfg)[1]
+    if int(cfg["compute"].get("gpu") or 0) > 0 and rule in ("train_posterior", "not_k", *PREDICTING_RULES):
+        return float(size)  # its activations and prediction chunks live in GPU memory, not the host's
+    if rule in ("train_posterior", "not_k"):
+        section = cfg.get(method or "ensemble", {}) if rule == "train_posterior" else cfg["ensemble"]
+        batch = n_train if method == "hmc" else int(section.get("batch_size") or n_train)
+        size += 3.0 * batch * outputs * FLOAT_BYTES * int(wc.get("chains", 1))
+    elif rule in PREDICTING_RULES:
+        size += float(cfg["compute"]["memory_mb"]) * 2**20
+    elif rule == "rebasin" and wc.get("matching") in ACTIVATION_MATCHERS:
         points = cfg["rebasin"].get("activation_points") or n_train
-        params += 2.0 * points * _forward(cfg)[1] * 8  # float64 activations of the draw and the reference
-    return float(data + params)
+        size += 2.0 * points * outputs * 8
+    return float(size)
 
 
 CHAINS_RULE = re.compile(r"^train_([a-z0-9]+)_seeds_(\d+(?:_\d+)*)$")

@@ -19,7 +19,7 @@ import yaml
 from .. import submissions
 from ..config import expand_variants, load_config
 from ..device import GPU_RULES
-from ..job_resources import estimate, load_reference
+from ..job_resources import estimate, load_reference, request
 from ..job_sizes import sizing_rule
 from ..storage.atomic import write_text
 
@@ -43,6 +43,15 @@ def count(config: Path, profile: Path = PROFILE) -> dict:
             "alone": dict(sorted(plan.alone.items())), "groups": dict(sorted(plan.group_jobs.items()))}
 
 
+def profile_mem_mb(profile: Path = PROFILE) -> int:
+    """The per-submission memory limit of the profile (its `resources: mem_mb=N`)."""
+    for item in yaml.safe_load((profile / "config.yaml").read_text()).get("resources", []):
+        key, _, value = str(item).partition("=")
+        if key.strip() == "mem_mb":
+            return int(value)
+    raise ValueError(f"{profile}/config.yaml sets no resources: mem_mb=N")
+
+
 def hours(config: Path, plan: submissions.Plan) -> dict:
     """Estimated hours of the plan's jobs, one thread each, from the measured rates
     (workflow/measured_resources.csv, scaled by workflow/job_sizes.py): all jobs, those of the GPU
@@ -52,19 +61,48 @@ def hours(config: Path, plan: submissions.Plan) -> dict:
     variants = {name: cfg for name, (_, cfg) in expand_variants(validated).items()}
     ref = load_reference()
     total = gpu = longest = 0.0
-    unsized = 0
+    unsized = over = 0
+    cap = profile_mem_mb()
+    requests: dict = {}  # rule -> [jobs, largest mem_mb, longest runtime in minutes, sized]
     for rule, wildcards in plan.job_list:
         if rule in submissions.NO_RUN:
             continue
         rule, wildcards = sizing_rule(rule, wildcards)
-        seconds = estimate(ref, rule, wildcards, variants.get(wildcards.get("variant"), validated))
+        cfg = variants.get(wildcards.get("variant"), validated)
+        seconds = estimate(ref, rule, wildcards, cfg)
         if seconds is None:
             unsized += 1
+            requests.setdefault(rule, [0, 0, 0, False])[0] += 1
             continue
         total += seconds[0]
         gpu += seconds[0] if rule in GPU_RULES else 0.0
         longest = max(longest, seconds[0])
-    return {"cpu_h": total / 3600, "gpu_rule_h": gpu / 3600, "longest_h": longest / 3600, "unsized": unsized}
+        mem, runtime = request(ref, rule, wildcards, cfg)
+        over += mem > cap
+        req = requests.setdefault(rule, [0, 0, 0, True])
+        req[0], req[1] = req[0] + 1, max(req[1], mem)
+        req[2] = None if runtime is None else max(req[2] or 0, runtime)
+    return {"cpu_h": total / 3600, "gpu_rule_h": gpu / 3600, "longest_h": longest / 3600, "unsized": unsized,
+            "over_mem": over, "requests": dict(sorted(requests.items()))}
+
+
+REQUESTS_SHOWN = ("experiments/mnist-t10k-table1.yaml", "experiments/mnist-t10k-resnet20.yaml",
+                  "experiments/rossi-mlp-mnist.yaml", "experiments/rossi-resnet20-cifar10.yaml")
+
+
+def requests_tables(rows: list[dict]) -> str:
+    """Per rule, what its jobs ask for (the largest and longest), for the configs of REQUESTS_SHOWN."""
+    out = []
+    for r in rows:
+        if r["config"] not in REQUESTS_SHOWN:
+            continue
+        out += [f"`{r['config']}`:", "", "| rule | jobs | mem_mb (largest) | runtime, minutes (longest) |",
+                "|---|---|---|---|"]
+        for rule, (jobs, mem, runtime, sized) in r["requests"].items():
+            runtime = runtime if sized and runtime is not None else "fixed default"
+            out.append(f"| {rule} | {jobs} | {mem if sized else 'fixed default'} | {runtime} |")
+        out.append("")
+    return "\n".join(out)
 
 
 def count_all(paths=None, workers: int = 2) -> list[dict]:
@@ -89,11 +127,11 @@ def fmt_hours(x: float) -> str:
 
 
 def hours_table(rows: list[dict]) -> str:
-    lines = ["| config | CPU-hours | of which in GPU rules | longest job (hours) | jobs not sized |",
-             "|---|---|---|---|---|"]
+    lines = ["| config | CPU-hours | of which in GPU rules | longest job (hours) | jobs not sized "
+             f"| jobs over the profile's mem_mb ({profile_mem_mb()}) |", "|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| `{r['config']}` | {fmt_hours(r['cpu_h'])} | {fmt_hours(r['gpu_rule_h'])} "
-                     f"| {fmt_hours(r['longest_h'])} | {r['unsized']} |")
+                     f"| {fmt_hours(r['longest_h'])} | {r['unsized']} | {r['over_mem']} |")
     return "\n".join(lines)
 
 
@@ -130,6 +168,12 @@ def page(rows: list[dict]) -> str:
         "",
         hours_table(rows),
         "",
+        "What the jobs ask for, per rule (each job its own `propose()` of its estimate, times the attempt "
+        "under `--retries`; rules never measured on the architecture keep their fixed default, and so "
+        "does the runtime of a job that computes on a GPU (`compute.gpu` above 0), which no CPU "
+        "measurement predicts; its host memory still scales):",
+        "",
+        requests_tables(rows),
         "## Running one",
         "",
         "From a login node, in the venv with the SLURM plugin (`pip install -e '.[slurm]'`):",
