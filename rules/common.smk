@@ -141,7 +141,7 @@ MEASURED = load_reference()  # workflow/measured_resources.csv: rates measured o
 def job_resources(rule_name, mem_mb, runtime, **fixed_wildcards):
     """mem_mb and runtime of a rule's jobs, each job's own: scaled to its variant's config from the
     measured rates (workflow/job_resources.py: request), or the given values where nothing of the
-    rule on this architecture was measured (and the runtime of a job on a GPU: measured on CPUs). Both grow with each retry
+    rule on this architecture was measured, and for the runtime of a job on a GPU (the rates are the CPU's). Both grow with each retry
     (--retries). `fixed_wildcards`: what a rule fixes instead of matching (method, chains)."""
 
     known = {}  # mem_mb and runtime are asked for separately: size each job once
