@@ -135,6 +135,16 @@ def hours_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def reference_table() -> str:
+    """The measured reference every estimate scales from, as the rules read it."""
+    ref = load_reference()
+    lines = ["| architecture | rule | method | jobs measured | wall s (max) | peak RSS MB | run |", "|---|---|---|---|---|---|---|"]
+    for r in ref.itertuples():
+        lines.append(f"| {r.architecture} | {r.rule} | {r.method} | {r.jobs} | {r.wall_s_max:.1f} | {r.max_rss_mb:.0f} "
+                     f"| {r.run} |")
+    return "\n".join(lines)
+
+
 def page(rows: list[dict]) -> str:
     return "\n".join([
         HEADER,
@@ -174,6 +184,12 @@ def page(rows: list[dict]) -> str:
         "measurement predicts; its host memory still scales):",
         "",
         requests_tables(rows),
+        "The measured reference (`workflow/measured_resources.csv`), per architecture, rule and method: the "
+        "finished runs' benchmark files as `python -m workflow job-resources --run-config` read them "
+        "(docs/performance.md has the commands):",
+        "",
+        reference_table(),
+        "",
         "## Running one",
         "",
         "From a login node, in the venv with the SLURM plugin (`pip install -e '.[slurm]'`):",
