@@ -132,7 +132,33 @@ def test_a_merged_reference_replaces_only_what_was_measured_again():
     merged = merge_reference(old, new).set_index(["rule", "method"])
     assert merged.loc[("train_posterior", "vi"), "run"] == "new" and merged.loc[("table1", ANY), "run"] == "old"
     with pytest.raises(ValueError, match="no variant 'sweep1'"):
-        reference(measured([("table1", "sweep1/table1", 5.0, 300.0)]), {"other": c}, "r")
+        reference(measured([("train_posterior", "sweep1/train/vi/seed0", 5.0, 300.0)]), {"other": c}, "r")
+    # a sweep has no variant "base": the run's own jobs (data, figures, claims) take its first variant
+    ref = reference(measured([("prepare_data", "prepare_data/abc123", 1.0, 150.0), ("claims", "claims", 0.5, 90.0)]),
+                    {"model.hidden-32": c, "model.hidden-64": cfg(model={"architecture": "mlp", "hidden": [64]})}, "r")
+    assert set(ref["rule"]) == {"prepare_data", "claims"}
+
+
+def test_a_barrier_path_evaluates_a_gaussians_samples_and_a_sample_sets_draws():
+    def size(method, **sections):
+        return J.time_size("barrier_curves", {"method": method}, cfg(**sections))
+
+    assert size("vi", barrier={"mc_samples": 40}) == 2 * size("vi", barrier={"mc_samples": 20})
+    assert size("ensemble", barrier={"mc_samples": 40}) == size("ensemble", barrier={"mc_samples": 20})
+    assert size("hmc", hmc={"n_samples": 40}) == 2 * size("hmc", hmc={"n_samples": 20})
+    assert size("hmc", barrier={"mc_samples": 40}) == size("hmc", barrier={"mc_samples": 20})
+    within = J.time_size("barrier_within_chain", {"method": "hmc"}, cfg(hmc={"n_samples": 40}))
+    assert within == 2 * J.time_size("barrier_within_chain", {"method": "hmc"}, cfg(hmc={"n_samples": 20}))
+
+
+def test_a_matcher_never_measured_takes_the_rate_of_its_family():
+    """Correlation compares activations as activation matching does; sinkhorn and ste are weight-like."""
+    c = cfg()
+    ref = reference(measured([("rebasin", "base/rebasin/hmc/activation/first", 100.0, 500.0),
+                              ("rebasin", "base/rebasin/hmc/weight/first", 1.0, 300.0)]), {"base": c}, "r")
+    act = {"method": "hmc", "reference": "first"}
+    assert estimate(ref, "rebasin", act | {"matching": "correlation"}, c) == estimate(ref, "rebasin", act | {"matching": "activation"}, c)
+    assert estimate(ref, "rebasin", act | {"matching": "sinkhorn"}, c)[0] == pytest.approx(1.0)
 
 
 def test_the_shipped_reference_sizes_every_job_rule_of_the_mnist_configs():

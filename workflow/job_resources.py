@@ -96,10 +96,13 @@ def markdown(summary: pd.DataFrame) -> str:
 
 
 def rate_key(rule: str, wc: dict) -> str:
-    """The method column of a job's reference row: its method, and for rebasin its matching too
-    (weight and activation matching cost differently per draw)."""
+    """The method column of a job's reference row: its method, and for rebasin its matcher's family
+    too (weight-like matchers cost per parameter, activation-like ones per multiply-add)."""
     method = wc.get("method", ANY)
-    return f"{method}/{wc['matching']}" if rule == "rebasin" and "matching" in wc else method
+    if rule == "rebasin" and "matching" in wc:
+        family = "activation" if wc["matching"] in job_sizes.ACTIVATION_MATCHERS else "weight"
+        return f"{method}/{family}"  # matchers of one family share a size formula, so a rate
+    return method
 
 
 def reference(benchmarks: pd.DataFrame, variants: dict[str, dict], run: str) -> pd.DataFrame:
@@ -110,10 +113,11 @@ def reference(benchmarks: pd.DataFrame, variants: dict[str, dict], run: str) -> 
     rows = []
     for r in benchmarks.itertuples():
         wc = job_sizes.job_wildcards(r.rule, r.job, methods.names())
-        cfg = variants.get(wc["variant"], variants.get("base"))
-        if cfg is None:
+        cfg = variants.get(wc["variant"])
+        if cfg is None and "method" in wc:  # a job of one variant's method: its variant must exist
             raise ValueError(f"benchmark {r.rule}/{r.job}: no variant {wc['variant']!r} in the config "
                              f"(variants: {', '.join(variants)}); give the config the run was made with")
+        cfg = cfg or next(iter(variants.values()))  # a job of the whole run (data, figures, reports)
         rss = 0.0 if math.isnan(r.max_rss) else r.max_rss
         rows.append({"architecture": cfg["model"]["architecture"], "rule": r.rule, "method": rate_key(r.rule, wc),
                      "s": r.s, "rss": rss, "s_per_unit": r.s / job_sizes.time_size(r.rule, wc, cfg),

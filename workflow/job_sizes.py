@@ -12,9 +12,11 @@ What each rule's time grows with (MACs: multiply-adds of one forward pass of one
     train_posterior  ensemble: epochs x n_train x MACs;  vi: the same x vi.mc_samples;
                      hmc: (n_warmup + n_samples x thinning) x n_leapfrog x n_train x MACs;
                      laplace: n_train x MACs x classes (the GGN); each x the chains of the job
-    barrier_curves   pairs x n_points x mc_samples x examples of barrier.split x MACs (x 2 REPAIRed)
-    barrier_within_chain   n_points x mc_samples x examples x MACs
-    table1           table.mc_samples x n_test x MACs;  pruning: fractions x n_test x MACs
+    barrier_curves   pairs x n_points x networks per point (a Gaussian's mc_samples, a sample set's
+                     draws) x examples of barrier.split x MACs (x 2 REPAIRed)
+    barrier_within_chain   chains x n_points x draws x examples x MACs
+    table1           (table.mc_samples + HMC draws + members) x n_test x MACs
+    pruning          fractions x n_test x MACs
     not_k            ks x ensemble.epochs x n_train x MACs
     rebasin          draws x (parameters; activation matchers: activation points x MACs)
                      x (rebasin.max_iterations for the iterated reference)
@@ -117,6 +119,16 @@ def draws(cfg: dict, method: str | None) -> int:
     return seeds * (int(cfg["hmc"]["n_samples"]) if method == "hmc" else 1)
 
 
+def path_samples(cfg: dict, method: str | None) -> int:
+    """Networks evaluated at each point of a barrier path: a Gaussian's barrier.mc_samples, every
+    draw of a sample set (an HMC chain's kept draws, an ensemble member's one)."""
+    from . import methods
+
+    if method and methods.kind(method) == "samples":
+        return int(cfg["hmc"]["n_samples"]) if method == "hmc" else 1
+    return int(cfg["barrier"]["mc_samples"])
+
+
 def time_size(rule: str, wc: dict, cfg: dict) -> float:
     """What the job's compute time grows with (the module's docstring has the table)."""
     method = wc.get("method")
@@ -137,12 +149,15 @@ def time_size(rule: str, wc: dict, cfg: dict) -> float:
     if rule in ("barrier_curves", "barrier_within_chain"):
         b = cfg["barrier"]
         examples = n_test if b.get("split", "test") == "test" else n_train
-        size = float(b["n_points"]) * int(b["mc_samples"]) * examples * m
+        size = float(b["n_points"]) * path_samples(cfg, method) * examples * m
         if rule == "barrier_curves":
             size *= max(1, len(seed_pairs(cfg, method))) * (2 if b.get("repair") else 1)
+        else:  # both halves of every chain
+            size *= len(method_seeds(cfg, method))
         return size
-    if rule == "table1":
-        return float(cfg["table"]["mc_samples"]) * n_test * m
+    if rule == "table1":  # the Gaussians' Monte Carlo samples, and every HMC draw and ensemble member
+        sets = draws(cfg, "hmc") if "hmc" in cfg["methods"] else 0
+        return float(cfg["table"]["mc_samples"] + sets + len(cfg["seeds"])) * n_test * m
     if rule == "pruning":
         return float(len(cfg["pruning"]["fractions"])) * n_test * m
     if rule == "not_k":
