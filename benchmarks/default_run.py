@@ -100,7 +100,7 @@ def main(argv=None) -> int:
     if STARTED_AT.endswith("+changes"):
         print("note: uncommitted changes are not measured; the clone is of HEAD", file=sys.stderr)
     sys.path.insert(0, str(REPO))
-    from workflow.config import expand_variants, load_config
+    from workflow.config import load_config, variant_configs
     from workflow.job_resources import compare, compare_markdown, load_reference, markdown, read_benchmarks, summarize
 
     work = Path(tempfile.mkdtemp(prefix="default-run-"))
@@ -115,7 +115,7 @@ def main(argv=None) -> int:
         summary = summarize(benchmarks)
         text = report(timing, summary, run_name, opts.fresh_venv)
         # a config the shipped reference was not measured on (digits, a smaller MLP): how well it scales
-        variants = {name: cfg for name, (_, cfg) in expand_variants(load_config(clone / "config.yaml")).items()}
+        variants = variant_configs(load_config(clone / "config.yaml"))
         against = compare_markdown(compare(benchmarks, variants, load_reference(clone / "workflow" / "measured_resources.csv")))
         resources = (f"{stamp()} From the run above:\n\n{markdown(summary)}\n\nThe same jobs as the rules size them "
                      f"(`workflow/measured_resources.csv`, measured on MNIST t10k, scaled by `workflow/job_sizes.py`; "

@@ -14,7 +14,7 @@ from workflow.storage import paths as P
 from workflow.alignment.matchers import LOSS, SAMPLE_MATCHERS, get as get_matcher, names as matcher_names
 from workflow.captions import caption_text, table_item
 from workflow.device import GPU_RULES
-from workflow.job_resources import load_reference, request
+from workflow.job_resources import estimate, load_reference, request
 from workflow.job_sizes import chains_rule
 from workflow.config import (
     ConfigError,
@@ -140,9 +140,10 @@ MEASURED = load_reference()  # workflow/measured_resources.csv: rates measured o
 
 def job_resources(rule_name, mem_mb, runtime, **fixed_wildcards):
     """mem_mb and runtime of a rule's jobs, each job's own: scaled to its variant's config from the
-    measured rates (workflow/job_resources.py: request), or the given values where nothing of the
-    rule on this architecture was measured, and for the runtime of a job on a GPU (the rates are the CPU's). Both grow with each retry
-    (--retries). `fixed_wildcards`: what a rule fixes instead of matching (method, chains)."""
+    measured rates (workflow/job_resources.py: estimate, request), or the given values where nothing
+    of the rule on this architecture was measured, and for the runtime of a job on a GPU (the rates
+    are the CPU's). Both grow with each retry (--retries). `fixed_wildcards`: what a rule fixes
+    instead of matching (method, chains)."""
 
     known = {}  # mem_mb and runtime are asked for separately: size each job once
 
@@ -151,7 +152,7 @@ def job_resources(rule_name, mem_mb, runtime, **fixed_wildcards):
         key = tuple(sorted(wildcards.items()))
         if key not in known:
             cfg = variant_config(wildcards["variant"]) if "variant" in wildcards else config
-            measured_mem, measured_runtime = request(MEASURED, rule_name, wildcards, cfg)
+            measured_mem, measured_runtime = request(rule_name, cfg, estimate(MEASURED, rule_name, wildcards, cfg))
             known[key] = (measured_mem or mem_mb, measured_runtime or runtime)
         return known[key]
 

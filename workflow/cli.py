@@ -81,10 +81,10 @@ def _job_resources(args, cfg, device) -> None:
     if args.run_config:
         from pathlib import Path
 
-        from .config import expand_variants, load_config
+        from .config import load_config, variant_configs
         from .job_resources import load_reference, merge_reference, reference
 
-        variants = {name: cfg for name, (_, cfg) in expand_variants(load_config(args.run_config)).items()}
+        variants = variant_configs(load_config(args.run_config))
         new = reference(benchmarks, variants, Path(args.run).name)
         print("\nRates per architecture, rule and method (seconds per unit of job_sizes.time_size, MB per byte "
               "of job_sizes.memory_size):\n")

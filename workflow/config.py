@@ -331,6 +331,11 @@ def expand_variants(config: dict) -> dict[str, dict]:
     return variants
 
 
+def variant_configs(config: dict) -> dict[str, dict]:
+    """Variant name -> its validated config (expand_variants without the overrides)."""
+    return {name: cfg for name, (_, cfg) in expand_variants(config).items()}
+
+
 def table_cell(value):
     """A swept value as a table cell: numbers stay numbers, widths [512] become 512, [512, 512] '512x512'."""
     if isinstance(value, (list, tuple)):

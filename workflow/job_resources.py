@@ -12,13 +12,13 @@ The proposal per rule, from the slowest and the largest of its jobs:
 The head-room covers another machine's speed and the scheduler's own accounting.
 
 Scaling to other configs: `reference()` turns a run's benchmark files into per (architecture, rule,
-method) rates, seconds per unit of workflow/job_sizes.py's `time_size` (the median of the key's jobs: a job slowed by a
-busy machine does not set it; the head-room covers the spread) and MB above the interpreter per
-byte of its `memory_size` (the largest). Committed as
-REFERENCE_FILE (measured on the MNIST t10k configs), they give every job rule its default
-`mem_mb` and `runtime` for any config: `estimate()`, then `propose()`.
+method) rates: seconds per unit of workflow/job_sizes.py's `time_size` (the median of the key's
+jobs: a job slowed by a busy machine does not set it; the head-room covers the spread) and MB above
+the interpreter per byte of its `memory_size` (the largest). Committed as REFERENCE_FILE (measured
+on the MNIST t10k configs), they give every job rule its default `mem_mb` and `runtime` for any
+config: `estimate()`, then `request()`.
 
-    python -m workflow job-resources --run results/<name> --config <its config> --reference-out FILE
+    python -m workflow job-resources --run results/<name> --run-config <its config> --reference-out FILE
 """
 
 from __future__ import annotations
@@ -144,7 +144,7 @@ def load_reference(path=REFERENCE_FILE) -> pd.DataFrame:
     missing = set(REFERENCE_COLUMNS) - set(table.columns)
     if missing:
         raise ValueError(f"{path} is not a resource reference (missing {sorted(missing)}); write one with "
-                         "python -m workflow job-resources --run RUN --config CONFIG --reference-out FILE")
+                         "python -m workflow job-resources --run RUN --run-config CONFIG --reference-out FILE")
     return table
 
 
@@ -163,14 +163,13 @@ def estimate(ref: pd.DataFrame, rule: str, wc: dict, cfg: dict) -> tuple[float, 
     return seconds, rss
 
 
-def request(ref: pd.DataFrame, rule: str, wc: dict, cfg: dict) -> tuple[int | None, int | None]:
-    """(mem_mb, runtime in minutes) a job asks for: propose() of its estimate; None for what the
-    reference cannot size: the rule on this architecture was never measured, or the job computes on
-    a GPU (a GPU-capable rule with compute.gpu > 0), whose speed no CPU measurement predicts. Its
-    host memory still scales with its data and samples."""
+def request(rule: str, cfg: dict, est: tuple[float, float] | None) -> tuple[int | None, int | None]:
+    """(mem_mb, runtime in minutes) a job asks for: propose() of its estimate(); None for what the
+    reference cannot size: the rule on this architecture was never measured (`est` None), or the job
+    computes on a GPU (a GPU-capable rule with compute.gpu > 0), whose speed no CPU measurement
+    predicts. Its host memory still scales with its data and samples."""
     from .device import GPU_RULES
 
-    est = estimate(ref, rule, wc, cfg)
     if est is None:
         return None, None
     mem, runtime = propose(est[1], est[0])

@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 
 from .. import submissions
-from ..config import expand_variants, load_config
+from ..config import load_config, variant_configs
 from ..device import GPU_RULES
 from ..job_resources import estimate, load_reference, request
 from ..job_sizes import sizing_rule
@@ -52,42 +52,50 @@ def profile_mem_mb(profile: Path = PROFILE) -> int:
     raise ValueError(f"{profile}/config.yaml sets no resources: mem_mb=N")
 
 
+def _larger(a: int | None, b: int | None) -> int | None:
+    return None if a is None or b is None else max(a, b)
+
+
 def hours(config: Path, plan: submissions.Plan) -> dict:
     """Estimated hours of the plan's jobs, one thread each, from the measured rates
     (workflow/measured_resources.csv, scaled by workflow/job_sizes.py): all jobs, those of the GPU
     rules (hours on a GPU at most: the rates are the CPU's), the longest job, and the jobs whose
     rule nothing measured on this architecture (not counted)."""
     validated = load_config(config)
-    variants = {name: cfg for name, (_, cfg) in expand_variants(validated).items()}
+    variants = variant_configs(validated)
     ref = load_reference()
     total = gpu = longest = 0.0
     unsized = over = 0
     cap = profile_mem_mb()
-    requests: dict = {}  # rule -> [jobs, largest mem_mb, longest runtime in minutes, sized]
+    # rule -> [jobs, largest mem_mb, longest runtime in minutes]; None: the rule's fixed default
+    requests: dict = {}
     for rule, wildcards in plan.job_list:
         if rule in submissions.NO_RUN:
             continue
         rule, wildcards = sizing_rule(rule, wildcards)
         cfg = variants.get(wildcards.get("variant"), validated)
-        seconds = estimate(ref, rule, wildcards, cfg)
-        if seconds is None:
+        est = estimate(ref, rule, wildcards, cfg)
+        mem, runtime = request(rule, cfg, est)
+        req = requests.setdefault(rule, [0, mem, runtime])
+        req[0] += 1
+        req[1], req[2] = _larger(req[1], mem), _larger(req[2], runtime)
+        if est is None:
             unsized += 1
-            requests.setdefault(rule, [0, 0, 0, False])[0] += 1
             continue
-        total += seconds[0]
-        gpu += seconds[0] if rule in GPU_RULES else 0.0
-        longest = max(longest, seconds[0])
-        mem, runtime = request(ref, rule, wildcards, cfg)
+        total += est[0]
+        gpu += est[0] if rule in GPU_RULES else 0.0
+        longest = max(longest, est[0])
         over += mem > cap
-        req = requests.setdefault(rule, [0, 0, 0, True])
-        req[0], req[1] = req[0] + 1, max(req[1], mem)
-        req[2] = None if runtime is None else max(req[2] or 0, runtime)
     return {"cpu_h": total / 3600, "gpu_rule_h": gpu / 3600, "longest_h": longest / 3600, "unsized": unsized,
             "over_mem": over, "requests": dict(sorted(requests.items()))}
 
 
 REQUESTS_SHOWN = ("experiments/mnist-t10k-table1.yaml", "experiments/mnist-t10k-resnet20.yaml",
                   "experiments/rossi-mlp-mnist.yaml", "experiments/rossi-resnet20-cifar10.yaml")
+
+
+def _or_default(value: int | None) -> str:
+    return "fixed default" if value is None else str(value)
 
 
 def requests_tables(rows: list[dict]) -> str:
@@ -98,9 +106,8 @@ def requests_tables(rows: list[dict]) -> str:
             continue
         out += [f"`{r['config']}`:", "", "| rule | jobs | mem_mb (largest) | runtime, minutes (longest) |",
                 "|---|---|---|---|"]
-        for rule, (jobs, mem, runtime, sized) in r["requests"].items():
-            runtime = runtime if sized and runtime is not None else "fixed default"
-            out.append(f"| {rule} | {jobs} | {mem if sized else 'fixed default'} | {runtime} |")
+        for rule, (jobs, mem, runtime) in r["requests"].items():
+            out.append(f"| {rule} | {jobs} | {_or_default(mem)} | {_or_default(runtime)} |")
         out.append("")
     return "\n".join(out)
 
@@ -138,7 +145,8 @@ def hours_table(rows: list[dict]) -> str:
 def reference_table() -> str:
     """The measured reference every estimate scales from, as the rules read it."""
     ref = load_reference()
-    lines = ["| architecture | rule | method | jobs measured | wall s (max) | peak RSS MB | run |", "|---|---|---|---|---|---|---|"]
+    lines = ["| architecture | rule | method | jobs measured | wall s (max) | peak RSS MB | run |",
+             "|---|---|---|---|---|---|---|"]
     for r in ref.itertuples():
         lines.append(f"| {r.architecture} | {r.rule} | {r.method} | {r.jobs} | {r.wall_s_max:.1f} | {r.max_rss_mb:.0f} "
                      f"| {r.run} |")
@@ -169,8 +177,8 @@ def page(rows: list[dict]) -> str:
         "The same estimate, with `workflow/job_resources.py`'s head-room, is every job's `mem_mb` "
         "request, and its `runtime` request unless it computes on a GPU. GPU rules (training, barriers, "
         "Table 1, pruning, the NoT study) hold a GPU when `compute.gpu` is 1: their hours here are CPU "
-        "hours, an upper bound until a GPU table exists. A job whose rule was never measured on its architecture is not sized (it asks for "
-        "its rule's fixed default) and not counted. The rates are wall seconds of single-threaded jobs on a "
+        "hours, an upper bound until a GPU table exists. A job whose rule was never measured on its "
+        "architecture is not sized (it asks for its rule's fixed default) and not counted. The rates are wall seconds of single-threaded jobs on a "
         "2-core machine shared with other work, and a job's size is proportional to its work, without "
         "its start-up: long jobs come out long (a second MNIST t10k joint run: 2.3x), small ones short "
         "(the digits default run: 0.6x; docs/performance.md). `compute.threads` above 1 is not modelled. "
