@@ -413,6 +413,15 @@ JOBS = (
 )
 
 
+def _log_peak_gpu_memory() -> None:
+    """A job that computed on CUDA logs its peak memory: what compute.memory_mb bounds (evaluation)
+    and what a cluster's GPU must hold (benchmarks/gpu_check.py reads this line)."""
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_initialized():
+        peak = torch.cuda.max_memory_allocated() / 2 ** 20
+        logging.getLogger("workflow").info("peak GPU memory %.1f MiB (torch.cuda.max_memory_allocated)", peak)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m workflow", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -444,6 +453,7 @@ def main(argv: list[str] | None = None) -> int:
         # the device is decided when a job first computes with torch (device.use_device)
         set_job(compute["deterministic"], compute["mixed_precision"], gpus=getattr(args, "gpus", None))
         job.run(args, cfg, compute["device"])
+        _log_peak_gpu_memory()
     except (ValueError, OSError, FloatingPointError, DatasetError, ArtifactError) as err:
         # bad input (a value, a file, data, an artifact, a diverging run): one clear line. Anything else
         # (KeyError, TypeError, ...) is a bug and keeps its traceback

@@ -24,6 +24,7 @@ local profile's cap of one GPU job at a time).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import sys
@@ -179,6 +180,7 @@ def use_device(configured: str = "auto"):
     torch.backends.cudnn.benchmark = not deterministic
     _RECORD.clear()
     _RECORD.update(compute_record(device))
+    logging.getLogger(__name__).info("computing on %s, mixed precision %s", device_label(), _JOB["mixed_precision"])
     return device
 
 
