@@ -165,7 +165,7 @@ def test_numpyro_samples_our_posterior(tmp_path):
     for shift in (0.0, 0.3):
         point = {k: v + shift for k, v in start.items()}
         theirs = float(potential_energy(model, (jnp.asarray(p["x_train"]), jnp.asarray(p["y_train"])), {}, point))
-        mine = float(ours(flatten({k: torch.as_tensor(np.asarray(point[k])) for k in like})))
+        mine = float(ours(flatten({k: torch.tensor(np.asarray(point[k])) for k in like})))
         assert theirs - constant == pytest.approx(mine, rel=1e-5)
 
 
@@ -183,3 +183,21 @@ def test_synthetic_images_are_learnable_and_in_the_prepared_format(tmp_path):
     xt = data["x_test"].reshape(32, -1).numpy()
     predicted = np.argmin(((xt[:, None] - means[None]) ** 2).sum(-1), 1)
     assert (predicted == data["y_test"].numpy()).mean() > 0.5
+
+
+def test_a_job_on_cuda_logs_its_peak_gpu_memory(monkeypatch, caplog):
+    """The line check_memory reads: written once CUDA was used, never by a CPU job."""
+    import logging
+
+    import torch
+
+    from workflow import cli
+
+    with caplog.at_level(logging.INFO):
+        cli._log_peak_gpu_memory()
+    assert "peak GPU memory" not in caplog.text  # this CPU test never initialised CUDA
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda *a: 3 * 2 ** 20 + 2 ** 19)
+    with caplog.at_level(logging.INFO):
+        cli._log_peak_gpu_memory()
+    assert gpu_pipeline.JobRun("j", "barriers", 1.0, caplog.text).peak_mb == 3.5
