@@ -24,8 +24,9 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-GPU_COMMANDS = {"train", "barriers", "table1", "pruning", "not-k"}  # the GPU rules' commands (device.GPU_RULES)
-EVALUATION_COMMANDS = {"barriers", "table1", "pruning"}  # predictives chunked to compute.memory_mb
+# the GPU rules' commands (workflow.device.GPU_RULES), and those that predict in chunks of compute.memory_mb
+GPU_COMMANDS = {"train", "barriers", "barriers-within-chain", "table1", "pruning", "not-k"}
+EVALUATION_COMMANDS = {"barriers", "barriers-within-chain", "table1", "pruning"}
 PEAK = re.compile(r"peak GPU memory ([0-9.]+) MiB")
 COMPUTING_ON = re.compile(r"computing on ([^,\s]+)")
 
@@ -237,6 +238,10 @@ def run_pipeline(jobs: Jobs, data: Path, *, methods=("ensemble", "vi", "hmc", "l
         jobs.run(f"barriers {m} {alignment}", "barriers", "--alignment", alignment,
                  "--pairs", json.dumps([[0, 1, str(post[m, 0]), str(b)]]), "--data", str(data),
                  "--out", str(out[f"barriers {m} {alignment}"]), outputs=[out[f"barriers {m} {alignment}"]])
+    out["barriers hmc within-chain"] = w / "barriers-hmc-within-chain.csv"
+    jobs.run("barriers hmc within-chain", "barriers-within-chain", "--posteriors", *(str(post["hmc", s]) for s in seeds),
+             "--seeds", *map(str, seeds), "--data", str(data), "--out", str(out["barriers hmc within-chain"]),
+             outputs=[out["barriers hmc within-chain"]])
     out["table1"] = w / "table1.csv"
     jobs.run("table1", "table1", "--posteriors", json.dumps({m: [str(post[m, s]) for s in seeds] for m in methods}),
              "--rebasin", json.dumps(rebasin), "--data", str(data), "--out-csv", str(out["table1"]),

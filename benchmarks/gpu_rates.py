@@ -161,3 +161,23 @@ def chains_together_vs_alone(cfg: dict, data: dict, device_name: str, n_chains: 
     t_alone = time.perf_counter() - start
     same = all(np.array_equal(a[0][k], b[0][k]) for a, b in zip(together, alone) for k in a[0])
     return {"together_s": t_together, "alone_s": t_alone, "chains": n_chains, "same_draws": same}
+
+
+def convolution_ceiling(cfg: dict, device_name: str, batch: int) -> Rate:
+    """The rate of the network's widest convolution alone (16 x width channels in and out, 3x3, at
+    32x32), forward and backward at the training batch, in the config's precision: what a
+    ResNet20 training step could reach if it were all convolutions of that shape."""
+    device = use(device_name, cfg["compute"]["mixed_precision"])
+    channels = 16 * int(cfg["model"].get("width", 1))
+    conv = torch.nn.Conv2d(channels, channels, 3, padding=1, bias=False).to(device)
+    x = torch.randn(batch, channels, 32, 32, device=device, requires_grad=True)
+
+    def step():
+        with dev.autocast(device):
+            out = conv(x)
+        out.float().sum().backward()
+
+    seconds = timed(step, device, repeat=10 if device.type == "cuda" else 1)
+    flops = 6 * channels * channels * 9 * 32 * 32 * batch
+    return Rate(f"one {channels}-channel 3x3 convolution at 32x32, batch {batch}, forward and backward "
+                f"({cfg['compute']['mixed_precision']})", seconds, flops / seconds / 1e12)

@@ -45,7 +45,8 @@ def test_the_gpu_check_passes_in_its_cpu_mode(tmp_path):
     for setup in ("digits", "resnet20x1"):
         names = set(jobs[jobs.setup == setup].job)
         for job in ("train ensemble seed 0", "train vi seed 1", "train hmc seeds 0 1", "train laplace seed 0",
-                    "barriers ensemble weight", "barriers vi w2", "barriers hmc naive", "table1", "pruning", "not-k"):
+                    "barriers ensemble weight", "barriers vi w2", "barriers hmc naive", "barriers hmc within-chain",
+                    "table1", "pruning", "not-k"):
             assert job in names, (setup, job)
     assert "HMC ESS/s at least NumPyro's (mnist-sized MLP)" in report
 
@@ -201,3 +202,19 @@ def test_a_job_on_cuda_logs_its_peak_gpu_memory(monkeypatch, caplog):
     with caplog.at_level(logging.INFO):
         cli._log_peak_gpu_memory()
     assert gpu_pipeline.JobRun("j", "barriers", 1.0, caplog.text).peak_mb == 3.5
+
+
+def test_the_check_runs_the_command_of_every_gpu_rule():
+    """device.GPU_RULES, read from the rules' own shell lines: a new GPU rule must join the check."""
+    import re
+
+    from workflow.device import GPU_RULES
+
+    text = "\n".join(p.read_text() for p in sorted((REPO / "rules").glob("*.smk")))
+    commands = {}
+    for block in re.split(r"\n(?=rule )", text):
+        name = re.match(r"rule (\w+):", block)
+        command = re.search(r'"python -m workflow ([a-z0-9-]+)', block)
+        if name and command:
+            commands[name.group(1)] = command.group(1)
+    assert {commands[rule] for rule in GPU_RULES} == gpu_pipeline.GPU_COMMANDS
