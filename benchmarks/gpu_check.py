@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime
+import json
 import os
 import subprocess
 import sys
@@ -187,7 +188,7 @@ def compare_tables(a_path: Path, b_path: Path, atol: float, rtol: float) -> tupl
 
 
 def check_cross_evaluation(setup: str, ours: dict, reference: dict) -> Check:
-    """The evaluation jobs on the device, on the CPU run's artifacts, against the CPU's own tables."""
+    """Evaluation jobs of the same artifacts on two devices: their tables, key by key."""
     worst, problems = 0.0, []
     for key, path in ours.items():
         w, p = compare_tables(path, reference[key], **EVALUATION_TOLERANCE)
@@ -515,6 +516,20 @@ def section_resnet(report: Report, work: Path, device: str, tiny: bool, deadline
     guarded(report, f"{setup}: memory", check_memory, setup, jobs.runs, cfg["compute"]["memory_mb"], device)
     guarded(report, f"{setup}: mixed precision recorded", check_mixed_precision, setup, out,
             cfg["compute"]["mixed_precision"])
+    if width == 1:  # evaluation is float32 on every device: the CPU must draw the same curve (x4: too slow there)
+        guarded(report, f"{setup}: cross evaluation", cross_evaluate_on_cpu, setup, jobs, data, out)
+
+
+def cross_evaluate_on_cpu(setup: str, jobs: gp.Jobs, data: Path, out: dict) -> Check:
+    """One barrier job of the device's ResNet artifacts again on the CPU (8 threads: a ResNet is
+    slow there), its table against the device's."""
+    cpu = gp.Jobs(jobs.work / "cpu", jobs.cfg, 0, jobs.deadline)
+    table = cpu.work / "barriers-ensemble-weight.csv"
+    pairs = [[0, 1, str(out["posterior ensemble seed 0"]), str(jobs.work / "align-ensemble-weight.h5")]]
+    cpu.run("barriers ensemble weight (CPU)", "barriers", "--alignment", "weight", "--pairs", json.dumps(pairs),
+            "--data", str(data), "--out", str(table), outputs=[table], threads=8)
+    return check_cross_evaluation(setup, {"barriers ensemble weight": table},
+                                  {"barriers ensemble weight": out["barriers ensemble weight"]})
 
 
 def check_mixed_precision(setup: str, out: dict, mixed: str) -> Check:

@@ -59,9 +59,9 @@ class Jobs:
                                                                              os.environ.get("PYTHONPATH")]))}
         self.runs: list[JobRun] = []
 
-    def command(self, *args: str, gpus: int | None = None) -> list[str]:
+    def command(self, *args: str, gpus: int | None = None, threads: int = 1) -> list[str]:
         torch_job = args[0] in GPU_COMMANDS
-        common = ["--config", json.dumps(self.cfg), "--threads", "1"]
+        common = ["--config", json.dumps(self.cfg), "--threads", str(threads)]
         return [sys.executable, "-m", "workflow", *args, *common,
                 *(["--gpus", str(self.gpus if gpus is None else gpus)] if torch_job else [])]
 
@@ -73,10 +73,10 @@ class Jobs:
             raise TimeoutError("the check's time budget is spent")
         return left
 
-    def run(self, name: str, *args: str, outputs=(), gpus: int | None = None) -> JobRun:
+    def run(self, name: str, *args: str, outputs=(), gpus: int | None = None, threads: int = 1) -> JobRun:
         start = time.perf_counter()
         try:
-            proc = subprocess.run(self.command(*args, gpus=gpus), cwd=REPO, env=self.env, capture_output=True,
+            proc = subprocess.run(self.command(*args, gpus=gpus, threads=threads), cwd=REPO, env=self.env, capture_output=True,
                                   text=True, timeout=self.timeout())
         except subprocess.TimeoutExpired as err:
             raise TimeoutError(f"{name}: stopped at the check's time budget") from err

@@ -34,7 +34,8 @@ def test_the_gpu_check_passes_in_its_cpu_mode(tmp_path):
                  "digits: evaluation of the same artifacts agrees with the CPU",
                  "tf32 off, device recorded", "ensemble: killed and resumed", "vi: killed and resumed",
                  "hmc: killed and resumed", "hmc: 2 chains in one job equal their own jobs",
-                 "resnet20x1: every GPU job on cpu", "resnet20x1: compute.mixed_precision bf16 recorded, finite results",
+                 "resnet20x1: every GPU job on cpu", "resnet20x1: evaluation of the same artifacts agrees with the CPU",
+                 "resnet20x1: compute.mixed_precision bf16 recorded, finite results",
                  "rates measured", "ResNet prediction: per-sample loop vs vmap",
                  "hmc.chains_per_job: chains together vs alone", "numpyro comparison, digits MLP",
                  "numpyro comparison, mnist-sized MLP"):
