@@ -13,6 +13,7 @@ export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1
 out=${OUT:-/tmp/gpu-check-out}
 mkdir -p "$out"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$out/nvidia-smi.txt" 2>&1
+rm -rf /tmp/gpu-check  # a rerun on a warm machine starts clean (no stale checkpoint)
 python3 benchmarks/gpu_check.py --out /tmp/gpu-check "$@" 2>&1 | tee "$out/gpu_check.log"
 status=${PIPESTATUS[0]}
 cp /tmp/gpu-check/gpu_check.md /tmp/gpu-check/jobs.csv "$out/" 2>/dev/null

@@ -1,14 +1,22 @@
 """HMC against NumPyro's on one MLP posterior, for benchmarks/gpu_check.py: the same potential
-(prior N(0, sigma^2) on every weight, categorical likelihood, float32), the same start, step size,
-leapfrog steps, warm-up iterations (no adaptation in either) and draws; identity mass matrix.
+(prior N(0, sigma^2) on every weight, categorical likelihood, strict float32 on both sides), the
+same start, step size, leapfrog steps, burn-in (no adaptation in either), draws and chains;
+identity mass matrix.
 
+    python gpu_numpyro.py tune    PROBLEM.npz             # our warm-up: the step size and the start
     python gpu_numpyro.py ours    PROBLEM.npz OUT.npz --device cuda
     python gpu_numpyro.py numpyro PROBLEM.npz OUT.npz
 
-Each sampler runs in its own process (torch and jax each claim the GPU their own way). OUT holds the
-sampling seconds, the acceptance rate, and p(y_n | x_n, w_s) of every test point under every draw.
-``ess_per_second`` turns a pair of OUTs into the comparison: the median over test points of the
-bulk ESS of p(y|x), per second of sampling (warm-up included, as both run it).
+``tune`` runs our dual-averaging warm-up from the network's initialisation and writes the step
+size it reached and the position it ended at into the problem: both samplers then start in the
+posterior's bulk, so the ESS compares mixing, not how fast each leaves the initialisation.
+
+Each sampler runs in its own process (torch and jax each claim the GPU their own way). NumPyro's
+kernel (``numpyro.infer.hmc.hmc``) runs as one compiled program, its chains vectorised, its
+iterations in a ``lax.scan``; its time is a second, compiled call (the first, with compilation,
+is reported beside it). OUT holds the sampling seconds, the acceptance rate and p(y_n | x_n, w)
+of every test point under every draw, [chains, draws, points]. ``ess_per_second`` turns an OUT
+into the comparison: the median over test points of the bulk ESS of p(y|x), per second.
 """
 
 from __future__ import annotations
@@ -27,9 +35,10 @@ if str(REPO) not in sys.path:
 
 
 def write_problem(path: Path, data: dict, hidden: list[int], *, prior_std: float, step_size: float,
-                  n_leapfrog: int, n_warmup: int, n_samples: int, seed: int = 0) -> None:
+                  n_leapfrog: int, n_tune: int, n_warmup: int, n_samples: int, chains: int = 4,
+                  seed: int = 0) -> None:
     """The posterior and the sampler settings both sides read; the start is our MLP's initialisation
-    for ``seed`` (workflow.inference.training.reset_parameters)."""
+    for ``seed`` (workflow.inference.training.reset_parameters) until ``tune`` moves it."""
     from workflow.architectures import build_model
     from workflow.inference.training import reset_parameters
 
@@ -39,8 +48,8 @@ def write_problem(path: Path, data: dict, hidden: list[int], *, prior_std: float
     flat = lambda t: t.reshape(len(t), -1).numpy().astype(np.float32)  # noqa: E731
     np.savez(path, x_train=flat(data["x_train"]), y_train=data["y_train"].numpy(), x_test=flat(data["x_test"]),
              y_test=data["y_test"].numpy(), hidden=np.asarray(hidden), n_classes=data["n_classes"],
-             prior_std=prior_std, step_size=step_size, n_leapfrog=n_leapfrog, n_warmup=n_warmup,
-             n_samples=n_samples, seed=seed, **init)
+             prior_std=prior_std, step_size=step_size, n_leapfrog=n_leapfrog, n_tune=n_tune, n_warmup=n_warmup,
+             n_samples=n_samples, chains=chains, seed=seed, tuned=False, **init)
 
 
 def _layers(p) -> list[str]:
@@ -48,29 +57,16 @@ def _layers(p) -> list[str]:
     return [f"hidden.{i}" for i in range(len(p["hidden"]))] + ["out"]
 
 
-def tune_step_size(problem: Path, device_name: str) -> float:
-    """Our dual-averaging warm-up over the problem's n_warmup iterations, from its start: the step
-    size both samplers then use, fixed (written into the problem file)."""
-    from workflow.inference.hmc_sampler import HmcSettings, run_hmc_chains
-
-    model, like, potential, device = _our_posterior(problem, device_name)
-    p = dict(np.load(problem))
-    settings = HmcSettings(step_size=float(p["step_size"]), n_leapfrog=int(p["n_leapfrog"]),
-                           n_warmup=max(int(p["n_warmup"]), 1), n_samples=1, checkpoint_every=0)
-    (result,) = run_hmc_chains(potential, _start(p, like, device), settings, seeds=[int(p["seed"])])
-    p["step_size"] = np.asarray(result.step_size)
-    np.savez(problem, **p)
-    return float(result.step_size)
+# ---------------------------------------------------------------- ours
 
 
-def _our_posterior(problem: Path, device_name: str):
+def _our_posterior(p: dict, device_name: str):
     import torch
 
     from workflow import device as dev
     from workflow.architectures import build_model
     from workflow.inference.hmc_bnn import bnn_potential
 
-    p = dict(np.load(problem))
     dev.set_job(gpus=1 if device_name == "cuda" else 0)
     device = dev.use_device("auto")
     x, y = torch.from_numpy(p["x_train"]).to(device), torch.from_numpy(p["y_train"]).to(device)
@@ -80,39 +76,58 @@ def _our_posterior(problem: Path, device_name: str):
     return model, like, bnn_potential(model, x, y, float(p["prior_std"]), like), device
 
 
-def _start(p: dict, like: dict, device):
-    from workflow.inference.hmc_sampler import flatten
+def tune(problem: Path, device_name: str) -> float:
+    """Our dual-averaging warm-up (n_tune iterations from the initialisation): the step size both
+    samplers use, fixed, and the start they share."""
+    from workflow.inference.hmc_sampler import HmcSettings, flatten, run_hmc_chains, unflatten
 
-    return flatten(like)[None].to(device)
+    p = dict(np.load(problem))
+    model, like, potential, device = _our_posterior(p, device_name)
+    settings = HmcSettings(step_size=float(p["step_size"]), n_leapfrog=int(p["n_leapfrog"]),
+                           n_warmup=max(int(p["n_tune"]), 1), n_samples=1, checkpoint_every=0)
+    (result,) = run_hmc_chains(potential, flatten(like)[None], settings, seeds=[int(p["seed"])])
+    import torch
+
+    end = unflatten(torch.as_tensor(result.samples[-1]), {k: v.cpu() for k, v in like.items()})
+    p.update({f"init/{k}": v.numpy() for k, v in end.items()})
+    p.update(step_size=np.asarray(result.step_size), tuned=True)
+    np.savez(problem, **p)
+    return float(result.step_size)
 
 
 def run_ours(problem: Path, out: Path, device_name: str) -> None:
     import torch
+    from torch.func import functional_call
 
-    from workflow.inference.hmc_sampler import HmcSettings, run_hmc_chains, unflatten
+    from workflow.inference.hmc_sampler import HmcSettings, flatten, run_hmc_chains, unflatten
 
-    model, like, potential, device = _our_posterior(problem, device_name)
     p = dict(np.load(problem))
+    model, like, potential, device = _our_posterior(p, device_name)
     xt, yt = torch.from_numpy(p["x_test"]).to(device), torch.from_numpy(p["y_test"]).to(device)
-    init = _start(p, like, device)
+    chains = int(p["chains"])
+    start = flatten(like)[None].repeat(chains, 1)
     settings = HmcSettings(step_size=float(p["step_size"]), n_leapfrog=int(p["n_leapfrog"]),
                            n_warmup=int(p["n_warmup"]), n_samples=int(p["n_samples"]), adapt_step_size=False,
                            checkpoint_every=0)
+    seeds = [int(p["seed"]) * 1000 + c for c in range(chains)]
     warm = HmcSettings(**{**vars(settings), "n_warmup": 0, "n_samples": 2})
-    run_hmc_chains(potential, init, warm, seeds=[0])  # CUDA context, kernels
+    run_hmc_chains(potential, start, warm, seeds=seeds)  # kernels chosen, allocator warm
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    (result,) = run_hmc_chains(potential, init, settings, seeds=[int(p["seed"])])
+    t0 = time.perf_counter()
+    results = run_hmc_chains(potential, start, settings, seeds=seeds)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    seconds = time.perf_counter() - start
-    draws = torch.as_tensor(result.samples).to(device)
+    seconds = time.perf_counter() - t0
     with torch.no_grad():
-        probs = torch.stack([torch.softmax(torch.func.functional_call(model, unflatten(w, like), (xt,)), -1)
-                             .gather(1, yt[:, None])[:, 0] for w in draws])
-    np.savez(out, seconds=seconds, acceptance=result.acceptance_rate, probs=probs.cpu().numpy(),
-             device=str(device))
+        probs = [[torch.softmax(functional_call(model, unflatten(w, like), (xt,)), -1).gather(1, yt[:, None])[:, 0]
+                  for w in torch.as_tensor(r.samples).to(device)] for r in results]
+    np.savez(out, seconds=seconds, acceptance=float(np.mean([r.acceptance_rate for r in results])),
+             probs=torch.stack([torch.stack(c) for c in probs]).cpu().numpy(), device=str(device),
+             versions="this package")
+
+
+# ---------------------------------------------------------------- NumPyro
 
 
 def numpyro_model(p: dict):
@@ -144,61 +159,88 @@ def numpyro_model(p: dict):
     return model, logits, start
 
 
+def numpyro_sampler(p: dict, x, y):
+    """(state at the start, one compiled function keys -> (positions, acceptance, leapfrog steps),
+    each [chains, iterations, ...]): NumPyro's HMC kernel with the problem's fixed step size and
+    leapfrog steps, chains vectorised."""
+    import jax
+    from numpyro.infer import init_to_value
+    from numpyro.infer.hmc import hmc
+    from numpyro.infer.util import initialize_model
+
+    model, _, start = numpyro_model(p)
+    info = initialize_model(jax.random.PRNGKey(0), model, model_args=(x, y),
+                            init_strategy=init_to_value(values=start))
+    init_kernel, sample_kernel = hmc(info.potential_fn, algo="HMC")
+    step, steps = float(p["step_size"]), int(p["n_leapfrog"])
+    # the path length too: with num_steps alone NumPyro keeps its default trajectory_length (2 pi) and
+    # divides that into the steps, which is not the step size asked for
+    state = init_kernel(info.param_info, int(p["n_warmup"]), step_size=step, adapt_step_size=False,
+                        adapt_mass_matrix=False, num_steps=steps, trajectory_length=step * steps,
+                        rng_key=jax.random.PRNGKey(0))
+    n_iter = int(p["n_warmup"]) + int(p["n_samples"])
+
+    def chain(key):
+        def body(st, _):
+            st = sample_kernel(st)
+            return st, (st.z, st.accept_prob, st.num_steps)
+
+        _, collected = jax.lax.scan(body, state._replace(rng_key=key), None, length=n_iter)
+        return collected
+
+    return state, jax.jit(jax.vmap(chain))
+
+
 def run_numpyro(problem: Path, out: Path) -> None:
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # leave the GPU to what else runs
     import jax
     import jax.numpy as jnp
     import numpyro
-    from numpyro.infer import HMC, MCMC, init_to_value
 
+    # float32 products as ours compute them: JAX's default lets a GPU use TF32 (10-bit mantissa)
+    jax.config.update("jax_default_matmul_precision", "highest")
     p = dict(np.load(problem))
     x, y, xt, yt = (jnp.asarray(p[k]) for k in ("x_train", "y_train", "x_test", "y_test"))
-    model, logits, init = numpyro_model(p)
-    # the path length too: with num_steps alone NumPyro keeps its default trajectory_length (2 pi) and
-    # divides that into the steps, which is not the step size asked for
-    step, steps = float(p["step_size"]), int(p["n_leapfrog"])
-    kernel = HMC(model, step_size=step, num_steps=steps, trajectory_length=step * steps, adapt_step_size=False,
-                 adapt_mass_matrix=False, init_strategy=init_to_value(values=init))
-    # jit_model_args: the data are arguments of the compiled sampler, so the second run reuses it
-    mcmc = MCMC(kernel, num_warmup=int(p["n_warmup"]), num_samples=int(p["n_samples"]), progress_bar=False,
-                jit_model_args=True)
-    key = jax.random.PRNGKey(int(p["seed"]))
-    start = time.perf_counter()
-    mcmc.run(key, x, y, extra_fields=("accept_prob",))  # compiles, then samples
-    jax.block_until_ready(mcmc.get_samples())
-    first = time.perf_counter() - start
-    start = time.perf_counter()
-    # compiled: the sampling, and NumPyro's per-run set-up (it traces the model again to start the
-    # chain: about 1 s on a CPU, whatever the chain's length)
-    mcmc.run(key, x, y, extra_fields=("accept_prob",))
-    samples = jax.block_until_ready(mcmc.get_samples())
-    seconds = time.perf_counter() - start
-    n = int(p["n_samples"])
-    probs = np.stack([np.asarray(jax.nn.softmax(logits({k: v[s] for k, v in samples.items()}, xt))[
-        jnp.arange(len(yt)), yt]) for s in range(n)])
-    accept = float(np.mean(np.asarray(mcmc.get_extra_fields()["accept_prob"])))
-    np.savez(out, seconds=seconds, first_run_seconds=first, acceptance=accept, probs=probs,
-             device=str(jax.devices()[0]), versions=f"numpyro {numpyro.__version__}, jax {jax.__version__}")
+    _, logits, _ = numpyro_model(p)
+    _, sample = numpyro_sampler(p, x, y)
+    keys = jax.random.split(jax.random.PRNGKey(int(p["seed"])), int(p["chains"]))
+    t0 = time.perf_counter()
+    jax.block_until_ready(sample(keys))  # compiles, then samples
+    first = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    zs, accept, steps = jax.block_until_ready(sample(keys))
+    seconds = time.perf_counter() - t0
+    kept = {k: v[:, int(p["n_warmup"]):] for k, v in zs.items()}  # [chains, draws, ...]
+
+    def label_probs(params):
+        return jax.nn.softmax(logits(params, xt))[jnp.arange(len(yt)), yt]
+
+    probs = jax.vmap(jax.vmap(label_probs))(kept)
+    np.savez(out, seconds=seconds, first_run_seconds=first, acceptance=float(np.mean(np.asarray(accept))),
+             probs=np.asarray(probs), device=str(jax.devices()[0]), leapfrog_steps=np.unique(np.asarray(steps)),
+             versions=f"numpyro {numpyro.__version__}, jax {jax.__version__}, matmul precision highest")
 
 
 def ess_per_second(result: dict) -> tuple[float, float]:
     """(median bulk ESS of p(y|x) over test points, that per second of sampling)."""
     from workflow.evaluation.mcmc_diagnostics import ess_bulk
 
-    ess = float(np.median(ess_bulk(np.asarray(result["probs"], dtype=np.float64)[None])))
+    ess = float(np.median(ess_bulk(np.asarray(result["probs"], dtype=np.float64))))
     return ess, ess / float(result["seconds"])
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("sampler", choices=("tune", "ours", "numpyro"),
-                        help="tune: our warm-up sets the problem's step size; ours / numpyro: sample")
+                        help="tune: our warm-up sets the problem's step size and start; ours / numpyro: sample")
     parser.add_argument("problem", type=Path)
     parser.add_argument("out", type=Path, nargs="?", help="the sampler's result (not for tune)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="ours: the device (numpyro: jax's)")
     args = parser.parse_args(argv)
+    if args.sampler != "tune" and args.out is None:
+        parser.error(f"{args.sampler} needs OUT, the file its result goes to")
     if args.sampler == "tune":
-        print(f"step size {tune_step_size(args.problem, args.device):.6g}")
+        print(f"step size {tune(args.problem, args.device):.6g}")
     elif args.sampler == "ours":
         run_ours(args.problem, args.out, args.device)
     else:

@@ -43,9 +43,9 @@ def timed(fn, device: torch.device, repeat: int = 1) -> float:
     return (time.perf_counter() - start) / repeat
 
 
-def use(device_name: str, mixed_precision: str = "off") -> torch.device:
+def use(device_name: str, mixed_precision: str = "off", deterministic: bool = True) -> torch.device:
     """The package's device policy for in-process work, as a job with --gpus 1 (or 0) sets it."""
-    dev.set_job(mixed_precision=mixed_precision, gpus=1 if device_name == "cuda" else 0)
+    dev.set_job(deterministic=deterministic, mixed_precision=mixed_precision, gpus=1 if device_name == "cuda" else 0)
     return dev.use_device("auto")
 
 
@@ -68,12 +68,13 @@ def model_and_data(cfg: dict, data: dict):
     return model
 
 
-def training_epoch(cfg: dict, data: dict, device_name: str, macs: int) -> Rate:
+def training_epoch(cfg: dict, data: dict, device_name: str, macs: int, deterministic: bool = True) -> Rate:
     """One epoch of the ensemble's MAP training (train_map, the config's batch size and augmentation,
-    compute.mixed_precision), timed as the second of two epochs minus the first's set-up."""
+    compute.mixed_precision), timed as two epochs less one (the set-up); ``deterministic`` False:
+    cuDNN picks its fastest kernels (compute.deterministic: false)."""
     from workflow.inference.training import MapSettings, train_map
 
-    device = use(device_name, cfg["compute"]["mixed_precision"])
+    device = use(device_name, cfg["compute"]["mixed_precision"], deterministic)
     opt = {k: cfg["ensemble"][k] for k in ("batch_size", "lr", "optimizer", "lr_schedule", "augment")}
     model = model_and_data(cfg, data)
     x, y = data["x_train"], data["y_train"]
@@ -89,8 +90,8 @@ def training_epoch(cfg: dict, data: dict, device_name: str, macs: int) -> Rate:
     seconds = epochs(2) - epochs(1)
     flops = 6 * macs * len(x)
     return Rate(f"{cfg['model']['architecture']} x{cfg['model'].get('width', 1)} training epoch "
-                f"({len(x)} images, batch {opt['batch_size']}, {cfg['compute']['mixed_precision']})",
-                seconds, flops / seconds / 1e12)
+                f"({len(x)} images, batch {opt['batch_size']}, {cfg['compute']['mixed_precision']}"
+                f"{'' if deterministic else ', not deterministic'})", seconds, flops / seconds / 1e12)
 
 
 def hmc_gradient(cfg: dict, data: dict, device_name: str, macs: int) -> Rate:
@@ -163,21 +164,36 @@ def chains_together_vs_alone(cfg: dict, data: dict, device_name: str, n_chains: 
     return {"together_s": t_together, "alone_s": t_alone, "chains": n_chains, "same_draws": same}
 
 
-def convolution_ceiling(cfg: dict, device_name: str, batch: int) -> Rate:
-    """The rate of the network's widest convolution alone (16 x width channels in and out, 3x3, at
-    32x32), forward and backward at the training batch, in the config's precision: what a
-    ResNet20 training step could reach if it were all convolutions of that shape."""
+def convolution_ceiling(cfg: dict, data: dict, device_name: str, batch: int) -> Rate:
+    """The network's convolutions alone: every convolution shape of one forward pass (recorded by
+    hooks), each timed standalone, forward and backward, at ``batch`` images in the config's
+    precision, summed by count. What a step could reach if it were only its convolutions."""
+    from collections import Counter
+
     device = use(device_name, cfg["compute"]["mixed_precision"])
-    channels = 16 * int(cfg["model"].get("width", 1))
-    conv = torch.nn.Conv2d(channels, channels, 3, padding=1, bias=False).to(device)
-    x = torch.randn(batch, channels, 32, 32, device=device, requires_grad=True)
+    model = model_and_data(cfg, data).to(device)
+    shapes: Counter = Counter()
 
-    def step():
-        with dev.autocast(device):
-            out = conv(x)
-        out.float().sum().backward()
+    def record(module, inputs, output):
+        shapes[(module.in_channels, module.out_channels, module.kernel_size, module.stride, module.padding,
+                tuple(inputs[0].shape[2:]), tuple(output.shape[2:]))] += 1
 
-    seconds = timed(step, device, repeat=10 if device.type == "cuda" else 1)
-    flops = 6 * channels * channels * 9 * 32 * 32 * batch
-    return Rate(f"one {channels}-channel 3x3 convolution at 32x32, batch {batch}, forward and backward "
-                f"({cfg['compute']['mixed_precision']})", seconds, flops / seconds / 1e12)
+    hooks = [m.register_forward_hook(record) for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    with torch.no_grad():
+        model(data["x_train"][:1].to(device))
+    for h in hooks:
+        h.remove()
+    seconds = flops = 0.0
+    for (c_in, c_out, k, stride, pad, size_in, size_out), count in shapes.items():
+        conv = torch.nn.Conv2d(c_in, c_out, k, stride=stride, padding=pad, bias=False).to(device)
+        x = torch.randn(batch, c_in, *size_in, device=device, requires_grad=True)
+
+        def step():
+            with dev.autocast(device):
+                out = conv(x)
+            out.float().sum().backward()
+
+        seconds += count * timed(step, device, repeat=5 if device.type == "cuda" else 1)
+        flops += count * 6 * c_out * c_in * k[0] * k[1] * size_out[0] * size_out[1] * batch
+    return Rate(f"its {sum(shapes.values())} convolutions alone ({len(shapes)} shapes), batch {batch}, forward and "
+                f"backward ({cfg['compute']['mixed_precision']})", seconds, flops / seconds / 1e12)
