@@ -104,11 +104,18 @@ def section_digits(report: Report, work: Path, device: str, tiny: bool, deadline
         except BaseException as err:  # noqa: BLE001 - reported after the join
             result["error"] = err
 
+    # on a GPU machine beside the device's jobs (other cores); in CPU mode after them, so that the
+    # jobs' seconds are those of one job alone on the CPU (benchmarks/gpu_check_cpu_times.csv)
     thread = threading.Thread(target=reference)
-    thread.start()
+    if device == "cuda":
+        thread.start()
     try:
         out, pipe = gp.run_pipeline(jobs, data)
     finally:
+        if device == "cuda":
+            thread.join()
+    if device != "cuda":
+        thread.start()
         thread.join()
     cpu = {r.name: r.seconds for r in reference_jobs.runs}
     here = cpu_times_here() if (device == "cuda" and not tiny) else {}
