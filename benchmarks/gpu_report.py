@@ -56,7 +56,8 @@ class Report:
                 shutil.copyfile(p, self.copy_to / p.name)
 
     def failed(self) -> bool:
-        return not self.checks or any(c.ok is False for c in self.checks)
+        """A check failed, or none passed (a run cut before any check is no pass)."""
+        return not any(c.ok for c in self.checks) or any(c.ok is False for c in self.checks)
 
 
 def guarded(report: Report, name: str, fn, *args) -> None:

@@ -285,9 +285,11 @@ def test_the_report_is_kept_after_every_check_and_a_budget_cut_is_no_failure(tmp
     def too_late():
         gpu_report.check_deadline(0.0, "the rates")
 
+    gpu_report.guarded(report, "section digits", lambda: gpu_report.Check("digits", True, "fine"))
     gpu_report.guarded(report, "section rates", too_late)
     kept = (tmp_path / "out" / "gpu_check.md").read_text()
     assert "| section rates | cut (time budget) | stopped: the time budget was spent before the rates |" in kept
     assert (tmp_path / "out" / "jobs.csv").exists() and not report.failed()
+    assert gpu_report.Report(tmp_path / "b.md", "cpu", "CPU", False, 1.0, checks=report.checks[1:]).failed()
     gpu_report.guarded(report, "section numpyro", lambda: 1 / 0)
     assert report.failed() and "| section numpyro | FAILED | ZeroDivisionError" in report.path.read_text()
