@@ -101,22 +101,21 @@ def section_digits(report: Report, work: Path, device: str, tiny: bool, deadline
     def reference():
         try:
             result["out"], result["pipe"] = gp.run_pipeline(reference_jobs, data)
-        except BaseException as err:  # noqa: BLE001 - reported after the join
+        except BaseException as err:  # noqa: BLE001 - reported below
             result["error"] = err
 
     # on a GPU machine beside the device's jobs (other cores); in CPU mode after them, so that the
     # jobs' seconds are those of one job alone on the CPU (benchmarks/gpu_check_cpu_times.csv)
-    thread = threading.Thread(target=reference)
     if device == "cuda":
+        thread = threading.Thread(target=reference)
         thread.start()
-    try:
-        out, pipe = gp.run_pipeline(jobs, data)
-    finally:
-        if device == "cuda":
+        try:
+            out, pipe = gp.run_pipeline(jobs, data)
+        finally:
             thread.join()
-    if device != "cuda":
-        thread.start()
-        thread.join()
+    else:
+        out, pipe = gp.run_pipeline(jobs, data)
+        reference()
     cpu = {r.name: r.seconds for r in reference_jobs.runs}
     here = cpu_times_here() if (device == "cuda" and not tiny) else {}
     report.jobs += [job_row("digits", r, cpu, here) for r in jobs.runs]
@@ -180,7 +179,8 @@ def startup_seconds(device: str, deadline: float | None) -> float:
 
 
 def startup_note(gpu_runs: list, device: str, deadline: float | None) -> str:
-    cpu, dev = startup_seconds("cpu", deadline), startup_seconds(device, deadline)
+    cpu = startup_seconds("cpu", deadline)
+    dev = cpu if device == "cpu" else startup_seconds(device, deadline)
     fastest = min(gpu_runs, key=lambda r: r.seconds)
     return (f"starting Python, the package and torch takes {cpu:.1f} s, {dev:.1f} s with a tensor on {device}; "
             f"the fastest GPU job ({fastest.name}) took {fastest.seconds:.1f} s")
@@ -197,8 +197,7 @@ def resnet_setup(width: int, tiny: bool) -> tuple[str, dict]:
 def section_resnet(report: Report, work: Path, device: str, tiny: bool, deadline: float | None, width: int) -> None:
     setup, cfg = resnet_setup(width, tiny)
     jobs = gp.Jobs(work / setup, cfg, 1 if device == "cuda" else 0, deadline)
-    data = jobs.work / "data.npz"
-    gp.write_synthetic(data, cfg["data"], shape=(3, 32, 32))
+    data = synthetic_data(cfg, work, setup)
     try:
         out, pipe = gp.run_pipeline(jobs, data)
     finally:
@@ -228,12 +227,22 @@ def cross_evaluate_on_cpu(setup: str, jobs: gp.Jobs, data: Path, out: dict) -> C
 # ---------------------------------------------------------------- rates, prediction, chains
 
 
-def synthetic_data(cfg: dict, path: Path) -> dict:
-    from workflow.storage.prepared import load_prepared
-
+def synthetic_data(cfg: dict, work: Path, setup: str) -> Path:
+    """A ResNet setup's synthetic images, written once for every section that uses them."""
+    path = work / setup / "data.npz"
     if not path.exists():
-        gp.write_synthetic(path, cfg["data"], shape=(3, 32, 32))
-    return load_prepared(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        gp.write_synthetic(path, cfg["data"])
+    return path
+
+
+def digits_data(work: Path, tiny: bool, deadline: float | None) -> Path:
+    """The digits section's prepared data, prepared here if that section did not run."""
+    path = work / "digits" / "data.npz"
+    if not path.exists():
+        gp.Jobs(work / "digits", gp.digits_config(tiny), 0, deadline).run("prepare-data", "prepare-data",
+                                                                          "--out", str(path))
+    return path
 
 
 def rate_row(rate, peak_tflops: float) -> dict:
@@ -243,11 +252,12 @@ def rate_row(rate, peak_tflops: float) -> dict:
 def section_rates(report: Report, work: Path, device: str, tiny: bool, deadline: float | None) -> None:
     import gpu_rates as gr
     from workflow import job_sizes
+    from workflow.storage.prepared import load_prepared
 
     peak = gr.bf16_matmul_rate(device, 256 if tiny else 8192)
     report.rates.append(rate_row(peak, peak.tflops))
     setup, cfg = resnet_setup(1 if tiny else 4, tiny)
-    data = synthetic_data(cfg, work / f"{setup}-rates.npz")
+    data = load_prepared(synthetic_data(cfg, work, setup))
     macs = job_sizes.macs(cfg)
     batches = {"training epoch": cfg["ensemble"]["batch_size"], "HMC gradient": cfg["hmc"]["data_chunk"]}
     for name, fn in (("training epoch", gr.training_epoch), ("HMC gradient", gr.hmc_gradient)):
@@ -273,12 +283,13 @@ def section_rates(report: Report, work: Path, device: str, tiny: bool, deadline:
 
 def section_predict(report: Report, work: Path, device: str, tiny: bool, deadline: float | None) -> None:
     import gpu_rates as gr
+    from workflow.storage.prepared import load_prepared
 
     details, problems = [], []
     for width in ((1,) if tiny else (1, 4)):
         check_deadline(deadline, f"ResNet20 x{width}'s prediction")
         setup, cfg = resnet_setup(width, tiny)
-        data = synthetic_data(cfg, work / f"{setup}-rates.npz")
+        data = load_prepared(synthetic_data(cfg, work, setup))
         r = gr.predict_loop_vs_vmap(cfg, data, device, n_samples=2 if tiny else 8, n_points=16 if tiny else 1000)
         faster = "vmap" if r["vmap_s"] < r["loop_s"] else "loop"
         details.append(f"x{width}: loop {r['loop_s']:.3f} s, vmap {r['vmap_s']:.3f} s ({r['samples']} weight sets x "
@@ -297,9 +308,7 @@ def section_chains(report: Report, work: Path, device: str, tiny: bool, deadline
 
     cfg = gp.digits_config(tiny)
     cfg["hmc"].update(n_warmup=10 if tiny else 50, n_samples=10 if tiny else 50, thinning=1)
-    path = work / "digits" / "data.npz"
-    if not path.exists():
-        gp.Jobs(work / "digits", cfg, 0, deadline).run("prepare-data", "prepare-data", "--out", str(path))
+    path = digits_data(work, tiny, deadline)
     check_deadline(deadline, "the chains")
     r = gr.chains_together_vs_alone(cfg, load_prepared(path), device, n_chains=4)
     report.rates += [{"what": f"HMC, {r['chains']} digits chains together (one sampler call)", "seconds": r["together_s"]},
@@ -312,28 +321,24 @@ def section_chains(report: Report, work: Path, device: str, tiny: bool, deadline
 # ---------------------------------------------------------------- NumPyro
 
 
-def numpyro_problem(name: str, work: Path, tiny: bool, deadline: float | None) -> tuple[Path, dict]:
-    """The posterior and settings of one comparison: the digits MLP of the digits section's config,
-    or an MNIST-sized MLP (784-512-10) on 8,000 MNIST-shaped synthetic images."""
-    import gpu_numpyro as gn
-    from workflow.storage.prepared import load_prepared
+def numpyro_problem(name: str, work: Path, tiny: bool) -> tuple[Path, dict]:
+    """The posterior and settings of one comparison: the HMC benchmarks' own problems
+    (benchmarks/_common.py, as bench_hmc.py compares with Pyro), the default config's digits MLP or
+    784-512-10 on 8,000 MNIST-sized inputs; tiny: 200 of the inputs, a narrow MLP."""
+    import dataclasses
 
-    if name == "digits":
-        cfg = gp.digits_config(tiny)
-        data_path = work / "digits" / "data.npz"
-        if not data_path.exists():
-            gp.Jobs(work / "digits", cfg, 0, deadline).run("prepare-data", "prepare-data", "--out", str(data_path))
-        hidden = cfg["model"]["hidden"]
-    else:
-        data_path = work / "mnist-shaped.npz"
-        gp.write_synthetic(data_path, {"dataset": "mnist", "split_seed": 0, "n_train": 200 if tiny else 8000,
-                                       "n_test": 100 if tiny else 1000}, shape=(1, 28, 28), name="synthetic (MNIST-shaped)")
-        hidden = [32] if tiny else [512]
+    import gpu_numpyro as gn
+    from _common import digits_problem, mnist_sized_problem
+
+    problem = digits_problem() if name == "digits" else mnist_sized_problem()
+    if tiny:
+        problem = dataclasses.replace(problem, x=problem.x[:200], y=problem.y[:200], x_test=problem.x_test[:100],
+                                      y_test=problem.y_test[:100], hidden=[16])
     settings = {"n_leapfrog": 5 if tiny else 20, "n_tune": 10 if tiny else 100, "n_warmup": 2 if tiny else 20,
                 "n_samples": 20 if tiny else 200, "chains": 4}
-    problem = work / f"numpyro-{name}.npz"
-    gn.write_problem(problem, load_prepared(data_path), hidden, prior_std=1.0, step_size=1e-3, **settings)
-    return problem, {"hidden": hidden, **settings}
+    path = work / f"numpyro-{name}.npz"
+    gn.write_problem(path, problem, prior_std=1.0, step_size=1e-3, **settings)
+    return path, {"hidden": problem.hidden, **settings}
 
 
 def section_numpyro(report: Report, work: Path, device: str, tiny: bool, deadline: float | None) -> None:
@@ -353,7 +358,7 @@ def section_numpyro(report: Report, work: Path, device: str, tiny: bool, deadlin
         return proc.stdout
 
     for name in ("digits", "mnist-sized"):
-        problem, settings = numpyro_problem(name, work, tiny, deadline)
+        problem, settings = numpyro_problem(name, work, tiny)
         step = call("tune", str(problem), "--device", device).strip()
         results = {}
         for sampler in ("ours", "numpyro"):

@@ -41,6 +41,7 @@ def check_tf32(posterior: Path, device: str) -> Check:
     """The artifact's record, and float32 convolutions and matmuls against float64 under the switches."""
     import torch
 
+    from gpu_rates import use
     from workflow import device as dev
     from workflow.storage.artifacts import read_posterior
 
@@ -55,8 +56,7 @@ def check_tf32(posterior: Path, device: str) -> Check:
     if record.get("device") != want or (device == "cuda" and not record.get("gpu_name")):
         problems.append(f"recorded device {record.get('device')!r} ({record.get('gpu_name')!r}), expected {want!r}")
 
-    dev.set_job(gpus=1 if device == "cuda" else 0)
-    d = dev.use_device("auto")
+    d = use(device)
     g = torch.Generator().manual_seed(0)
     x, w = torch.randn(32, 64, 32, 32, generator=g), torch.randn(64, 64, 3, 3, generator=g) / 24
     a, b = torch.randn(512, 2048, generator=g), torch.randn(2048, 512, generator=g) / 45

@@ -34,20 +34,19 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 
-def write_problem(path: Path, data: dict, hidden: list[int], *, prior_std: float, step_size: float,
-                  n_leapfrog: int, n_tune: int, n_warmup: int, n_samples: int, chains: int = 4,
-                  seed: int = 0) -> None:
-    """The posterior and the sampler settings both sides read; the start is our MLP's initialisation
-    for ``seed`` (workflow.inference.training.reset_parameters) until ``tune`` moves it."""
-    from workflow.architectures import build_model
+def write_problem(path: Path, problem, *, prior_std: float, step_size: float, n_leapfrog: int, n_tune: int,
+                  n_warmup: int, n_samples: int, chains: int = 4, seed: int = 0) -> None:
+    """The posterior (a benchmarks/_common.py Problem: the MLP and data the HMC benchmarks use) and the
+    sampler settings both sides read; the start is our MLP's initialisation for ``seed``
+    (workflow.inference.training.reset_parameters) until ``tune`` moves it."""
     from workflow.inference.training import reset_parameters
 
-    model, _ = build_model("mlp", data["input_shape"], data["n_classes"], hidden=hidden, activation="relu")
+    model = problem.model()
     reset_parameters(model, seed)
     init = {f"init/{k}": v.detach().numpy() for k, v in model.named_parameters()}
     flat = lambda t: t.reshape(len(t), -1).numpy().astype(np.float32)  # noqa: E731
-    np.savez(path, x_train=flat(data["x_train"]), y_train=data["y_train"].numpy(), x_test=flat(data["x_test"]),
-             y_test=data["y_test"].numpy(), hidden=np.asarray(hidden), n_classes=data["n_classes"],
+    np.savez(path, x_train=flat(problem.x), y_train=problem.y.numpy(), x_test=flat(problem.x_test),
+             y_test=problem.y_test.numpy(), hidden=np.asarray(problem.hidden), n_classes=problem.n_classes,
              prior_std=prior_std, step_size=step_size, n_leapfrog=n_leapfrog, n_tune=n_tune, n_warmup=n_warmup,
              n_samples=n_samples, chains=chains, seed=seed, tuned=False, **init)
 
@@ -63,12 +62,11 @@ def _layers(p) -> list[str]:
 def _our_posterior(p: dict, device_name: str):
     import torch
 
-    from workflow import device as dev
+    from gpu_rates import use
     from workflow.architectures import build_model
     from workflow.inference.hmc_bnn import bnn_potential
 
-    dev.set_job(gpus=1 if device_name == "cuda" else 0)
-    device = dev.use_device("auto")
+    device = use(device_name)
     x, y = torch.from_numpy(p["x_train"]).to(device), torch.from_numpy(p["y_train"]).to(device)
     model, _ = build_model("mlp", (x.shape[1],), int(p["n_classes"]), hidden=list(map(int, p["hidden"])))
     model.to(device)

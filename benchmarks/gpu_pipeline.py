@@ -2,8 +2,8 @@
 for benchmarks/gpu_check.py: every method trained, then alignment, rebasin, barriers, Table 1,
 pruning and one NoT job, each timed and its log kept.
 
-Setups: the default config's digits MLP, and ResNet20 x1 and x4 on CIFAR-shaped synthetic data
-(32x32x3, 10 classes, written in the prepared-data format: CIFAR itself cannot be downloaded there).
+Setups: the test suite's tiny config (digits MLP), and ResNet20 x1 and x4 on CIFAR-shaped synthetic
+data (32x32x3, 10 classes, written in the prepared-data format: CIFAR itself cannot be downloaded there).
 """
 
 from __future__ import annotations
@@ -59,11 +59,10 @@ class Jobs:
                                                                              os.environ.get("PYTHONPATH")]))}
         self.runs: list[JobRun] = []
 
-    def command(self, *args: str, gpus: int | None = None, threads: int | None = None) -> list[str]:
-        torch_job = args[0] in GPU_COMMANDS
-        common = ["--config", json.dumps(self.cfg), "--threads", str(threads or self.threads)]
+    def command(self, *args: str) -> list[str]:
+        common = ["--config", json.dumps(self.cfg), "--threads", str(self.threads)]
         return [sys.executable, "-m", "workflow", *args, *common,
-                *(["--gpus", str(self.gpus if gpus is None else gpus)] if torch_job else [])]
+                *(["--gpus", str(self.gpus)] if args[0] in GPU_COMMANDS else [])]
 
     def timeout(self) -> float:
         if self.deadline is None:
@@ -73,11 +72,11 @@ class Jobs:
             raise TimeoutError("the check's time budget is spent")
         return left
 
-    def run(self, name: str, *args: str, outputs=(), gpus: int | None = None, threads: int | None = None) -> JobRun:
+    def run(self, name: str, *args: str, outputs=()) -> JobRun:
         start = time.perf_counter()
         try:
-            proc = subprocess.run(self.command(*args, gpus=gpus, threads=threads), cwd=REPO, env=self.env, capture_output=True,
-                                  text=True, timeout=self.timeout())
+            proc = subprocess.run(self.command(*args), cwd=REPO, env=self.env, capture_output=True, text=True,
+                                  timeout=self.timeout())
         except subprocess.TimeoutExpired as err:
             raise TimeoutError(f"{name}: stopped at the check's time budget") from err
         log = proc.stdout + proc.stderr
@@ -181,17 +180,20 @@ def resnet_config(width: int, tiny: bool, mixed_precision: str = "off") -> dict:
     return fill_defaults(cfg)
 
 
-def write_synthetic(path: Path, data_cfg: dict, *, shape: tuple[int, ...], n_classes: int = 10, seed: int = 0,
-                    name: str = "synthetic (CIFAR-shaped)") -> None:
+CIFAR_SHAPE, CIFAR_CLASSES = (3, 32, 32), 10
+
+
+def write_synthetic(path: Path, data_cfg: dict) -> None:
     """A learnable image set in the prepared-data format, data_cfg's n_train and n_test rows: each
     class a smooth random template, each image its class's template at a random contrast plus noise,
     standardised per feature. The file records the jobs' data section (the jobs check that a
     posterior meets the data it was trained on) and its own name, which says it is synthetic."""
-    n_train, n_test = int(data_cfg["n_train"]), int(data_cfg["n_test"])
     from workflow.storage.datasets import Dataset
     from workflow.storage.prepared import write_prepared
 
-    rng = np.random.default_rng(seed)
+    n_train, n_test = int(data_cfg["n_train"]), int(data_cfg["n_test"])
+    shape, n_classes = CIFAR_SHAPE, CIFAR_CLASSES
+    rng = np.random.default_rng(0)
     coarse = rng.normal(size=(n_classes, *shape[:-2], 4, 4))
     reps = (shape[-2] + 3) // 4, (shape[-1] + 3) // 4
     templates = np.kron(coarse, np.ones(reps))[..., :shape[-2], :shape[-1]]
@@ -199,7 +201,7 @@ def write_synthetic(path: Path, data_cfg: dict, *, shape: tuple[int, ...], n_cla
     x = (rng.uniform(0.5, 1.5, size=(len(y),) + (1,) * len(shape)) * templates[y]
          + rng.normal(scale=1.5, size=(len(y), *shape)))
     x = ((x - x[:n_train].mean(0)) / x[:n_train].std(0)).astype(np.float32)
-    ds = Dataset(name=name, x_train=x[:n_train], y_train=y[:n_train].astype(np.int64), x_test=x[n_train:],
+    ds = Dataset(name="synthetic (CIFAR-shaped)", x_train=x[:n_train], y_train=y[:n_train].astype(np.int64), x_test=x[n_train:],
                  y_test=y[n_train:].astype(np.int64), n_classes=n_classes)
     write_prepared(path, ds, data_cfg)
 

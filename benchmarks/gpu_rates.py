@@ -24,7 +24,6 @@ class Rate:
     name: str
     seconds: float  # per unit (one epoch, one gradient, one product)
     tflops: float | None  # achieved TFLOP/s
-    detail: str = ""
 
 
 def sync(device: torch.device) -> None:
@@ -59,7 +58,8 @@ def bf16_matmul_rate(device_name: str, n: int) -> Rate:
     return Rate(f"bf16 matrix product {n}x{n}", seconds, 2 * n ** 3 / seconds / 1e12)
 
 
-def model_and_data(cfg: dict, data: dict):
+def network(cfg: dict, data: dict):
+    """The config's network for the data's input shape and classes."""
     from workflow import architectures
     from workflow.config import model_args
 
@@ -76,7 +76,7 @@ def training_epoch(cfg: dict, data: dict, device_name: str, macs: int, determini
 
     device = use(device_name, cfg["compute"]["mixed_precision"], deterministic)
     opt = {k: cfg["ensemble"][k] for k in ("batch_size", "lr", "optimizer", "lr_schedule", "augment")}
-    model = model_and_data(cfg, data)
+    model = network(cfg, data)
     x, y = data["x_train"], data["y_train"]
 
     def epochs(k: int) -> float:
@@ -101,7 +101,7 @@ def hmc_gradient(cfg: dict, data: dict, device_name: str, macs: int) -> Rate:
     from workflow.inference.hmc_sampler import flatten
 
     device = use(device_name, cfg["compute"]["mixed_precision"])
-    model = model_and_data(cfg, data).to(device)
+    model = network(cfg, data).to(device)
     like = {k: v.detach() for k, v in model.named_parameters()}
     theta = flatten(like)
     x, y = data["x_train"].to(device), data["y_train"].to(device)
@@ -121,16 +121,20 @@ def predict_loop_vs_vmap(cfg: dict, data: dict, device_name: str, n_samples: int
     from workflow.architectures import resnet
 
     device = use(device_name)
-    model = model_and_data(cfg, data).to(device)
+    model = network(cfg, data).to(device)
     gen = torch.Generator().manual_seed(0)
     stack = {k: (v.detach().cpu() + 0.01 * torch.randn((n_samples, *v.shape), generator=gen)).to(device)
              for k, v in model.named_parameters()}
     x = data["x_test"][:n_points].to(device)
+    def by_loop():
+        return resnet.sample_logits(model, stack, x)
+
+    def by_vmap():
+        return vmap(lambda p, xb: functional_call(model, p, (xb,)), in_dims=(0, None))(stack, x)
+
     with torch.no_grad():
-        loop = timed(lambda: resnet.sample_logits(model, stack, x), device)
-        vm = timed(lambda: vmap(lambda p, xb: functional_call(model, p, (xb,)), in_dims=(0, None))(stack, x), device)
-        diff = float((resnet.sample_logits(model, stack, x)
-                      - vmap(lambda p, xb: functional_call(model, p, (xb,)), in_dims=(0, None))(stack, x)).abs().max())
+        loop, vm = timed(by_loop, device), timed(by_vmap, device)
+        diff = float((by_loop() - by_vmap()).abs().max())
     return {"loop_s": loop, "vmap_s": vm, "max_abs_diff": diff, "samples": n_samples, "points": len(x)}
 
 
@@ -143,7 +147,7 @@ def chains_together_vs_alone(cfg: dict, data: dict, device_name: str, n_chains: 
 
     device = use(device_name, cfg["compute"]["mixed_precision"])
     settings = HmcSettings(**{**{k: v for k, v in cfg["hmc"].items() if k not in NOT_SETTINGS}, "checkpoint_every": 0})
-    model = model_and_data(cfg, data)
+    model = network(cfg, data)
     seeds = list(range(n_chains))
 
     def run(group: list[int]):
@@ -171,7 +175,7 @@ def convolution_ceiling(cfg: dict, data: dict, device_name: str, batch: int) -> 
     from collections import Counter
 
     device = use(device_name, cfg["compute"]["mixed_precision"])
-    model = model_and_data(cfg, data).to(device)
+    model = network(cfg, data).to(device)
     shapes: Counter = Counter()
 
     def record(module, inputs, output):

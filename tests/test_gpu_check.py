@@ -150,15 +150,15 @@ def test_numpyro_samples_our_posterior(tmp_path):
     from numpyro.infer.util import potential_energy
 
     import gpu_numpyro
+    from _common import Problem
     from workflow.architectures import build_model
     from workflow.inference.hmc_bnn import bnn_potential
     from workflow.inference.hmc_sampler import flatten
-    from workflow.storage.prepared import load_prepared
 
-    path = tmp_path / "data.npz"
-    gpu_pipeline.write_synthetic(path, {"dataset": "mnist", "n_train": 50, "n_test": 20}, shape=(1, 6, 6))
-    data = load_prepared(path)
-    gpu_numpyro.write_problem(tmp_path / "p.npz", data, [7, 5], prior_std=0.7, step_size=0.01, n_leapfrog=3,
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(50, 36, generator=gen), torch.randint(0, 10, (50,), generator=gen)
+    problem = Problem("small", x, y, x[:20], y[:20], (36,), 10, [7, 5])
+    gpu_numpyro.write_problem(tmp_path / "p.npz", problem, prior_std=0.7, step_size=0.01, n_leapfrog=3,
                               n_tune=2, n_warmup=2, n_samples=3)
     p = dict(np.load(tmp_path / "p.npz"))
     model, _, start = gpu_numpyro.numpyro_model(p)
@@ -187,7 +187,7 @@ def test_synthetic_images_are_learnable_and_in_the_prepared_format(tmp_path):
     from workflow.storage.prepared import load_prepared
 
     cfg = gpu_pipeline.resnet_config(1, tiny=True)
-    gpu_pipeline.write_synthetic(tmp_path / "d.npz", cfg["data"], shape=(3, 32, 32))
+    gpu_pipeline.write_synthetic(tmp_path / "d.npz", cfg["data"])
     data = load_prepared(tmp_path / "d.npz")
     assert data["x_train"].shape == (64, 3, 32, 32) and data["x_test"].shape == (32, 3, 32, 32)
     assert data["config"] == cfg["data"] and data["name"] == "synthetic (CIFAR-shaped)"
