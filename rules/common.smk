@@ -339,6 +339,11 @@ def summary_tables():
     return tables + [f for f in study_files() if f.endswith(".csv")]
 
 
+def replicate_tables():
+    """The bootstrap replicates behind the intervals of the claims (not summary tables: no report item)."""
+    return [P.table(RESULTS, f"table1_replicates_{v}") for v in VARIANTS] if REFERENCE else []
+
+
 def report_tables():
     return [P.report(RESULTS, Path(t).stem) for t in summary_tables()]
 

@@ -29,7 +29,8 @@ rule barrier_curves:
 
 
 rule barrier_within_chain:
-    # the control row of sample-set barriers: the two halves of each chain, paired by index like the pairs
+    # the control rows of sample-set barriers: the two halves of each chain, paired by index like the pairs,
+    # as they are and weight-matched
     input:
         posteriors=lambda wc: posterior_files(wc.variant, wc.method),
         data=data_file,
@@ -45,7 +46,8 @@ rule barrier_within_chain:
     resources:
         **heavy_resources("barrier_within_chain", mem_mb=4000, runtime=60),
     params:
-        cfg=job_config("barrier"),
+        # alignment: the second half of each chain is also weight-matched to the first, as align_pair does
+        cfg=job_config("barrier", "alignment"),
         runtime=job_runtime,
         seeds=lambda wc: " ".join(str(s) for s in seeds_of(wc.method)),
     shell:

@@ -57,6 +57,7 @@ rule table1:
         md=P.table(RESULTS, "table1_{variant}", "md"),
         tex=P.table(RESULTS, "table1_{variant}", "tex"),
         diagnostics=P.table(RESULTS, "chain_diagnostics_{variant}"),
+        replicates=P.table(RESULTS, "table1_replicates_{variant}"),
     log:
         P.log(RESULTS, "{variant}/table1"),
     benchmark:
@@ -74,4 +75,5 @@ rule table1:
     shell:
         "python -m workflow table1 --posteriors {params.posteriors:q} --rebasin {params.rebasin:q} --data {input.data:q}"
         " --config {params.cfg:q} --runtime {params.runtime:q} --threads {threads} --gpus {resources.gpu} --out-csv {output.csv:q}"
-        " --out-md {output.md:q} --out-tex {output.tex:q} --out-diagnostics {output.diagnostics:q} > {log:q} 2>&1"
+        " --out-md {output.md:q} --out-tex {output.tex:q} --out-diagnostics {output.diagnostics:q}"
+        " --out-replicates {output.replicates:q} > {log:q} 2>&1"

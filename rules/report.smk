@@ -67,6 +67,7 @@ rule claims:
     # every claim of both papers judged against this run's summary tables, with its control
     input:
         summary_tables(),
+        replicate_tables(),
     output:
         csv=P.claims(RESULTS, "csv"),
         md=P.claims(RESULTS, "md"),

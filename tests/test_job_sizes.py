@@ -149,6 +149,10 @@ def test_a_barrier_path_evaluates_a_gaussians_samples_and_a_sample_sets_draws():
     assert size("hmc", barrier={"mc_samples": 40}) == size("hmc", barrier={"mc_samples": 20})
     within = J.time_size("barrier_within_chain", {"method": "hmc"}, cfg(hmc={"n_samples": 40}))
     assert within == 2 * J.time_size("barrier_within_chain", {"method": "hmc"}, cfg(hmc={"n_samples": 20}))
+    # two paths per chain (the halves unaligned and weight-matched), each of one pair's size without REPAIR
+    one = cfg(seeds=[0, 1], barrier={"repair": False})
+    path = J.time_size("barrier_curves", {"method": "hmc"}, one)  # seeds 0 and 1: one pair
+    assert J.time_size("barrier_within_chain", {"method": "hmc"}, one) == 2 * 2 * path
 
 
 def test_a_matcher_never_measured_takes_the_rate_of_its_family():

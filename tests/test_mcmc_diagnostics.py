@@ -1,16 +1,19 @@
 """MCMC convergence diagnostics (workflow/evaluation/mcmc_diagnostics.py): the rank-normalised, folded split
 R-hat and bulk and tail ESS of Vehtari et al. (2021) equal ArviZ's within 1e-6 on fixed chains, each
 part of them (ranks, folding, splitting, the tail quantiles) does what it is there for, and the
-classic forms are kept beside them."""
+classic forms are kept beside them; predictive_convergence's shares count constant points as converged, its
+chainwise R-hat sees each chain alone and its nested R-hat is Margossian et al.'s formula."""
 
 import math
+import warnings
 
 import numpy as np
 import pytest
 from arviz_stats.base import array_stats
 
 from workflow.evaluation import mcmc_diagnostics as diag
-from workflow.evaluation.mcmc_diagnostics import effective_sample_size, ess_bulk, ess_tail, rhat, split_rhat
+from workflow.evaluation.mcmc_diagnostics import (effective_sample_size, ess_bulk, ess_tail, predictive_convergence,
+                                                  rhat, split_rhat)
 
 
 def ar1(rng, chains, draws, rho, dims=()):
@@ -121,3 +124,88 @@ def test_summary_gives_the_worst_and_median_of_each(rng):
     assert s["ess_tail_median"] == pytest.approx(np.median(ess_tail(x)))
     assert s["ess_classic_min"] == pytest.approx(np.min(effective_sample_size(x)))
     assert math.isnan(diag.summary(np.ones((2, 10, 2)))["rhat_max"])
+
+
+def test_predictive_convergence_shares_flag_a_point_whose_chains_disagree(rng):
+    x = rng.normal(size=(4, 1000, 20))
+    c = predictive_convergence(x)
+    assert c["points"] == 20 and c["points_constant"] == 0
+    assert c["rhat_share_1.1"] == 1.0 and c["rhat_share_1.01"] >= 0.9
+    assert c["rhat_max"] == pytest.approx(np.max(rhat(x))) and c["rhat_median"] == pytest.approx(np.median(rhat(x)))
+    assert c["ess_bulk_min"] == pytest.approx(np.min(ess_bulk(x)))
+    x[0, :, 7] += 3.0  # one chain 3 sd off at one point
+    c = predictive_convergence(x)
+    assert c["rhat_share_1.1"] == pytest.approx(19 / 20) and c["rhat_share_1.01"] < 1.0
+    assert c["rhat_max"] > 1.1
+
+
+def test_predictive_convergence_counts_constant_points_as_converged_and_keeps_them(rng):
+    """3 of 10 points constant (a probability of exactly 1): their R-hat is undefined, they are counted
+    converged, and they stay in the denominator: with the other 7 unconverged the share is 3 / 10."""
+    x = rng.normal(size=(4, 400, 10))
+    x[..., :3] = np.array([1.0, 0.5, 0.25])
+    c = predictive_convergence(x)
+    assert c["points_constant"] == 3
+    assert c["rhat_share_1.01"] == c["rhat_share_1.1"] == c["chainwise_rhat_share_1.1"] == 1.0
+    assert c["rhat_max"] == pytest.approx(np.max(rhat(x[..., 3:])))  # over the 7, no NaN
+    assert c["rhat_median"] == pytest.approx(np.median(rhat(x[..., 3:])))
+    assert c["ess_bulk_min"] == pytest.approx(np.min(ess_bulk(x[..., 3:])))
+    assert c["ess_bulk_median"] == pytest.approx(np.median(ess_bulk(x[..., 3:])))
+    x[..., 3:] += 3.0 * np.arange(4)[:, None, None]  # the 7 others: every chain at its own mean
+    c = predictive_convergence(x)
+    assert c["rhat_share_1.01"] == c["rhat_share_1.1"] == pytest.approx(0.3)
+    everywhere = predictive_convergence(np.ones((2, 10, 3)))
+    assert everywhere["points_constant"] == 3 and everywhere["rhat_share_1.1"] == 1.0
+    assert all(math.isnan(everywhere[k]) for k in ("rhat_max", "rhat_median", "ess_bulk_min", "chainwise_rhat_max"))
+
+
+def test_chainwise_rhat_sees_each_chain_alone(rng):
+    """Chains that each mix but sit in different modes: the usual R-hat flags them, the chainwise one
+    (each chain's two halves) does not; a chain that drifts within itself is flagged by the chainwise one."""
+    x = rng.normal(size=(4, 1000, 5)) + 3.0 * np.arange(4)[:, None, None]
+    x[1, :, 4] = 0.5  # constant within one chain only: converged there, left out of the max
+    c = predictive_convergence(x)
+    assert c["rhat_max"] > 1.5 and c["rhat_share_1.1"] == 0.0
+    assert c["chainwise_rhat_max"] < 1.05 and c["chainwise_rhat_share_1.1"] == 1.0
+    assert c["chainwise_rhat_max"] == pytest.approx(max(np.nanmax(rhat(x[i:i + 1])) for i in range(4)))
+    drifting = rng.normal(size=(4, 1000, 5))
+    drifting[0, 500:, 2] += 3.0
+    c = predictive_convergence(drifting)
+    assert c["chainwise_rhat_max"] > 1.1 and c["chainwise_rhat_share_1.1"] == pytest.approx(19 / 20)
+    assert c["chainwise_rhat_max"] == pytest.approx(np.max(rhat(drifting[:1])))
+
+
+def test_nested_rhat_follows_margossian_et_al(rng):
+    starts = ["a", "a", "b", "b"]
+    apart = rng.normal(size=(4, 200, 3))
+    apart[2:] += 3.0  # the superchains from start b sit elsewhere
+    c = predictive_convergence(apart, starts)
+    assert c["nested_rhat"] > 1.5 and c["nested_rhat_superchains"] == 2
+    c = predictive_convergence(rng.normal(size=(4, 2000, 3)), starts)
+    assert c["nested_rhat"] < 1.05 and c["nested_rhat_superchains"] == 2
+    six = np.concatenate([apart, apart[:2]])
+    for chains, labels, found in ((apart, None, 0), (apart, ["a", "a", "a", "b"], 2), (six, list("aaaabb"), 2),
+                                  (apart, ["a", "b", "c", "d"], 4), (apart, ["a"] * 4, 1)):
+        # no starts, unequal superchains, one chain each, one superchain: NaN, not a formula run into a 0 ddof
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            c = predictive_convergence(chains, labels)
+        assert math.isnan(c["nested_rhat"]) and c["nested_rhat_superchains"] == found
+    with pytest.raises(ValueError, match="starts names 3 chains"):
+        predictive_convergence(apart, ["a", "a", "b"])
+
+
+def test_nested_rhat_equals_the_formula_by_hand():
+    """K = 2 superchains of M = 2 chains of n = 4 draws (the fewest split R-hat takes), point 0 by
+    hand, point 1 constant (left out of the max). Chain means 1, 2 | 5, 6, every within-chain variance
+    (ddof 1) 4/3; superchain means 1.5, 5.5: B_nu = (2^2 + 2^2) / (2 - 1) = 8; per superchain
+    B~_k = ((0.5)^2 + (0.5)^2) / (2 - 1) = 1/2 and W~_k = 4/3, so W_nu = 11/6; sqrt(1 + 8 / (11/6)) = sqrt(59/11).
+    Any ddof of 0 gives another number (B_nu 4, B~_k 1/4, W~_k 1)."""
+    point = np.array([[0, 2, 0, 2], [1, 3, 1, 3], [4, 6, 4, 6], [5, 7, 5, 7]], dtype=float)
+    x = np.stack([point, np.full_like(point, 0.9)], axis=-1)
+    c = predictive_convergence(x, ["a", "a", "b", "b"])
+    assert c["points_constant"] == 1
+    assert c["nested_rhat"] == pytest.approx(math.sqrt(59 / 11), rel=1e-12)
+    # superchains are the labels, wherever their chains are
+    interleaved = predictive_convergence(x[[0, 2, 1, 3]], [7, 8, 7, 8])
+    assert interleaved["nested_rhat"] == pytest.approx(math.sqrt(59 / 11), rel=1e-12)

@@ -199,15 +199,58 @@ def test_the_within_chain_control_pairs_the_two_halves_of_each_chain(digits_memb
     paths = [chain([*near, *near, w], 0), chain([*near, far, far], 1)]
     within_chain_curves(paths, [0, 1], tmp / "data.npz", cfg, tmp_path / "within.csv", device="cpu")
     curves = pd.read_csv(tmp_path / "within.csv", dtype={"pair": str})
-    assert set(curves["alignment"]) == {"within-chain"} and not curves["aligned"].any()
-    assert list(curves.groupby("pair")["draws"].first()) == [2, 2]
+    assert set(curves["alignment"]) == {"within-chain", "within-chain weight"}
+    plain, matched = (curves[curves["alignment"] == a] for a in ("within-chain", "within-chain weight"))
+    assert not plain["aligned"].any() and plain["not_total"].isna().all()
+    # every chain's halves also weight-matched, as pairs of chains are: aligned, with the matching's NoT
+    assert matched["aligned"].all() and matched["not_total"].notna().all()
+    assert (matched["units_total"] == 24).all()
+    for frame in (plain, matched):
+        assert list(frame.groupby("pair")["draws"].first()) == [2, 2]
     from workflow.evaluation.barriers import summarize
 
-    barrier = summarize(curves).set_index("pair")["loss_barrier"]
+    summary = summarize(curves)
+    barrier = summary[summary["alignment"] == "within-chain"].set_index("pair")["loss_barrier"]
     assert barrier["0-0"] == pytest.approx(0.0, abs=1e-6)
     assert barrier["1-1"] > 0.1
+    # matching never moves the halves apart: the objective starts at the identity and only improves
+    dist = curves.groupby(["alignment", "pair"])["distance"].first()
+    assert (dist["within-chain weight"] <= dist["within-chain"] + 1e-6).all()
+    assert dist["within-chain weight"]["1-1"] < 0.1 * dist["within-chain"]["1-1"]
     with pytest.raises(ArtifactError, match="1 draw"):
         within_chain_curves([chain([w], 2)], [2], tmp / "data.npz", cfg, tmp_path / "bad.csv", device="cpu")
+
+
+def test_the_weight_matched_within_chain_control_undoes_a_chain_that_changed_modes(digits_member, tmp_path, rng):
+    """A planted mode switch: one chain whose second half is its first half with the hidden units
+    permuted (Posterior.permuted). Unaligned the halves lie far apart and a barrier divides them;
+    matched as chains are, the second half is the first again: distance and barrier ~0, and the NoT
+    is the planted permutation's."""
+    from workflow.evaluation.barriers import summarize
+    from workflow.jobs.metrics import WITHIN_CHAIN, WITHIN_CHAIN_ALIGNED, within_chain_curves
+
+    tmp, cfg = digits_member
+    member = read_posterior(tmp / "seed0.h5")
+    spec = member.permutation_spec()
+    w = {k: v[0, 0] for k, v in member.samples.items()}
+    draws = [{k: v + 0.01 * rng.standard_normal(v.shape).astype(v.dtype) for k, v in w.items()} for _ in range(3)]
+    first = dataclasses.replace(member, method="hmc", seed=3,
+                                samples={k: np.stack([d[k] for d in draws])[None] for k in w})
+    perms = random_permutations(spec.group_sizes(w), rng)
+    second = first.permuted(spec, perms)
+    chain = dataclasses.replace(first, samples={k: np.concatenate([first.samples[k], second.samples[k]], axis=1)
+                                                for k in w})
+    write_posterior(tmp_path / "hmc3.h5", chain)
+    within_chain_curves([tmp_path / "hmc3.h5"], [3], tmp / "data.npz", cfg, tmp_path / "within.csv", device="cpu")
+    curves = pd.read_csv(tmp_path / "within.csv", dtype={"pair": str})
+    rows = summarize(curves).merge(curves.groupby("alignment")[["distance", "not_total"]].first().reset_index(),
+                                   on="alignment").set_index("alignment")
+    plain, matched = rows.loc[WITHIN_CHAIN], rows.loc[WITHIN_CHAIN_ALIGNED]
+    assert plain["pair"] == matched["pair"] == "3-3"
+    assert plain["distance"] > 1.0 and plain["loss_barrier"] > 0.1
+    assert matched["distance"] == pytest.approx(0.0, abs=1e-4)
+    assert matched["loss_barrier"] == pytest.approx(0.0, abs=1e-5)
+    assert matched["not_total"] == sum(number_of_transpositions(p) for p in perms.values()) > 0
 
 
 def test_the_not_study_in_xiaos_setting_recovers_the_planted_units_that_matter(digits_member, tmp_path):

@@ -3,6 +3,7 @@
 import base64
 import contextlib
 import json
+import math
 import os
 import random
 import re
@@ -204,6 +205,13 @@ def test_the_run_judges_every_claim_from_its_own_tables(finished_run):
     assert t.loc["xiao-vi-close", "measured"] == pytest.approx(table1.loc["agreement with HMC", "VI q"])
     assert t.loc["xiao-hmc-rebasin", "verdict"] != "not testable"  # the default matchings include Xiao's
     assert t.loc["rossi-width", "verdict"] == "not testable"  # no width sweep in this config
+    # every Table 1 cell and the claims read from it carry an interval from the run's own bootstrap
+    close = t.loc["xiao-vi-close"]
+    assert close["low"] <= close["measured"] <= close["high"] and "bootstrap over test points" in close["interval"]
+    assert not math.isnan(t.loc["xiao-hmc-rebasin", "low"])
+    diag = pd.read_csv(results / "tables" / "chain_diagnostics_base.csv").iloc[0]
+    assert 0 <= diag["rhat_share_1.01"] <= diag["rhat_share_1.1"] <= 1 and diag["points_constant"] >= 0
+    assert "HMC reference converged" in t.loc["xiao-vi-close", "preconditions"]
     md = (results / "claims.md").read_text()
     assert md.startswith("# Claims of both papers") and "config sha1" in md
 

@@ -223,7 +223,8 @@ JOBS = (
         )),
     Job("table1", "Xiao et al.'s Table 1: predictives against the reference method's (HMC)",
         run=lambda a, c, d: _job("rebasin", "table1_job")(a.posteriors, a.rebasin, a.data, c, a.out_csv, a.out_md,
-                                                          a.out_tex, a.out_diagnostics, device=d),
+                                                          a.out_tex, a.out_diagnostics, device=d,
+                                                          out_replicates=a.out_replicates),
         common=True, torch=True,
         args=(
             arg("--posteriors", type=json.loads, required=True, help="JSON: method -> its posterior files"),
@@ -233,6 +234,7 @@ JOBS = (
             arg("--out-csv", required=True),
             arg("--out-md", required=True),
             arg("--out-tex", required=True),
+            arg("--out-replicates", help="its bootstrap replicates (CSV), from which the claims derive intervals"),
             arg("--out-diagnostics", required=True),
         )),
     Job("basin", "align other methods' Gaussians into the basin of the reference's q_r (W2)",
@@ -352,6 +354,12 @@ JOBS = (
         args=(
             arg("--page", default="docs/results/digits-default.md", help="a page written by results-doc"),
             arg("--readme", default="README.md"),
+        )),
+    Job("results-index", "docs/results.md's findings: every results page's verdicts, copied from the pages",
+        run=lambda a, c, d: _job("results_doc", "results_index_job")(a.pages, a.out),
+        args=(
+            arg("--pages", nargs="+", required=True, help="pages written by results-doc (docs/results/*.md)"),
+            arg("--out", default="docs/results.md"),
         )),
     Job("summarize-barriers", "barrier table from the per-pair curves",
         run=lambda a, c, d: _job("metrics", "summarize_barriers")(a.curves, a.variants, a.out_curves,

@@ -30,7 +30,8 @@ def save_figure(fig, png: str | os.PathLike, pdf: str | os.PathLike) -> None:
 
 ALIGNMENT_LABELS = {"naive": "naive", "weight": "weight matching", "w2": "W2 (means + stds)",
                     "joint_weight": "weight matching, all seeds jointly", "joint_w2": "W2, all seeds jointly",
-                    "within-chain": "within one chain (control)"}
+                    "within-chain": "within one chain (control)",
+                    "within-chain weight": "within one chain, weight matching (control)"}
 
 
 def _is_gaussian(frame: pd.DataFrame) -> bool:

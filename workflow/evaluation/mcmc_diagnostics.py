@@ -17,6 +17,12 @@ rhat "rank", ess "bulk" / "tail" / "identity" on split chains) within 1e-6 (test
 
 Use them on predictive quantities: unlike raw weights, those are unchanged by the hidden-unit
 permutations that make chains of a BNN land in different but equivalent modes.
+
+``predictive_convergence`` reports, for p(y_true | x_n) per draw and test point, the shares of test
+points at R-hat <= 1.01 / 1.1 (constant points counting as converged), the worst R-hat and bulk ESS,
+the chainwise split R-hat of Sommer et al. (2024) (each chain's two halves: local mixing even where
+chains sit in different modes) and the nested R-hat of Margossian et al. (2024) over chains grouped by
+their start.
 """
 
 from __future__ import annotations
@@ -154,4 +160,102 @@ def summary(x) -> dict[str, float]:
             ok = not np.isnan(values).all()
             out[f"{name}_{'max' if worst is np.nanmax else 'min'}"] = float(worst(values)) if ok else math.nan
             out[f"{name}_median"] = float(np.nanmedian(values)) if ok else math.nan
+    return out
+
+
+RHAT_THRESHOLDS = (1.01, 1.1)  # predictive_convergence's shares
+
+
+def _constant(x: np.ndarray, axis) -> np.ndarray:
+    """Where every value along axis is the same (max - min below float resolution, as ess_of_split)."""
+    return (x.max(axis=axis) - x.min(axis=axis)) < np.finfo(float).resolution
+
+
+def _nested_rhat(x: np.ndarray, starts) -> tuple[np.ndarray | None, int]:
+    """Nested R-hat per trailing index of x [chains, draws, N], superchains the chains sharing a start
+    label; None where undefined (see predictive_convergence), with the number of superchains found."""
+    if starts is None:
+        return None, 0
+    labels = list(starts)
+    if len(labels) != x.shape[0]:
+        raise ValueError(f"starts names {len(labels)} chains, x has {x.shape[0]}")
+    groups: dict = {}
+    for chain, label in enumerate(labels):
+        groups.setdefault(label, []).append(chain)
+    sizes = {len(chains) for chains in groups.values()}
+    if len(groups) < 2 or len(sizes) != 1 or sizes.pop() < 2:
+        return None, len(groups)
+    nested = x[np.array(list(groups.values()))]  # [K superchains, M chains, draws, N]
+    between = nested.mean(axis=(1, 2)).var(axis=0, ddof=1)  # B_nu
+    chain_means = nested.mean(axis=2)  # [K, M, N]
+    within = (chain_means.var(axis=1, ddof=1) + nested.var(axis=2, ddof=1).mean(axis=1)).mean(axis=0)  # W_nu
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.sqrt(1.0 + between / within), len(groups)
+
+
+def predictive_convergence(x, starts=None) -> dict[str, float]:
+    """x: p(y_true | x_n) per draw, shaped [chains, draws, N] (N test points). starts: optional sequence, one label per chain, naming the start (initialisation) each chain came from; chains with the same label share a start.
+
+    Convergence of the predictive the way the BNN literature judges an HMC reference, as a flat dict
+    of floats (NaN where undefined):
+
+    - ``points``: N; ``points_constant``: the points whose value is the same in every draw of every
+      chain (max - min below float resolution). Their R-hat is undefined: they count as converged
+      below and always stay in the denominators.
+    - ``rhat_share_1.01``, ``rhat_share_1.1``: the share of all N points with rank-normalised split
+      R-hat (``rhat``) <= 1.01 / <= 1.1.
+    - ``rhat_max``, ``rhat_median``, ``ess_bulk_min``, ``ess_bulk_median``: over the non-constant points.
+    - ``chainwise_rhat_max``, ``chainwise_rhat_share_1.1``: the chainwise split R-hat of Sommer et al.
+      (2024), ``rhat(x[c:c+1])`` for each chain c alone (its two halves compared): the max over the
+      (chain, point) pairs not constant within that chain, and the share of all chains * N pairs at
+      <= 1.1, pairs constant within their chain counting as converged. Small values with a large
+      ``rhat`` mean chains that mix locally but sit in different modes.
+    - ``nested_rhat``: the max over the non-constant points of the nested R-hat of Margossian,
+      Hoffman, Sountsov, Riou-Durand, Vehtari and Gelman (2024, "Nested R-hat: assessing the
+      convergence of Markov chain Monte Carlo when running many short chains", Bayesian Analysis,
+      doi:10.1214/24-BA1453; arXiv 2110.13017, eqs. 15-19 as the R package posterior's rhat_nested,
+      which computes the same, cites them), on the raw, non-split chains. Superchains
+      k = 1..K are the groups of chains sharing a start label, each of M chains m of n draws f_nmk:
+
+          f_.mk = mean_n f_nmk,  f_..k = mean_m f_.mk,  f_... = mean_k f_..k
+          B_nu  = 1 / (K - 1) * sum_k (f_..k - f_...)^2
+          B~_k  = 1 / (M - 1) * sum_m (f_.mk - f_..k)^2
+          W~_k  = 1 / M * sum_m 1 / (n - 1) * sum_n (f_nmk - f_.mk)^2
+          W_nu  = 1 / K * sum_k (B~_k + W~_k)
+          nested R-hat = sqrt(1 + B_nu / W_nu)
+
+      Defined only where ``starts`` is given, K >= 2 and every superchain has the same M >= 2 chains;
+      NaN otherwise. ``nested_rhat_superchains``: K, the number of distinct start labels (0 without
+      ``starts``).
+    """
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 3:
+        raise ValueError(f"expected an array shaped [chains, draws, N], got shape {x.shape}")
+    chains, _, points = x.shape
+    constant = _constant(x, axis=(0, 1))
+    varying = ~constant
+    values = rhat(x)
+    chainwise = rhat(np.moveaxis(x, 0, 1)[None])  # [chains, N]: each chain a trailing index, as rhat(x[c:c+1])
+    chain_constant = _constant(x, axis=1)  # [chains, N]
+    nested, superchains = _nested_rhat(x, starts)
+
+    def share(r, converged_anyway, threshold):
+        return float(np.mean((r <= threshold) | converged_anyway)) if r.size else math.nan
+
+    def over(reduce, r, keep):
+        return float(reduce(r[keep])) if keep.any() else math.nan
+
+    out = {"points": float(points), "points_constant": float(constant.sum())}
+    with np.errstate(invalid="ignore"):  # NaN R-hat of constant points compared: False, and replaced
+        for threshold in RHAT_THRESHOLDS:
+            out[f"rhat_share_{threshold}"] = share(values, constant, threshold)
+        out["rhat_max"] = over(np.max, values, varying)
+        out["rhat_median"] = over(np.median, values, varying)
+        bulk = ess_bulk(x)
+        out["ess_bulk_min"] = over(np.min, bulk, varying)
+        out["ess_bulk_median"] = over(np.median, bulk, varying)
+        out["chainwise_rhat_max"] = over(np.max, chainwise, ~chain_constant)
+        out["chainwise_rhat_share_1.1"] = share(chainwise, chain_constant, 1.1)
+    out["nested_rhat"] = math.nan if nested is None else over(np.max, nested, varying)
+    out["nested_rhat_superchains"] = float(superchains)
     return out

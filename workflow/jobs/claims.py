@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..storage.atomic import write_csv, write_text
-from ..evaluation.claims_table import Run, judge, markdown
+from ..evaluation.claims_table import VERDICTS, Run, judge, markdown
 from ..storage.provenance import code_revision
 
 
@@ -24,8 +24,7 @@ def claims_job(table_paths, config: dict, variants: dict, out_csv, out_md, sweep
     stamp = (f"Run `{config.get('name', '?')}`; code {code_revision()}; config sha1 {digest}; judged from "
              f"{len(frames)} summary tables by `snakemake claims`.")
     counts = table["verdict"].value_counts()
-    stamp += " Verdicts: " + ", ".join(f"{counts.get(v, 0)} {v}" for v in ("reproduced", "not reproduced",
-                                                                            "not testable")) + "."
+    stamp += " Verdicts: " + ", ".join(f"{counts.get(v, 0)} {v}" for v in VERDICTS) + "."
     write_csv(out_csv, table.assign(code=code_revision(), config_sha1=digest))
     write_text(out_md, markdown(table, title=f"Claims of both papers, judged on run {config.get('name', '?')}",
                                 stamp=stamp))

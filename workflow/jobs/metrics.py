@@ -16,11 +16,17 @@ from ..storage.atomic import write_csv, write_text
 from ..config import table_cell
 from ..device import device_label, use_device
 from ..storage.prepared import load_prepared
+from ..alignment.permutations import number_of_transpositions
+from .align import align
 from .inputs import check_posterior, read_posterior
 
 log = logging.getLogger(__name__)
 
 WITHIN_CHAIN = "within-chain"  # the control row of sample-set barriers: two halves of one chain
+# the same halves, the second weight-matched to the first as pairs of chains are (align.align_pair): the
+# floor aligned chains are judged against, like with like (a chain that moves between permutation
+# modes leaves its unaligned halves farther apart than two chains)
+WITHIN_CHAIN_ALIGNED = "within-chain weight"
 REPAIRED = "+repair"  # suffix of the alignment of a REPAIRed path (barrier.repair)
 
 
@@ -68,9 +74,14 @@ def _curve(alignment: str, path_a, path_b, data, cfg: dict, *, device: str, vari
 def within_chain_curves(paths, seeds, data_path, cfg: dict, out, *, device: str = "auto",
                         variant: str = "base") -> None:
     """The control of sample-set barriers: the path between the first and the second half of every
-    chain (draw i of one half paired with draw i of the other, as the pairs of chains are). Both
-    halves sample one mode, so their barrier is the floor an alignment of two chains could reach."""
+    chain (draw i of one half paired with draw i of the other, as the pairs of chains are), twice:
+    as they are (``within-chain``), and with the second half weight-matched to the first exactly as
+    two chains are aligned (``within-chain weight``: alignment settings of cfg["alignment"], one
+    permutation for all of the half's draws). Both halves sample one mode, so the aligned halves'
+    barrier is the floor an alignment of two chains could reach; halves farther apart unaligned than
+    two chains show a chain that moves between permutation modes. Neither is REPAIRed."""
     data = load_prepared(data_path)
+    acfg = cfg["alignment"]
     frames = []
     for path, seed in zip(paths, seeds):
         post = read_posterior(path, seed=int(seed), data=data, kind="samples", what="the within-chain control")
@@ -87,6 +98,18 @@ def within_chain_curves(paths, seeds, data_path, cfg: dict, out, *, device: str 
             chain = str(post.seed) if n_chains == 1 else f"{post.seed}.{c}"
             frames.append(_path_curve(a, b, data, cfg, alignment=WITHIN_CHAIN, pair=f"{chain}-{chain}", meta=meta,
                                       device=device, variant=variant, repair=False))
+            # as align_pair aligns two chains; the matching's random group order depends on the chain alone
+            result, aligned = align(a, b, "weight", seed=1000 * post.seed + c, max_sweeps=acfg["max_sweeps"],
+                                    restarts=acfg.get("restarts", 1), matcher=acfg.get("matcher", "weight"),
+                                    data=data, alignment_cfg=acfg)
+            _, after = a.distance_to(aligned)
+            nots = {g: number_of_transpositions(p) for g, p in result.perms.items()}
+            log.info("chain %s halves weight-matched: %s distance %.4g -> %.4g, %d sweeps (converged: %s); NoT %s",
+                     chain, dist_kind, dist, after, result.sweeps, result.converged, nots)
+            meta = {"distance_kind": dist_kind, "distance": after, "not_total": sum(nots.values()),
+                    "units_total": sum(len(p) for p in result.perms.values())}
+            frames.append(_path_curve(a, aligned, data, cfg, alignment=WITHIN_CHAIN_ALIGNED, pair=f"{chain}-{chain}",
+                                      meta=meta, device=device, variant=variant, repair=False))
     if not frames:
         raise ValueError("within_chain_curves needs at least one posterior")
     write_csv(out, pd.concat(frames, ignore_index=True))

@@ -197,15 +197,20 @@ def table1_columns(posterior_paths: dict, rebasin_paths: dict) -> list[tuple[str
 
 
 def table1_job(posterior_paths: dict, rebasin_paths: dict, data_path, cfg: dict, out_csv, out_md, out_tex,
-               out_diag, *, device: str = "auto") -> None:
+               out_diag, *, device: str = "auto", out_replicates=None) -> None:
     """Xiao et al.'s Table 1: every predictive against the reference method's (agreement, TV), accuracies
-    and NLL. ``posterior_paths``: method -> its posteriors (seed order); ``rebasin_paths``:
-    '<method>/<matching>/<reference>/<fit>' -> Gaussian fit. The reference chains' convergence on p(y|x) at the
-    test points goes to ``out_diag``: rank-normalised split R-hat (and the classic one), bulk, tail
-    and classic ESS (``mcmc_diagnostics.summary``)."""
+    and NLL, each with its 95% bootstrap interval (``low``, ``high``; ``evaluation.bootstrap``: test points,
+    and the reference's chains where it has 3 or more). ``posterior_paths``: method -> its posteriors (seed
+    order); ``rebasin_paths``: '<method>/<matching>/<reference>/<fit>' -> Gaussian fit. The bootstrap replicates
+    go to ``out_replicates`` (the claims derive their intervals from them). The reference chains' convergence on
+    p(y|x) at the test points goes to ``out_diag``: the share of test points whose rank-normalised R-hat
+    meets 1.01 and 1.1, chainwise and nested R-hat, bulk and tail ESS
+    (``mcmc_diagnostics.predictive_convergence`` and ``summary``)."""
+    from ..evaluation import bootstrap
     from ..evaluation.compare import accuracy, agreement, expected_calibration_error, total_variation
+    from ..evaluation.mcmc_diagnostics import predictive_convergence
     from ..evaluation.mcmc_diagnostics import summary as chain_summary
-    from ..evaluation.predict import log_predictive, sample_label_log_probs
+    from ..evaluation.predict import Stacked, log_predictive, sample_label_log_probs
 
     ref = methods.reference_method(list(posterior_paths))
     if ref is None:
@@ -236,30 +241,47 @@ def table1_job(posterior_paths: dict, rebasin_paths: dict, data_path, cfg: dict,
                 label = f"{label} (sampled)"
                 logp = log_predictive(model, post.sample_source(n_mc, seed, "sample"), x, memory_mb=budget)
         columns[label] = (logp, logp_mean)
-    p_ref = columns[f"{methods.label(ref)} samples"][0].exp().cpu().numpy()
+    ref_label = f"{methods.label(ref)} samples"
+    p_ref = columns[ref_label][0].exp().cpu().numpy()
     y_np = y.cpu().numpy()
-    rows = []
+    rows, per_point = [], {}
     for label, (logp, logp_mean) in columns.items():
         p = logp.exp().cpu().numpy()
+        # from log-probabilities: -log of a float32 probability underflows for confident errors
+        logp_y = logp.double().gather(1, y[:, None])[:, 0].cpu().numpy()
+        p_mean = logp_mean.exp().cpu().numpy() if logp_mean is not None else None
+        per_point[label] = (p, p_mean, logp_y)
         values = {"agreement with HMC": agreement(p, p_ref), "TV to HMC": total_variation(p, p_ref),
                   "test accuracy %": 100 * accuracy(p, y_np),
-                  "test accuracy % of mean network": (100 * accuracy(logp_mean.cpu().numpy(), y_np)
-                                                      if logp_mean is not None else np.nan),
-                  # from log-probabilities: -log of a float32 probability underflows for confident errors
-                  "test NLL": float(-logp.double().gather(1, y[:, None]).mean()),
+                  "test accuracy % of mean network": (100 * accuracy(p_mean, y_np) if p_mean is not None else np.nan),
+                  "test NLL": float(-logp_y.mean()),
                   "test ECE": expected_calibration_error(p, y_np)}
         rows += [{"metric": m, "column": label, "value": values[m]} for m in tables.TABLE1_METRICS]
+    # the reference's predictive chain by chain: the bootstrap resamples chains where there are 3 or more
+    chain_sources = [(post.seed, Stacked({k: v[c] for k, v in post.samples.items()})) for post in reference_posts
+                     for c in range(next(iter(post.samples.values())).shape[0])]
+    chain_probs = np.stack([log_predictive(model, source, x, memory_mb=budget).exp().cpu().numpy()
+                            for _, source in chain_sources])
+    replicates = bootstrap.table1_replicates(chain_probs, per_point, y_np, ref_label, seed=seed)
     table = pd.DataFrame(rows)
+    bounds = [bootstrap.interval(replicates[bootstrap.replicate_column(m, c)])
+              if m in bootstrap.REPLICATE_METRICS else (np.nan, np.nan) for m, c in zip(table["metric"], table["column"])]
+    table["low"], table["high"] = [b[0] for b in bounds], [b[1] for b in bounds]
+    table["interval"] = bootstrap.scheme(len(chain_probs))
+    if out_replicates is not None:
+        write_csv(out_replicates, replicates)
     write_csv(out_csv, table.assign(device=device_label()))
     wide = tables.table1_wide(table)
     write_text(out_md, tables.markdown(wide, index_name="metric"))
     write_text(out_tex, tables.latex(wide, index_name="metric"))
     # convergence of the chains, judged on predictive quantities (unchanged by permutations)
-    chains = np.stack([sample_label_log_probs(model, post.sample_source(0, 0), x, y, memory_mb=budget).exp().cpu().numpy()
-                       for post in reference_posts])  # [chains, draws, N]
-    diag = {"method": ref, "chains": len(reference_posts), "draws_per_chain": chains.shape[1]}
+    chains = np.stack([sample_label_log_probs(model, source, x, y, memory_mb=budget).exp().cpu().numpy()
+                       for _, source in chain_sources])  # [chains, draws, N]
+    diag = {"method": ref, "chains": len(chains), "draws_per_chain": chains.shape[1]}
     if chains.shape[1] >= 4:
         diag.update(chain_summary(chains))
+        # the chains of one file share its start (one seed): nested R-hat's superchains
+        diag.update(predictive_convergence(chains, [seed for seed, _ in chain_sources]))
     for p in reference_posts:
         diag[f"acceptance_seed{p.seed}"] = float(p.diagnostic_attrs.get("acceptance_rate", np.nan))
         diag[f"divergences_seed{p.seed}"] = int(p.diagnostic_attrs.get("divergences", 0))

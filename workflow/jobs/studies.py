@@ -146,6 +146,7 @@ def pruning_job(rebasin_paths: dict, gaussian_paths: dict, merged: list, data_pa
     lowest sigma. ``merged``: pairs (reference q_r path, alignment file of another method's q_r in the
     reference's basin), each adding that mean pruned by the reference's sigma, and the same mean pruned
     by magnitude (keeping the largest |mu|) as a baseline."""
+    from ..evaluation import bootstrap
     from ..evaluation.predict import loss_error, sample_log_probs
     from ..evaluation.pruning import pruned_stack
 
@@ -178,10 +179,14 @@ def pruning_job(rebasin_paths: dict, gaussian_paths: dict, merged: list, data_pa
     for label, (_, mean, score, criterion) in curves.items():
         # every pruned copy is a network of its own: one batched pass, then loss and error per copy
         logp = sample_log_probs(model, pruned_stack(mean, score, fractions), x, memory_mb=memory_mb)
-        for f, logp_f in zip(fractions, logp):
+        correct = (logp.argmax(-1) == y).cpu().numpy()  # [fractions, N]
+        for i, (f, logp_f) in enumerate(zip(fractions, logp)):
             nll, err = loss_error(logp_f, y)
+            # the points lost against keeping every weight (the first fraction is the largest), paired over test points
+            low, high = bootstrap.paired_drop_interval(correct[0], correct[i], seed=0)
             rows.append({"variant": variant, "label": label, "criterion": criterion, "fraction_retained": f,
-                         "test_accuracy": 1.0 - err, "test_nll": nll, "device": device_label()})
+                         "test_accuracy": 1.0 - err, "test_nll": nll, "accuracy_drop_low": low,
+                         "accuracy_drop_high": high, "device": device_label()})
         log.info("pruning %s: accuracy %.4f kept all, %.4f at %.2f", label, rows[-len(fractions)]["test_accuracy"],
                  rows[-1]["test_accuracy"], fractions[-1])
     write_csv(out_csv, pd.DataFrame(rows))
