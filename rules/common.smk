@@ -341,7 +341,7 @@ def summary_tables():
 
 def replicate_tables():
     """The bootstrap replicates behind the intervals of the claims (not summary tables: no report item)."""
-    return [P.table(RESULTS, f"table1_replicates_{v}") for v in VARIANTS] if REFERENCE else []
+    return [P.replicates(RESULTS, v) for v in VARIANTS] if REFERENCE else []
 
 
 def report_tables():

@@ -57,7 +57,7 @@ rule table1:
         md=P.table(RESULTS, "table1_{variant}", "md"),
         tex=P.table(RESULTS, "table1_{variant}", "tex"),
         diagnostics=P.table(RESULTS, "chain_diagnostics_{variant}"),
-        replicates=P.table(RESULTS, "table1_replicates_{variant}"),
+        replicates=P.replicates(RESULTS, "{variant}"),
     log:
         P.log(RESULTS, "{variant}/table1"),
     benchmark:

@@ -85,7 +85,10 @@ def test_workflow_runs_end_to_end_and_alignment_lowers_the_barrier(finished_run)
         (m, f"{k}+repair") for m, ks in (("ensemble", ("naive", "weight", "joint_weight")),
                                          ("vi", ("naive", "weight", "w2", "joint_weight", "joint_w2")),
                                          ("hmc", ("naive", "weight", "joint_weight"))) for k in ks}  # not GLM Laplace
-    table = table[~table["alignment"].isin(["within-chain", "joint_weight", "joint_w2"])  # joint: its own test
+    aligned_halves = table[table["alignment"] == "within-chain weight"]  # the floor: halves matched like chains
+    assert set(aligned_halves["pair"]) == {"0-0", "1-1", "2-2"} and aligned_halves["not_total"].notna().all()
+    assert (aligned_halves["distance"].to_numpy() <= control["distance"].to_numpy() + 1e-9).all()
+    table = table[~table["alignment"].isin(["within-chain", "within-chain weight", "joint_weight", "joint_w2"])
                   & ~table["alignment"].str.endswith("+repair")]
     assert set(table["pair"]) == {"0-1", "0-2", "1-2"}
     assert set(table["variant"]) == {"base"}
@@ -108,8 +111,8 @@ def test_workflow_runs_end_to_end_and_alignment_lowers_the_barrier(finished_run)
     curves = pd.read_csv(results / "tables" / "barrier_curves.csv")
     assert {"variant", "pair", "t", "loss", "error", "aligned", "alignment", "distance"} <= set(curves.columns)
     # pairs x points x (2 + 3 + 2 + 3 curves, 1 + 2 + 1 + 2 joint ones, and REPAIRed 3 + 5 + 3 + 0 of those),
-    # and HMC's 3 chains halved
-    assert len(curves) == 3 * 7 * (10 + 6 + 11) + 3 * 7
+    # and HMC's 3 chains halved, once as they are and once weight-matched
+    assert len(curves) == 3 * 7 * (10 + 6 + 11) + 2 * 3 * 7
     assert set(curves["device"]) == {"cpu"}  # tables computed with torch name their device
     assert set(pd.read_csv(results / "tables" / "table1_base.csv")["device"]) == {"cpu"}
 

@@ -1,9 +1,11 @@
 """Intervals on a run's measured values: percentile bootstraps over the run's own independent units.
 
-Table 1's metrics are resampled over test points and, where the reference method has 3 chains or
-more, over its chains as well (two-level: the chains of a replicate are drawn with replacement and
-their predictives pooled, then the test points). Below 3 chains the chains are not resampled, and the
-verdicts say so. ``table1_replicates`` writes one row per replicate and one column per
+Table 1's metrics are resampled over test points and, where a sample set has 3 units or more (the
+reference's chains, the ensemble's members), over its units as well (two-level: the units of a
+replicate are drawn with replacement and their predictives pooled, then the test points). Below 3
+units they are not resampled, and the verdicts say so; fitted Gaussians (q_d, q_r, VI) are not refitted
+per replicate. Barriers are resampled by seed (``seed_replicates``): pairs share seeds, so a replicate
+draws seeds and weighs every pair by how often both its seeds were drawn. ``table1_replicates`` writes one row per replicate and one column per
 (metric, column) of Table 1, so that a claim derived from several cells (a share of a gap closed,
 a difference of accuracies) gets the joint interval of its own formula.
 """
@@ -36,40 +38,46 @@ def interval(values) -> tuple[float, float]:
     return float(np.percentile(v, tail)), float(np.percentile(v, 100 - tail))
 
 
-def scheme(chains: int) -> str:
-    """What the replicates resample, in words a verdict can quote."""
-    if chains >= MIN_UNITS:
-        return f"bootstrap over test points and the reference's {chains} chains"
-    return f"bootstrap over test points only (the reference has {chains} chain{'s' if chains != 1 else ''}, fewer than {MIN_UNITS})"
+def scheme(units: dict[str, int]) -> str:
+    """What the replicates resample, in words a verdict can quote (``units``: sample column -> its units)."""
+    resampled = [f"{label}'s {n} units" for label, n in units.items() if n >= MIN_UNITS]
+    kept = [f"{label} ({n})" for label, n in units.items() if n < MIN_UNITS]
+    text = "bootstrap over test points" + (" and " + ", ".join(resampled) if resampled else "")
+    if kept:
+        text += f"; not resampled, fewer than {MIN_UNITS} units: " + ", ".join(kept)
+    return text + "; fitted Gaussians not refitted"
 
 
-def table1_replicates(chain_probs: np.ndarray, columns: dict[str, tuple[np.ndarray, np.ndarray | None, np.ndarray]],
+def table1_replicates(units: dict[str, np.ndarray], columns: dict[str, tuple[np.ndarray, np.ndarray | None, np.ndarray]],
                       y: np.ndarray, reference: str, *, seed: int, replicates: int = REPLICATES) -> pd.DataFrame:
     """Bootstrap replicates of Table 1's metrics.
 
-    ``chain_probs``: the reference method's predictive per chain, [K, N, C]; ``columns``: label ->
-    (predictive [N, C], mean network's predictive [N, C] or None, log p(y_n | x_n) [N]); ``reference``: the
-    label of the reference's own column, whose predictive is the pooled chains of each replicate.
+    ``units``: sample column -> its predictive per unit (chain or member), [K, N, C], the reference's among
+    them; ``columns``: label -> (predictive [N, C], mean network's predictive [N, C] or None, log p(y_n | x_n)
+    [N]); ``reference``: the label of the reference's column, against whose predictive of each replicate the
+    others are compared. A column with MIN_UNITS units or more is pooled from its resampled units.
     Returns one row per replicate: ``replicate``, then one column per (metric, label)."""
-    k, n = chain_probs.shape[:2]
+    n = len(y)
     rng = np.random.default_rng(seed)
-    resample_chains = k >= MIN_UNITS
     argmax = {label: p.argmax(1) for label, (p, _, _) in columns.items()}
     correct = {label: (a == y).astype(np.float64) for label, a in argmax.items()}
     correct_mean = {label: (m.argmax(1) == y).astype(np.float64) for label, (_, m, _) in columns.items() if m is not None}
     nll = {label: -np.asarray(lp, dtype=np.float64) for label, (_, _, lp) in columns.items()}
-    pooled = chain_probs.mean(0)
+    resampled = {label: u for label, u in units.items() if len(u) >= MIN_UNITS}
     rows = []
     for b in range(replicates):
-        weights = np.bincount(rng.integers(k, size=k), minlength=k) / k if resample_chains else None
         points = rng.integers(n, size=n)
-        ref = (np.tensordot(weights, chain_probs[:, points], axes=1) if resample_chains else pooled[points])
-        ref_arg = ref.argmax(1)
+        drawn = {}
+        for label, u in resampled.items():  # a fixed order: the same draws for every rerun
+            weights = np.bincount(rng.integers(len(u), size=len(u)), minlength=len(u)) / len(u)
+            p_b = np.tensordot(weights, u[:, points], axes=1)
+            drawn[label] = (p_b, p_b.argmax(1))
+        ref, ref_arg = drawn.get(reference) or (columns[reference][0][points], argmax[reference][points])
         row = {"replicate": b}
         for label, (p, _, _) in columns.items():
-            if label == reference:
-                p_b, arg_b = ref, ref_arg
-                right = (ref_arg == y[points]).astype(np.float64)
+            if label in drawn:
+                p_b, arg_b = drawn[label]
+                right = (arg_b == y[points]).astype(np.float64)
             else:
                 p_b, arg_b = p[points], argmax[label][points]
                 right = correct[label][points]
@@ -81,6 +89,34 @@ def table1_replicates(chain_probs: np.ndarray, columns: dict[str, tuple[np.ndarr
             row[replicate_column("test NLL", label)] = float(nll[label][points].mean())
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def pair_seeds(pair) -> tuple[str, str]:
+    """The two seeds (or chains, 'seed.chain') of a pair label 'a-b'."""
+    a, _, b = str(pair).partition("-")
+    return a, b
+
+
+def seed_replicates(groups: list[pd.Series], *, seed: int, replicates: int = REPLICATES) -> np.ndarray | None:
+    """Bootstrap replicates of the mean of each per-pair series in ``groups`` (indexed by pair 'a-b', the halves of
+    one chain as 'c-c'), resampling the seeds the pairs are made of: a replicate draws the seeds with replacement
+    and weighs a pair by the product of its seeds' draws (a half-pair 'c-c' by its chain's). [replicates, groups];
+    None below MIN_UNITS seeds."""
+    seeds = sorted({s for g in groups for p in g.index for s in pair_seeds(p)})
+    if len(seeds) < MIN_UNITS:
+        return None
+    where = {s: i for i, s in enumerate(seeds)}
+    rng = np.random.default_rng(seed)
+    counts = np.stack([np.bincount(rng.integers(len(seeds), size=len(seeds)), minlength=len(seeds))
+                       for _ in range(replicates)]).astype(np.float64)
+    out = np.empty((replicates, len(groups)))
+    for j, g in enumerate(groups):
+        a = np.array([where[pair_seeds(p)[0]] for p in g.index])
+        b = np.array([where[pair_seeds(p)[1]] for p in g.index])
+        w = np.where(a == b, counts[:, a], counts[:, a] * counts[:, b])  # [replicates, pairs]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[:, j] = (w * g.to_numpy(dtype=np.float64)).sum(1) / w.sum(1)
+    return out
 
 
 def mean_interval(values, *, seed: int, replicates: int = REPLICATES) -> tuple[float, float]:

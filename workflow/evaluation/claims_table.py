@@ -131,6 +131,7 @@ class Claim:
     quantity: str
     rule: str
     judge: Callable[["Run"], list[Verdict]]
+    precondition: bool = False  # a row of its own that other claims need (met / not met), not a claim of a paper
 
 
 class Run:
@@ -171,17 +172,28 @@ def decide(variant: str, measured: float, rule: Rule, reason: str, *, low: float
     """The verdict of one claim and variant, in the module's order: preconditions, baselines, the paper's number."""
     preconditions, baselines = list(preconditions), list(baselines)
     tol = rule.tolerance(low, high)
+    half = (high - low) / 2 if not (math.isnan(low) or math.isnan(high)) else math.nan
+    if rule.effect > 0 and not math.isnan(half):  # an interval wider than the effect cannot tell it from nothing
+        preconditions.append(Check("precision: the interval's half-width", half, f"below the effect {_fmt(rule.effect)}",
+                                   bool(half < rule.effect)))
     v = Verdict(variant, measured, NOT_TESTABLE, reason, low, high, rule.paper, tol, interval, preconditions,
                 baselines, control, control_value)
     if measured is None or math.isnan(measured):
         v.reason = reason or "no measured value"
         return v
+    if math.isnan(rule.effect):
+        v.reason += f"; no effect to scale the tolerance by ({rule.basis})"
+        return v
     side = f"{rule.direction} {_fmt(rule.paper)} within {_fmt(tol)}"
-    failed = [c for c in preconditions if c.passed is False]
+    # a precondition this run did not measure cannot be taken as met
+    failed = [c for c in preconditions if c.passed is not True]
     reaching = [b for b in baselines if b.reaches]
     if failed:
         v.verdict = INCONCLUSIVE
-        v.reason += "; inconclusive, a precondition failed: " + "; ".join(f"{c.name} {_fmt(c.value)}" for c in failed)
+        parts = [f"{what}: " + "; ".join(f"{c.name} {_fmt(c.value)}" for c in failed if c.passed is state)
+                 for what, state in (("a precondition failed", False), ("not measured by this run", None))
+                 if any(c.passed is state for c in failed)]
+        v.reason += "; inconclusive, " + "; ".join(parts)
     elif reaching:
         v.verdict = NOT_REPRODUCED
         v.reason += "; a trivial baseline does as well: " + "; ".join(f"{b.name} {_fmt(b.value)}" for b in reaching)
@@ -225,7 +237,9 @@ def vi_learned(run: Run, variant: str) -> Check:
     if rows is None or rows.empty:
         return Check("VI learned its variances", math.nan, rule, None)
     r = rows.iloc[0]
-    spread = float(r["sigma_q90"] / r["sigma_q10"]) if r["sigma_q10"] > 0 else math.inf
+    if not (r["sigma_q10"] > 0 and r["sigma_q90"] > 0):  # NaN or collapsed sigmas: no spread to read
+        return Check("VI learned its variances: sigma q90 / q10", math.nan, rule, None)
+    spread = float(r["sigma_q90"] / r["sigma_q10"])
     return Check("VI learned its variances: sigma q90 / q10", spread, rule, bool(spread >= SIGMA_SPREAD))
 
 
@@ -258,6 +272,15 @@ def _replicated(run: Run, variant: str, statistic: Callable[[Callable[[str, str]
 
 
 # ---------------------------------------------------------------- Table 1 (Xiao et al.)
+
+def paper_setting(run: Run) -> str:
+    """Where a run's setting is not Table 1's (MNIST, MLP 784-512-10), the words that say so."""
+    hidden = run.config.get("model", {}).get("hidden")
+    if run.dataset in ("mnist", "mnist-t10k") and run.architecture == "mlp" and hidden in ([512], (512,)):
+        return ""
+    return (f" (the paper's numbers are MNIST with an MLP 784-512-10; this run: {run.dataset or '?'}, "
+            f"{run.architecture or '?'} {hidden if hidden is not None else ''})").replace(" )", ")")
+
 
 PAPER_MATCHING, PAPER_REFERENCE = "activation", "first"  # Xiao et al.'s rebasin
 Q_R = f"q_r ({PAPER_MATCHING}, {PAPER_REFERENCE} ref.)"
@@ -317,7 +340,7 @@ def _lift_claim(method: str, label: str) -> Callable[[Run], list[Verdict]]:
             low, high, scheme = _replicated(run, v, lambda cell: (cell("agreement with HMC", column)
                                                                   - cell("agreement with HMC", f"{label} q_d"))
                                             / (1.0 - cell("agreement with HMC", f"{label} q_d")))
-            reason = f"q_d {_fmt(q_d)} -> q_r {_fmt(q_r)}, closing {_fmt(closed)} of the gap to HMC"
+            reason = f"q_d {_fmt(q_d)} -> q_r {_fmt(q_r)}, closing {_fmt(closed)} of the gap to HMC" + paper_setting(run)
             checks = [converged(run, v)]
             control, text = rebasin_control(run, v, method)
             if control is not None:
@@ -354,7 +377,8 @@ def _close_claim(label: str, column: str) -> Callable[[Run], list[Verdict]]:
             acc_ref = _table1_column(run, v, "HMC samples", "test accuracy %")[0]
             bound = acc / 100 + acc_ref / 100 - 1
             _, _, scheme = _replicated(run, v, lambda cell: cell("agreement with HMC", column))
-            reason = f"agreement {_fmt(a)}; test accuracies {_fmt(acc)}% and HMC's {_fmt(acc_ref)}% force {_fmt(bound)}"
+            reason = (f"agreement {_fmt(a)}; test accuracies {_fmt(acc)}% and HMC's {_fmt(acc_ref)}% force {_fmt(bound)}"
+                      + paper_setting(run))
             out.append(decide(v, a, rule, reason, low=low, high=high, interval=scheme,
                               preconditions=[converged(run, v)],
                               baselines=[Baseline("the agreement the test accuracies alone force", bound,
@@ -377,11 +401,9 @@ def _tv_claim(label: str, column: str) -> Callable[[Run], list[Verdict]]:
                 out.append(Verdict(v, math.nan, NOT_TESTABLE, f"no Table 1 column {column!r}"))
                 continue
             _, _, scheme = _replicated(run, v, lambda cell: cell("TV to HMC", column))
-            q_d = _table1_column(run, v, "Ens. q_d", "TV to HMC")[0]
-            baselines = [] if math.isnan(q_d) else [Baseline("the ensemble's q_d (members averaged unaligned)", q_d,
-                                                             reaches(q_d, tv, low, high, AT_MOST))]
-            out.append(decide(v, tv, rule, f"TV {_fmt(tv)} (1/2 sum |p - p_HMC|, mean over test points)", low=low,
-                              high=high, interval=scheme, preconditions=[converged(run, v)], baselines=baselines))
+            out.append(decide(v, tv, rule, f"TV {_fmt(tv)} (1/2 sum |p - p_HMC|, mean over test points)"
+                              + paper_setting(run), low=low, high=high, interval=scheme,
+                              preconditions=[converged(run, v)]))
         return out
     return judge
 
@@ -405,7 +427,8 @@ def _mean_network_claim(label: str, strict_gain: bool) -> Callable[[Run], list[V
             # the ensemble's claim is 'as accurate or more' (0.25 points): no gain is no baseline for it
             baselines = [Baseline("no gain (mu_r as accurate as q_r's samples)", 0.0,
                                   reaches(0.0, mean_acc - acc, low, high, AT_LEAST))] if strict_gain else []
-            out.append(decide(v, mean_acc - acc, rule, f"mu_r {_fmt(mean_acc)}% against q_r's samples {_fmt(acc)}%",
+            out.append(decide(v, mean_acc - acc, rule, f"mu_r {_fmt(mean_acc)}% against q_r's samples {_fmt(acc)}%"
+                              + paper_setting(run),
                               low=low, high=high, interval=scheme, preconditions=[converged(run, v)],
                               baselines=baselines))
         return out
@@ -452,21 +475,26 @@ def _barrier(run: Run, variant: str, method: str, alignment: str) -> float:
     return float(rows.mean()) if len(rows) else math.nan
 
 
+def _seed_interval(groups: list[pd.Series], statistic) -> tuple[float, float, str]:
+    """The interval of ``statistic(means)`` (one mean per per-pair series) over seed bootstrap replicates."""
+    reps = bootstrap.seed_replicates(groups, seed=SEED)
+    seeds = len({s for g in groups for p in g.index for s in bootstrap.pair_seeds(p)})
+    if reps is None:
+        return math.nan, math.nan, f"{seeds} seed{'s' if seeds != 1 else ''}: fewer than {bootstrap.MIN_UNITS}, no interval"
+    low, high = bootstrap.interval(statistic(reps.T))
+    return low, high, f"bootstrap over the {seeds} seeds the pairs are made of"
+
+
 def _pairs_interval(values: pd.Series) -> tuple[float, float, str]:
-    low, high = bootstrap.mean_interval(values.to_numpy(), seed=SEED)
-    n = len(values)
-    if math.isnan(low):
-        return low, high, f"{n} pair{'s' if n != 1 else ''}: fewer than {bootstrap.MIN_UNITS}, no interval"
-    return low, high, f"bootstrap over {n} pairs (pairs share seeds: the interval is narrow)"
+    return _seed_interval([values], lambda m: m[0])
 
 
 def _ratio_interval(run: Run, variant: str, method: str, aligned: str) -> tuple[float, float, str]:
-    """The interval of mean aligned / mean naive barrier, pairs resampled together."""
+    """The interval of mean aligned / mean naive barrier, seeds resampled together."""
     frame = pd.concat({"aligned": _pair_barriers(run, variant, method, aligned),
                        "naive": _pair_barriers(run, variant, method, "naive")}, axis=1).dropna()
-    low, high = bootstrap.statistic_interval(frame, lambda f: f["aligned"].mean() / f["naive"].mean()
-                                             if f["naive"].mean() > 0 else math.nan, seed=SEED)
-    return low, high, _pairs_interval(frame["aligned"])[2]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return _seed_interval([frame["aligned"], frame["naive"]], lambda m: np.where(m[1] > 0, m[0] / m[1], np.nan))
 
 
 def near_zero_rule(naive: float) -> Rule:
@@ -489,7 +517,8 @@ def _vi_baselines(run: Run, variant: str, measured: float, low: float, high: flo
     net), on the claim's scale (a barrier, or a ratio to the naive one)."""
     out = []
     for name, method, kind in (("means-only matching of the same VI pairs", "vi", "weight"),
-                               ("the ensemble's weight matching", "ensemble", "weight")):
+                               ("point estimates of the same net: the ensemble's weight matching", "ensemble",
+                                "weight")):
         value = _barrier(run, variant, method, kind)
         if ratio:
             naive = _barrier(run, variant, method, "naive")
@@ -561,17 +590,15 @@ def _width_change(run: Run, narrow: str, wide: str, alignment: str) -> tuple[flo
     if a.empty or b.empty:
         return math.nan, math.nan, math.nan
     change = float(a.mean() - b.mean())
-    if min(len(a), len(b)) < bootstrap.MIN_UNITS:
+    wide_reps, narrow_reps = (bootstrap.seed_replicates([g], seed=SEED + i) for i, g in enumerate((a, b)))
+    if wide_reps is None or narrow_reps is None:
         return change, math.nan, math.nan
-    rng = np.random.default_rng(SEED)
-    reps = [a.to_numpy()[rng.integers(len(a), size=len(a))].mean() - b.to_numpy()[rng.integers(len(b), size=len(b))].mean()
-            for _ in range(bootstrap.REPLICATES)]
-    return (change, *bootstrap.interval(reps))
+    return (change, *bootstrap.interval(wide_reps[:, 0] - narrow_reps[:, 0]))
 
 
 def _width_claim(architecture: str, alignment: str, keys: tuple[str, ...]) -> Callable[[Run], list[Verdict]]:
     """A barrier falls as the width grows: the widest minus the narrowest swept width, below 0 beyond its
-    interval (the paper gives no number: 0, with the narrowest width's barrier as the effect)."""
+    interval (the paper gives no number: 0, no effect to add; the interval must lie below 0)."""
     def judge(run: Run) -> list[Verdict]:
         if run.architecture != architecture:
             return [Verdict(ACROSS, math.nan, NOT_TESTABLE, f"a {architecture} claim; this run's architecture is "
@@ -590,11 +617,11 @@ def _width_claim(architecture: str, alignment: str, keys: tuple[str, ...]) -> Ca
         rule = Rule(0.0, AT_MOST, 0.0, "a fall: the change below 0")
         checks = [vi_learned(run, v) for v in (narrow, wide)]
         # no fall within the interval: the upper end at or above 0 is the baseline of 'no width effect'
-        flat = Baseline("no width effect (a change of 0)", 0.0, not math.isnan(change) and
+        flat = Baseline("no width effect: a change of 0 inside the interval (or above the change)", 0.0, not math.isnan(change) and
                         (change >= 0 if math.isnan(high) else high >= 0))
         return [decide(ACROSS, change, rule, f"{alignment} VI barrier by width {trend}", low=low, high=high,
-                       interval="bootstrap over each width's pairs" if not math.isnan(low) else
-                       "fewer than 3 pairs at a width: no interval", preconditions=checks, baselines=[flat])]
+                       interval="bootstrap over each width's seeds" if not math.isnan(low) else
+                       "fewer than 3 seeds at a width: no interval", preconditions=checks, baselines=[flat])]
     return judge
 
 
@@ -689,19 +716,15 @@ def _hmc_floor(run: Run) -> list[Verdict]:
                                                           "barrier rows"))
             continue
         excess = float(aligned.mean() - floor.mean())
-        lo_a, hi_a, scheme = _pairs_interval(aligned)
-        lo_f, hi_f, _ = _pairs_interval(floor)
-        low, high = ((excess - ((hi_a - lo_a) + (hi_f - lo_f)) / 2, excess + ((hi_a - lo_a) + (hi_f - lo_f)) / 2)
-                     if not (math.isnan(lo_a) or math.isnan(lo_f)) else (math.nan, math.nan))
+        # chains resampled once per replicate: the floor's halves and the aligned pairs come from the same chains
+        low, high, scheme = _seed_interval([aligned, floor], lambda m: m[0] - m[1])
         rule = Rule(0.0, AT_MOST, naive - float(floor.mean()), "no excess over the floor; the effect: the naive "
                                                                  "barrier's excess over it")
         identity = Baseline("the identity permutation's excess over the floor", naive - float(floor.mean()),
                             reaches(naive - float(floor.mean()), excess, low, high, AT_MOST))
         text = (f"naive {_fmt(naive)} -> weight-aligned {_fmt(float(aligned.mean()))}; halves of one chain aligned "
                 f"the same way {_fmt(float(floor.mean()))} (unaligned {_fmt(_barrier(run, v, 'hmc', WITHIN_CHAIN))})")
-        interval = (scheme + "; chains and halves resampled apart, half-widths added" if not math.isnan(low)
-                    else f"{len(aligned)} chain pair(s): no interval")
-        out.append(decide(v, excess, rule, text, low=low, high=high, interval=interval,
+        out.append(decide(v, excess, rule, text, low=low, high=high, interval=scheme,
                           preconditions=[converged(run, v), within_chain_valid(run, v)], baselines=[identity],
                           control="the barrier between the aligned halves of one chain", control_value=float(floor.mean())))
     return out
@@ -712,8 +735,8 @@ JOINT_CANDIDATES = (("ensemble", "weight"), ("vi", "w2"))  # whose joint alignme
 
 def _one_basin(run: Run) -> list[Verdict]:
     """All seeds in one basin: one labelling of every seed (the joint alignment) connects every pair with a
-    barrier near zero. Baselines: the same pairs each aligned on its own (a joint labelling that does no better
-    than pairwise ones adds nothing), and the identity permutation."""
+    barrier near zero. The baseline: the identity permutation's worst pair; the control: the same pairs each
+    aligned on its own."""
     out = []
     for v in run.variants:
         found = next(((m, k, rows) for m, k in JOINT_CANDIDATES
@@ -726,10 +749,7 @@ def _one_basin(run: Run) -> list[Verdict]:
         pairwise = _pair_barriers(run, v, method, kind)
         naive = _pair_barriers(run, v, method, "naive")
         worst = float(joint.max())
-        rng = np.random.default_rng(SEED)
-        low, high = ((bootstrap.interval([joint.to_numpy()[rng.integers(len(joint), size=len(joint))].max()
-                                          for _ in range(bootstrap.REPLICATES)]))
-                     if len(joint) >= bootstrap.MIN_UNITS else (math.nan, math.nan))
+        low = high = math.nan  # a bootstrap never exceeds the observed worst pair: no interval for a maximum
         table = run.table("joint_alignment", v)
         cycle = ""
         if table is not None:
@@ -742,9 +762,8 @@ def _one_basin(run: Run) -> list[Verdict]:
         naive_worst = float(naive.max()) if len(naive) else math.nan
         baselines = [Baseline("the identity permutation's worst barrier", naive_worst,
                               reaches(naive_worst, worst, low, high, AT_MOST))]
-        out.append(decide(v, worst, near_zero_rule(naive_worst), text, low=low, high=high,
-                          interval=f"bootstrap of the worst of {len(joint)} pairs" if not math.isnan(low) else
-                          "fewer than 3 pairs: no interval", baselines=baselines,
+        out.append(decide(v, worst, near_zero_rule(naive_worst), text, interval=f"the worst of {len(joint)} pairs: "
+                          "no interval", baselines=baselines, preconditions=[vi_learned(run, v)] if method == "vi" else [],
                           control=f"worst barrier of the same {method} pairs each aligned on its own ({kind})",
                           control_value=float(pairwise.max()) if len(pairwise) else math.nan))
     return out
@@ -758,8 +777,9 @@ def _expected_random_not(n: float) -> float:
 
 
 def _not_claim(run: Run) -> list[Verdict]:
-    """Found = planted: the mean excess NoT over the planted rows (k > 0), 0 within the tolerance, the effect
-    being the mean planted NoT. Baseline: a uniformly random permutation's NoT, as far from the planted."""
+    """Found = planted: the mean |found - planted| NoT over the planted runs (k > 0), 0 within the tolerance, the
+    effect being the mean planted NoT. Baselines: the identity permutation (finding none) and a uniformly random
+    permutation's NoT, each as far from the planted."""
     out = []
     for v in run.variants:
         t = run.table("not_k", v)
@@ -772,8 +792,9 @@ def _not_claim(run: Run) -> list[Verdict]:
             out.append(Verdict(v, math.nan, NOT_TESTABLE, "not_study.ks plants no transposition (all k = 0)"))
             continue
         units = float(t["units_total"].iloc[0])
-        excess = float(planted["excess"].mean())
-        low, high = bootstrap.mean_interval(planted["excess"].to_numpy(), seed=SEED)
+        off = planted["excess"].abs()  # found above or below the planted: both miss it
+        distance = float(off.mean())
+        low, high = bootstrap.mean_interval(off.to_numpy(), seed=SEED)
         floor = float(zero["excess"].mean()) if len(zero) else math.nan
         by_k = ", ".join(f"k={k}: {g['excess'].mean():+.1f}" for k, g in t.groupby("k"))
         setting = (f"setting {t['setting'].iloc[0]}, {t['matching'].iloc[0]} matching, " if "setting" in t else "")
@@ -786,11 +807,13 @@ def _not_claim(run: Run) -> list[Verdict]:
             text += (f"; with nothing planted (k = 0) {floor:+.1f}: an excess at k = 0 is a floor of the training "
                      "setting (minibatch order, optimiser, prior), not of the planted permutation")
         planted_mean = float(planted["not_planted"].mean())
-        rule = Rule(0.0, AT_MOST, planted_mean, f"no excess; the effect: the mean planted NoT {_fmt(planted_mean)}")
+        rule = Rule(0.0, AT_MOST, planted_mean, f"found = planted; the effect: the mean planted NoT {_fmt(planted_mean)}")
         random_off = float(np.mean([abs(_expected_random_not(units) - k) for k in planted["not_planted"]]))
-        baselines = [Baseline("a random permutation's distance from the planted NoT", random_off,
-                              reaches(random_off, abs(excess), low, high, AT_MOST))]
-        out.append(decide(v, excess, rule, text, low=low, high=high,
+        baselines = [Baseline("the identity permutation's distance from the planted NoT (finding none)", planted_mean,
+                              reaches(planted_mean, distance, low, high, AT_MOST)),
+                     Baseline("a random permutation's distance from the planted NoT", random_off,
+                              reaches(random_off, distance, low, high, AT_MOST))]
+        out.append(decide(v, distance, rule, text, low=low, high=high,
                           interval=(f"bootstrap over {len(planted)} planted runs" if not math.isnan(low) else
                                     "fewer than 3 planted runs: no interval"), baselines=baselines,
                           control="NoT found with nothing planted (k = 0): the floor of this setting",
@@ -848,7 +871,9 @@ def _pruning_claim(run: Run) -> list[Verdict]:
             continue
         f = min(halves)
         drop = 100 * (curve[1.0] - curve[f])
-        mag = t[(t["criterion"] == "|mu|")].set_index("fraction_retained")["test_accuracy"]
+        name = label.removeprefix("merged: ").split(" mean + ", 1)[0]  # the merged mean's method
+        mag = t[(t["criterion"] == "|mu|") & (t["label"] == f"{name} mean by magnitude")].set_index(
+            "fraction_retained")["test_accuracy"]
         mag_drop = 100 * (mag[1.0] - mag[f]) if 1.0 in mag.index and f in mag.index else math.nan
         row = t[(t["label"] == label) & (t["fraction_retained"] == f)].iloc[0]
         low, high = (float(row["accuracy_drop_low"]), float(row["accuracy_drop_high"])) if "accuracy_drop_low" in t \
@@ -902,6 +927,10 @@ def _vi_learned(run: Run) -> list[Verdict]:
             continue
         r = rows.iloc[0]
         spread = vi_learned(run, v).value
+        if math.isnan(spread):
+            out.append(Verdict(v, math.nan, NOT_TESTABLE, f"VI's sigma percentiles are not positive (q10 "
+                                                          f"{_fmt(r['sigma_q10'])}, q90 {_fmt(r['sigma_q90'])})"))
+            continue
         init, share = float(r.get("sigma_init", math.nan)), float(r.get("kl_share", math.nan))
         error = float(r.get("test_error", math.nan))
         text = (f"sigma 10th / 50th / 90th percentile {_fmt(r['sigma_q10'])} / {_fmt(r['median_sigma'])} / "
@@ -972,7 +1001,7 @@ CLAIMS = (
     Claim("hmc-converged", "Vehtari et al. (2021); Sommer et al. (2024)", "convention (precondition of every HMC claim)",
           "The HMC reference chains have converged", f"{STRICT_SHARE:.0%} of points at R-hat <= {RHAT_STRICT:g}, all at "
           f"<= {RHAT_ALL:g}", STRICT_SHARE, "rhat_share_1.01 of chain_diagnostics_<variant>.csv (rank R-hat of p(y|x) per test point)",
-          f">= {STRICT_SHARE:g}, and rhat_share_1.1 = 1", _hmc_converged),
+          f">= {STRICT_SHARE:g}, and rhat_share_1.1 = 1", _hmc_converged, precondition=True),
     Claim("xiao-hmc-rebasin", XIAO, "Table 1", "Rebasin lifts HMC's fitted Gaussian: q_r agrees with HMC far more "
           "than q_d", _gap_words("HMC"), _lift_number('HMC'), f"(q_r - q_d) / (1 - q_d) of 'HMC {Q_R}', agreement in table1_<variant>.csv",
           f"at least the paper's share {TOLERANCE}", _lift_claim("hmc", "HMC")),
@@ -1009,7 +1038,7 @@ CLAIMS = (
           "largest loss barrier of the 'joint_weight' ensemble rows (else 'joint_w2' VI rows) of barriers.csv",
           f"at most 0 {TOLERANCE}", _one_basin),
     Claim("xiao-not-training", XIAO, "Figure 3", "The NoT found after training equals the NoT planted at "
-          "initialisation", "found = planted", 0.0, "not_found - not_planted of not_k_<variant>.csv (k > 0), mean",
+          "initialisation", "found = planted", 0.0, "|not_found - not_planted| of not_k_<variant>.csv (k > 0), mean",
           f"at most 0 {TOLERANCE}", _not_claim),
     Claim("xiao-not-distance", XIAO, "Figure 3", "The weight distance between the planted and the unplanted network "
           "grows with the planted NoT", "monotone rise", 1.0, "Spearman rho of l2_naive and not_planted (not_k_<variant>.csv)",
@@ -1024,7 +1053,8 @@ CLAIMS = (
           "magnitude pruning loses", _pruning_claim),
     Claim("vi-learned", "DESIGN.md, after Rossi et al.", "precondition of every VI claim",
           "VI learned a posterior: its sigmas spread by what the data say of each weight", f"q90 / q10 >= {SIGMA_SPREAD:g}", SIGMA_SPREAD,
-          "sigma_q90 / sigma_q10 of 'VI q' in sigma_<variant>.csv", f">= {SIGMA_SPREAD}", _vi_learned),
+          "sigma_q90 / sigma_q10 of 'VI q' in sigma_<variant>.csv", f">= {SIGMA_SPREAD}", _vi_learned,
+          precondition=True),
     Claim("rossi-vi-near-zero", ROSSI, "MLP experiments", "W2 alignment brings MLP VI barriers near zero", "barrier ~0", 0.0,
           "loss barrier of vi 'w2' rows of barriers.csv, mean over pairs",
           f"at most 0 {TOLERANCE} (the effect: the naive barrier), below means-only matching", _vi_near_zero),
@@ -1069,7 +1099,7 @@ def judge(run: Run) -> pd.DataFrame:
                 raise ValueError(f"claim {c.key}: verdict {v.verdict!r} is not one of {VERDICTS}")
             if not (math.isnan(v.paper_number) or math.isclose(v.paper_number, c.number)):
                 raise ValueError(f"claim {c.key}: judged against {v.paper_number}, declared {c.number}")
-            rows.append({"claim": c.key, "paper": c.paper, "place": c.place, "statement": c.statement,
+            rows.append({"claim": c.key, "kind": "precondition" if c.precondition else "claim", "paper": c.paper, "place": c.place, "statement": c.statement,
                          "paper_value": c.paper_value, "paper_number": c.number, "quantity": c.quantity,
                          "rule": c.rule, "variant": v.variant, "measured": v.measured, "low": v.low, "high": v.high,
                          "interval": v.interval, "tolerance": v.tolerance, "verdict": v.verdict, "reason": v.reason,
@@ -1098,6 +1128,24 @@ def _collapsed(table: pd.DataFrame) -> list:
     return rows
 
 
+def shown_verdict(kind: str, verdict: str) -> str:
+    """A precondition's row reads met / not met: it is no claim of a paper to reproduce."""
+    if kind == "precondition":
+        return {REPRODUCED: "met", NOT_REPRODUCED: "not met"}.get(verdict, verdict)
+    return verdict
+
+
+def counts(table: pd.DataFrame) -> str:
+    """The stamp's summary: the papers' claims by verdict, then the preconditions."""
+    claims, pre = table[table["kind"] == "claim"], table[table["kind"] == "precondition"]
+    n = claims["verdict"].value_counts()
+    text = "Claims: " + ", ".join(f"{n.get(v, 0)} {v}" for v in VERDICTS) + "."
+    if len(pre):
+        text += " Preconditions: " + ", ".join(f"{r.claim} {shown_verdict(r.kind, r.verdict)}"
+                                              for r in pre.itertuples()) + "."
+    return text
+
+
 def measured_cell(measured: float, low: float, high: float) -> str:
     """A measured value with its 95% interval, as the tables print it."""
     if math.isnan(measured):
@@ -1116,10 +1164,10 @@ def markdown(table: pd.DataFrame, *, title: str, stamp: str) -> str:
              "|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r.statement} | {r.paper}, {r.place} | {r.paper_value or '-'} | {r.variant} | "
-                     f"{measured_cell(r.measured, r.low, r.high)} | {r.rule} | **{r.verdict}** |")
+                     f"{measured_cell(r.measured, r.low, r.high)} | {r.rule} | **{shown_verdict(r.kind, r.verdict)}** |")
     lines += ["", "## Why: interval, preconditions, baselines and control behind each verdict", ""]
     for r in rows:
-        parts = [f"- **{r.claim}** ({r.variant}, {r.verdict}): {r.reason}."]
+        parts = [f"- **{r.claim}** ({r.variant}, {shown_verdict(r.kind, r.verdict)}): {r.reason}."]
         if r.interval:
             parts.append(f"Interval: {r.interval}.")
         if not math.isnan(r.tolerance):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..storage.atomic import write_csv, write_text
-from ..evaluation.claims_table import VERDICTS, Run, judge, markdown
+from ..evaluation.claims_table import Run, counts, judge, markdown
 from ..storage.provenance import code_revision
 
 
@@ -23,8 +23,7 @@ def claims_job(table_paths, config: dict, variants: dict, out_csv, out_md, sweep
     digest = hashlib.sha1(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
     stamp = (f"Run `{config.get('name', '?')}`; code {code_revision()}; config sha1 {digest}; judged from "
              f"{len(frames)} summary tables by `snakemake claims`.")
-    counts = table["verdict"].value_counts()
-    stamp += " Verdicts: " + ", ".join(f"{counts.get(v, 0)} {v}" for v in VERDICTS) + "."
+    stamp += " " + counts(table)
     write_csv(out_csv, table.assign(code=code_revision(), config_sha1=digest))
     write_text(out_md, markdown(table, title=f"Claims of both papers, judged on run {config.get('name', '?')}",
                                 stamp=stamp))

@@ -210,7 +210,7 @@ def table1_job(posterior_paths: dict, rebasin_paths: dict, data_path, cfg: dict,
     from ..evaluation.compare import accuracy, agreement, expected_calibration_error, total_variation
     from ..evaluation.mcmc_diagnostics import predictive_convergence
     from ..evaluation.mcmc_diagnostics import summary as chain_summary
-    from ..evaluation.predict import Stacked, log_predictive, sample_label_log_probs
+    from ..evaluation.predict import log_predictive, sample_label_log_probs
 
     ref = methods.reference_method(list(posterior_paths))
     if ref is None:
@@ -223,13 +223,15 @@ def table1_job(posterior_paths: dict, rebasin_paths: dict, data_path, cfg: dict,
     reference_posts = read_sample_sets(posterior_paths[ref], data=data, what="Table 1")
     model, _ = reference_posts[0].build_model()
     model.to(dev)
-    columns = {}
+    columns, units = {}, {}  # units: a sample column's predictive per chain or member, for the bootstrap
     for label, what, source in table1_columns(posterior_paths, rebasin_paths):
         if what == "samples":
             posts = reference_posts if source is posterior_paths[ref] else read_sample_sets(source, data=data,
                                                                                               what="Table 1")
             reference_posts[0].check_compatible(posts[0], f"Table 1 column {label}")
             logp, logp_mean = log_predictive(model, _pooled_source(posts), x, memory_mb=budget), None
+            units[label] = np.stack([log_predictive(model, source, x, memory_mb=budget).exp().cpu().numpy()
+                                     for _, source in _unit_sources(posts)])
         else:
             # rebasin fits were checked against the data by their own job
             post = read_posterior(source, data=data if what == "gaussian" else None, kind="gaussian", what="Table 1")
@@ -257,17 +259,12 @@ def table1_job(posterior_paths: dict, rebasin_paths: dict, data_path, cfg: dict,
                   "test NLL": float(-logp_y.mean()),
                   "test ECE": expected_calibration_error(p, y_np)}
         rows += [{"metric": m, "column": label, "value": values[m]} for m in tables.TABLE1_METRICS]
-    # the reference's predictive chain by chain: the bootstrap resamples chains where there are 3 or more
-    chain_sources = [(post.seed, Stacked({k: v[c] for k, v in post.samples.items()})) for post in reference_posts
-                     for c in range(next(iter(post.samples.values())).shape[0])]
-    chain_probs = np.stack([log_predictive(model, source, x, memory_mb=budget).exp().cpu().numpy()
-                            for _, source in chain_sources])
-    replicates = bootstrap.table1_replicates(chain_probs, per_point, y_np, ref_label, seed=seed)
+    replicates = bootstrap.table1_replicates(units, per_point, y_np, ref_label, seed=seed)
     table = pd.DataFrame(rows)
     bounds = [bootstrap.interval(replicates[bootstrap.replicate_column(m, c)])
               if m in bootstrap.REPLICATE_METRICS else (np.nan, np.nan) for m, c in zip(table["metric"], table["column"])]
     table["low"], table["high"] = [b[0] for b in bounds], [b[1] for b in bounds]
-    table["interval"] = bootstrap.scheme(len(chain_probs))
+    table["interval"] = bootstrap.scheme({label: len(u) for label, u in units.items()})
     if out_replicates is not None:
         write_csv(out_replicates, replicates)
     write_csv(out_csv, table.assign(device=device_label()))
@@ -275,6 +272,7 @@ def table1_job(posterior_paths: dict, rebasin_paths: dict, data_path, cfg: dict,
     write_text(out_md, tables.markdown(wide, index_name="metric"))
     write_text(out_tex, tables.latex(wide, index_name="metric"))
     # convergence of the chains, judged on predictive quantities (unchanged by permutations)
+    chain_sources = _unit_sources(reference_posts)
     chains = np.stack([sample_label_log_probs(model, source, x, y, memory_mb=budget).exp().cpu().numpy()
                        for _, source in chain_sources])  # [chains, draws, N]
     diag = {"method": ref, "chains": len(chains), "draws_per_chain": chains.shape[1]}
@@ -287,6 +285,14 @@ def table1_job(posterior_paths: dict, rebasin_paths: dict, data_path, cfg: dict,
         diag[f"divergences_seed{p.seed}"] = int(p.diagnostic_attrs.get("divergences", 0))
     diag["device"] = device_label()
     write_csv(out_diag, pd.DataFrame([diag]))
+
+
+def _unit_sources(posts) -> list:
+    """(seed, draws) of every chain (or member) of the posteriors: the units a bootstrap resamples."""
+    from ..evaluation.predict import Stacked
+
+    return [(post.seed, Stacked({k: v[c] for k, v in post.samples.items()})) for post in posts
+            for c in range(next(iter(post.samples.values())).shape[0])]
 
 
 def _pooled_source(posts):

@@ -54,6 +54,11 @@ def rebasin(run: str, variant: str, method: str, matching: str, reference: str, 
     return f"{run}/{variant}/rebasin/{method}/{matching}/{reference}/{fit}.{ext}"
 
 
+def replicates(run: str, variant: str) -> str:
+    """Table 1's bootstrap replicates: beside the summary tables, not among them (no report item, no paper file)."""
+    return f"{run}/{variant}/bootstrap/table1_replicates_{variant}.csv"
+
+
 def basin(run: str, variant: str, label: str) -> str:
     return f"{run}/{variant}/basin/{label}.h5"
 
