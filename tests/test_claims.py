@@ -68,6 +68,7 @@ def test_decide_orders_preconditions_then_baselines_then_the_papers_number():
     assert claims.decide("b", 0.70, rule, "x", low=0.6, high=0.8).verdict == REPRODUCED  # half-width 0.1 widens it
     v = claims.decide("b", 0.95, rule, "x", preconditions=[met, failed])
     assert v.verdict == INCONCLUSIVE and "a precondition failed: q 0.3" in v.reason
+    assert "on the paper's number alone reproduced (0.95 against at least 0.8 within 0.08)" in v.reason
     assert v.preconditions[1].text() == "q 0.3 (>= 0.95): FAILED" and v.preconditions[0].text().endswith(": met")
     v = claims.decide("b", 0.95, rule, "x", baselines=[claims.Baseline("a baseline", 0.96, True)])
     assert v.verdict == NOT_REPRODUCED and "a baseline 0.96" in v.reason

@@ -188,8 +188,10 @@ def decide(variant: str, measured: float, rule: Rule, reason: str, *, low: float
     # a precondition this run did not measure cannot be taken as met
     failed = [c for c in preconditions if c.passed is not True]
     reaching = [b for b in baselines if b.reaches]
+    number_alone = "reproduced" if rule.holds(measured, tol) else "not reproduced"
     if failed:
         v.verdict = INCONCLUSIVE
+        v.reason += f"; on the paper's number alone {number_alone} ({_fmt(measured)} against {side})"
         parts = [f"{what}: " + "; ".join(f"{c.name} {_fmt(c.value)}" for c in failed if c.passed is state)
                  for what, state in (("a precondition failed", False), ("not measured by this run", None))
                  if any(c.passed is state for c in failed)]
