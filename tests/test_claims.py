@@ -608,3 +608,33 @@ def test_the_results_page_says_which_code_wrote_the_runs_artifacts(tmp_path):
     results_doc_job(run, config, tmp_path / "page.md")
     page = (tmp_path / "page.md").read_text()
     assert f"written by code {judged_by} (1), 0123abc (1)" in page and "not all by the code that judged" in page
+
+
+def test_docs_results_index_is_the_pages_own_verdicts(tmp_path, monkeypatch):
+    """docs/results.md's findings are `python -m workflow results-index`'s output on the committed pages: a
+    finding typed by hand, or a page regenerated without the index, fails here."""
+    from pathlib import Path
+
+    from workflow.jobs.results_doc import INDEX_BEGIN, INDEX_END, page_verdicts, results_index
+
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(root)
+    doc = (root / "docs" / "results.md").read_text()
+    block = doc.split(INDEX_BEGIN, 1)[1].split(INDEX_END, 1)[0]
+    assert block.strip() == results_index(sorted(Path("docs/results").glob("*.md"))).strip()
+
+    page = tmp_path / "p.md"
+    page.write_text("Written by `x`; code 0123456789abcdef, config sha1 f.\n\n"
+                    "| claim | paper, place | paper | variant | measured [95% interval] | rule | verdict |\n"
+                    "|---|---|---|---|---|---|---|\n| A | X | 1 | base | 0.7 [0.6, 0.8] | r | **inconclusive** |\n"
+                    "| B | X | 1 | base | - | r | **not testable** |\n\n## Why\n\n"
+                    "- **a-key** (base, inconclusive): why.\n- **b-key** (base, not testable): no data.\n")
+    code, two_sided, rows = page_verdicts(page)
+    assert code == "0123456" and two_sided and [r["key"] for r in rows] == ["a-key", "b-key"]
+    text = results_index([page])
+    assert "| a-key | base | 0.7 [0.6, 0.8] | inconclusive |" in text and "Not testable by this config: b-key." in text
+    page.write_text(page.read_text().replace("measured [95% interval]", "measured"))  # a page of the one-sided rules
+    assert "not yet rerun" in results_index([page])
+    page.write_text(page.read_text().replace("- **b-key** (base, not testable): no data.\n", ""))
+    with pytest.raises(ValueError, match="regenerate the page"):
+        page_verdicts(page)
