@@ -638,3 +638,13 @@ def test_docs_results_index_is_the_pages_own_verdicts(tmp_path, monkeypatch):
     page.write_text(page.read_text().replace("- **b-key** (base, not testable): no data.\n", ""))
     with pytest.raises(ValueError, match="regenerate the page"):
         page_verdicts(page)
+
+
+def test_the_stamp_counts_the_papers_claims_apart_from_the_preconditions():
+    t = pd.DataFrame({"claim": ["hmc-converged"] * 3 + ["vi-learned"] * 3 + ["x", "y"],
+                      "kind": ["precondition"] * 6 + ["claim"] * 2,
+                      "verdict": [NOT_TESTABLE] * 3 + [NOT_REPRODUCED, NOT_REPRODUCED, REPRODUCED, REPRODUCED,
+                                                       INCONCLUSIVE]})
+    assert claims.counts(t) == ("Claims: 1 reproduced, 0 not reproduced, 1 inconclusive, 0 not testable. "
+                                "Preconditions: hmc-converged 3 not testable, vi-learned 2 not met, 1 met.")
+    assert claims.counts(t.iloc[[0, 3, 6]]).endswith("Preconditions: hmc-converged not testable, vi-learned not met.")

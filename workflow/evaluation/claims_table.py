@@ -1142,9 +1142,11 @@ def counts(table: pd.DataFrame) -> str:
     claims, pre = table[table["kind"] == "claim"], table[table["kind"] == "precondition"]
     n = claims["verdict"].value_counts()
     text = "Claims: " + ", ".join(f"{n.get(v, 0)} {v}" for v in VERDICTS) + "."
-    if len(pre):
-        text += " Preconditions: " + ", ".join(f"{r.claim} {shown_verdict(r.kind, r.verdict)}"
-                                              for r in pre.itertuples()) + "."
+    if len(pre):  # one entry per precondition, its variants counted by verdict
+        text += " Preconditions: " + ", ".join(
+            f"{key} " + ", ".join(f"{n} {shown_verdict('precondition', v)}" if len(g) > 1 else
+                                  shown_verdict("precondition", v) for v, n in g["verdict"].value_counts().items())
+            for key, g in pre.groupby("claim", sort=False)) + "."
     return text
 
 
