@@ -35,6 +35,13 @@ def align(a, b, kind: str, *, seed: int, max_sweeps: int, restarts: int = 1, mat
     return result, b.permuted(spec, result.perms)
 
 
+def align_as_configured(a, b, kind: str, *, seed: int, alignment_cfg: dict, data: dict | None = None):
+    """``align`` with the run's alignment section (max_sweeps, restarts, matcher, its ste_* settings)."""
+    return align(a, b, kind, seed=seed, max_sweeps=alignment_cfg["max_sweeps"],
+                 restarts=alignment_cfg.get("restarts", 1), matcher=alignment_cfg.get("matcher", "weight"), data=data,
+                 alignment_cfg=alignment_cfg)
+
+
 def loss_matcher_settings(alignment_cfg: dict) -> dict:
     """The straight-through matcher's keyword arguments from the alignment section."""
     return {"steps": alignment_cfg["ste_steps"], "lr": alignment_cfg["ste_lr"],
@@ -57,10 +64,8 @@ def align_pair(kind: str, path_a, path_b, cfg: dict, out, *, seeds: tuple[int, i
         data = load_prepared(data_path)
         check_posterior(a, path_a, data=data)
     # the matching's random group order depends on the pair alone, so reruns give identical files
-    result, aligned = align(a, b, kind, seed=1000 * a.seed + b.seed, max_sweeps=cfg["alignment"]["max_sweeps"],
-                            restarts=cfg["alignment"].get("restarts", 1),
-                            matcher=cfg["alignment"].get("matcher", "weight"), data=data,
-                            alignment_cfg=cfg["alignment"])
+    result, aligned = align_as_configured(a, b, kind, seed=1000 * a.seed + b.seed, alignment_cfg=cfg["alignment"],
+                                          data=data)
     dist_kind, before = a.distance_to(b)
     _, after = a.distance_to(aligned)
     al = Alignment(alignment=kind, method=a.method, seed_a=a.seed, seed_b=b.seed, perms=result.perms,

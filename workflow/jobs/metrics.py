@@ -17,7 +17,7 @@ from ..config import table_cell
 from ..device import device_label, use_device
 from ..storage.prepared import load_prepared
 from ..alignment.permutations import number_of_transpositions
-from .align import align
+from .align import align_as_configured
 from .inputs import check_posterior, read_posterior
 
 log = logging.getLogger(__name__)
@@ -99,9 +99,8 @@ def within_chain_curves(paths, seeds, data_path, cfg: dict, out, *, device: str 
             frames.append(_path_curve(a, b, data, cfg, alignment=WITHIN_CHAIN, pair=f"{chain}-{chain}", meta=meta,
                                       device=device, variant=variant, repair=False))
             # as align_pair aligns two chains; the matching's random group order depends on the chain alone
-            result, aligned = align(a, b, "weight", seed=1000 * post.seed + c, max_sweeps=acfg["max_sweeps"],
-                                    restarts=acfg.get("restarts", 1), matcher=acfg.get("matcher", "weight"),
-                                    data=data, alignment_cfg=acfg)
+            result, aligned = align_as_configured(a, b, "weight", seed=1000 * post.seed + c, alignment_cfg=acfg,
+                                                  data=data)
             _, after = a.distance_to(aligned)
             nots = {g: number_of_transpositions(p) for g, p in result.perms.items()}
             log.info("chain %s halves weight-matched: %s distance %.4g -> %.4g, %d sweeps (converged: %s); NoT %s",
