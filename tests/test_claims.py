@@ -633,8 +633,11 @@ def test_docs_results_index_is_the_pages_own_verdicts(tmp_path, monkeypatch):
     assert code == "0123456" and two_sided and [r["key"] for r in rows] == ["a-key", "b-key"]
     text = results_index([page])
     assert "| a-key | base | 0.7 [0.6, 0.8] | inconclusive |" in text and "Not testable by this config: b-key." in text
+    assert "uncommitted" not in text
     page.write_text(page.read_text().replace("measured [95% interval]", "measured"))  # a page of the one-sided rules
     assert "not yet rerun" in results_index([page])
+    page.write_text(page.read_text().replace("code 0123456789abcdef,", "code 0123456789abcdef-dirty,"))
+    assert "judged by uncommitted code (-dirty)" in results_index([page])
     page.write_text(page.read_text().replace("- **b-key** (base, not testable): no data.\n", ""))
     with pytest.raises(ValueError, match="regenerate the page"):
         page_verdicts(page)

@@ -189,6 +189,8 @@ def results_index(pages) -> str:
         judged = ("judged two-sided (intervals, preconditions, baselines)" if two_sided else
                   "**judged by the one-sided rules before two-sided verdicts: not yet rerun, read its verdicts as "
                   "superseded**")
+        if "-dirty" in page.read_text().split("\n## ", 1)[0]:  # the stamp names uncommitted code
+            judged += "; **judged by uncommitted code (-dirty): no commit rebuilds its numbers**"
         out += [f"### [{page.stem}](results/{page.name})", "", f"Code {code}; {judged}.", "",
                 "| claim | variant | measured | verdict |", "|---|---|---|---|"]
         out += [f"| {r['key']} | {r['variant']} | {r['measured']} | {r['verdict']} |" for r in rows
